@@ -1,0 +1,1 @@
+"""Sans-I/O translation between the OpenAI Responses and Chat Completions API shapes."""

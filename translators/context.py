@@ -1,0 +1,68 @@
+"""What a request translation hands to the translation of its response (and stream)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+IdFactory = Callable[[str], str]
+
+
+def random_id(prefix: str) -> str:
+    """OpenAI-looking ids (`resp_…`, `msg_…`, `fc_…`) that never collide across replicas."""
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Translation knobs that come from diglot's configuration."""
+
+    instructions_role: Literal["system", "developer"] = "system"
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    strict: bool = False
+    reasoning_events: Literal["text", "summary"] = "text"
+    think_tags: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A request field diglot could not map and did not forward; logged, or a 400 when strict."""
+
+    param: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredTool:
+    """A client-side tool as the client named it, found again from its upstream name."""
+
+    kind: Literal["function", "custom"]
+    name: str
+    namespace: str | None = None
+
+
+@dataclass(slots=True)
+class ToolNames:
+    """Upstream function names <-> the client's tools (custom, namespaced, over-long names)."""
+
+    by_upstream: dict[str, RestoredTool] = field(default_factory=dict)
+
+    def restore(self, upstream_name: str) -> RestoredTool:
+        """An unknown name is taken as a plain function the model invented."""
+        return self.by_upstream.get(upstream_name) or RestoredTool("function", upstream_name)
+
+
+@dataclass(slots=True)
+class ResponseContext:
+    """Everything the Chat -> Responses direction needs from the request it answers."""
+
+    response_id: str
+    created_at: int
+    model: str
+    echo: dict[str, Any]
+    tools: ToolNames
+    options: Options
+    include_logprobs: bool = False
+    new_id: IdFactory = random_id
