@@ -1,0 +1,1 @@
+"""Content parts: Responses `input_*`/`output_*` parts <-> Chat Completions message content."""

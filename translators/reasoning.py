@@ -1,0 +1,1 @@
+"""Reasoning: Responses `reasoning` items <-> Chat `reasoning_content` and `<think>` text."""

@@ -1,0 +1,1 @@
+"""Tools, tool choice and tool calls in both shapes, including custom and namespaced tools."""

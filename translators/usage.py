@@ -1,0 +1,1 @@
+"""Token usage in both shapes."""
