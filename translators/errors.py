@@ -32,3 +32,57 @@ def error_body(
 ) -> dict[str, Any]:
     """The `{"error": {...}}` envelope both API shapes share."""
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+_MAX_MESSAGE = 2000
+
+
+def upstream_error_body(status: int, payload: object) -> dict[str, Any]:
+    """Any backend's error body (OpenAI, vLLM, llama.cpp, Ollama, FastAPI, text) as OpenAI's."""
+    default_type = _TYPE_BY_STATUS.get(status, "server_error" if status >= 500 else "api_error")
+    message: str | None = None
+    error_type, param, code = default_type, None, None
+    fields: object = payload
+    if isinstance(payload, dict):
+        inner = payload.get("error")
+        if isinstance(inner, dict):
+            fields = inner
+        elif isinstance(inner, str) and inner:
+            message = inner
+        elif "detail" in payload:
+            message = _detail_text(payload["detail"])
+    if isinstance(fields, dict):
+        if message is None and isinstance(fields.get("message"), str):
+            message = fields["message"]
+        if isinstance(fields.get("type"), str) and fields["type"]:
+            error_type = fields["type"]
+        if isinstance(fields.get("param"), str):
+            param = fields["param"]
+        if isinstance(fields.get("code"), str):
+            code = fields["code"]
+    elif isinstance(payload, str | bytes) and payload:
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+        message = text.strip()
+    if not message:
+        message = f"The upstream returned HTTP {status}."
+    return error_body(message[:_MAX_MESSAGE], error_type, param, code)
+
+
+def _detail_text(detail: object) -> str:
+    """FastAPI-style `detail`: a string or a list of validation problems."""
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):
+        parts = [str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail]
+        return "; ".join(parts)
+    return str(detail)
