@@ -1,1 +1,109 @@
 """Reasoning: Responses `reasoning` items <-> Chat `reasoning_content` and `<think>` text."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+ReasoningMode = Literal["text", "summary"]
+Segment = tuple[Literal["reasoning", "text"], str]
+
+_OPEN = "<think>"
+_CLOSE = "</think>"
+
+
+def _partial_close(text: str) -> int:
+    """Length of the longest tail of `text` that could begin a `</think>` tag."""
+    if "<" not in text[-len(_CLOSE) :]:
+        return 0
+    for size in range(min(len(_CLOSE) - 1, len(text)), 0, -1):
+        if text.endswith(_CLOSE[:size]):
+            return size
+    return 0
+
+
+class ThinkSplitter:
+    """Splits a leading `<think>…</think>` block off answer text arriving in arbitrary chunks."""
+
+    __slots__ = ("_held", "_state")
+
+    def __init__(self) -> None:
+        self._state: Literal["start", "lead", "think", "after", "text"] = "start"
+        self._held = ""
+
+    @property
+    def passthrough(self) -> bool:
+        """Past the think block (or there was none): all further text is answer text."""
+        return self._state == "text"
+
+    def feed(self, text: str) -> list[Segment]:
+        buffered = self._held + text if self._held else text
+        self._held = ""
+        state = self._state
+        if state == "text":
+            return [("text", buffered)] if buffered else []
+        if state == "start":
+            stripped = buffered.lstrip()
+            if stripped.startswith(_OPEN):
+                self._state = "lead"
+                return self._lead(stripped[len(_OPEN) :])
+            if _OPEN.startswith(stripped):
+                self._held = buffered
+                return []
+            self._state = "text"
+            return [("text", buffered)]
+        if state == "lead":
+            return self._lead(buffered)
+        if state == "think":
+            return self._think(buffered)
+        answer = buffered.lstrip()
+        if not answer:
+            return []
+        self._state = "text"
+        return [("text", answer)]
+
+    def flush(self) -> list[Segment]:
+        """The end: an unclosed think block is all reasoning, an undecided start is text."""
+        held, state = self._held, self._state
+        self._held = ""
+        self._state = "text"
+        if state == "think":
+            held = held.rstrip()
+            return [("reasoning", held)] if held else []
+        return [("text", held)] if held else []
+
+    def _lead(self, text: str) -> list[Segment]:
+        body = text.lstrip()
+        if not body:
+            return []
+        self._state = "think"
+        return self._think(body)
+
+    def _think(self, text: str) -> list[Segment]:
+        end = text.find(_CLOSE)
+        if end >= 0:
+            reasoning = text[:end].rstrip()
+            answer = text[end + len(_CLOSE) :].lstrip()
+            self._state = "text" if answer else "after"
+            segments: list[Segment] = [("reasoning", reasoning)] if reasoning else []
+            if answer:
+                segments.append(("text", answer))
+            return segments
+        body_end = len(text) - _partial_close(text)
+        emit_end = len(text[:body_end].rstrip())
+        self._held = text[emit_end:]
+        return [("reasoning", text[:emit_end])] if emit_end else []
+
+
+def reasoning_part(mode: ReasoningMode, text: str) -> dict[str, Any]:
+    """Reasoning as raw `reasoning_text` content or as a `summary_text` summary part."""
+    return {"type": "summary_text" if mode == "summary" else "reasoning_text", "text": text}
+
+
+def reasoning_item(
+    item_id: str, text: str | None, mode: ReasoningMode, status: str
+) -> dict[str, Any]:
+    """The `reasoning` output item; `text` None gives the empty item a stream announces first."""
+    parts = [] if text is None else [reasoning_part(mode, text)]
+    if mode == "summary":
+        return {"id": item_id, "type": "reasoning", "status": status, "summary": parts}
+    return {"id": item_id, "type": "reasoning", "status": status, "summary": [], "content": parts}
