@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from translators.context import ResponseContext, RestoredTool
@@ -151,7 +152,7 @@ def tool_call_item(
 
 
 def chat_tool_call_to_item(
-    call: dict[str, Any], ctx: ResponseContext, status: str
+    call: Mapping[str, Any], ctx: ResponseContext, status: str
 ) -> dict[str, Any]:
     """One complete Chat `tool_calls` entry as the client's function or custom tool call item."""
     function = call.get("function") or {}

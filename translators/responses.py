@@ -1,0 +1,200 @@
+"""Chat Completions answers as Responses objects: the one builder both stream and non-stream use."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from translators.content import (
+    chat_content_text,
+    chat_logprobs_to_responses,
+    message_item,
+    output_text_part,
+    refusal_part,
+)
+from translators.context import ResponseContext
+from translators.reasoning import Segment, ThinkSplitter, reasoning_item
+from translators.tools import chat_tool_call_to_item
+from translators.usage import chat_usage_to_responses
+
+ResponseStatus = Literal["in_progress", "completed", "incomplete", "failed"]
+ItemStatus = Literal["completed", "incomplete"]
+
+# The codes a Responses `error` may carry; anything else is reported as a server error.
+_ERROR_CODES = frozenset(
+    {
+        "server_error",
+        "rate_limit_exceeded",
+        "invalid_prompt",
+        "vector_store_timeout",
+        "invalid_image",
+        "invalid_image_format",
+        "invalid_base64_image",
+        "invalid_image_url",
+        "image_too_large",
+        "image_too_small",
+        "image_parse_error",
+        "image_content_policy_violation",
+        "invalid_image_mode",
+        "image_file_too_large",
+        "unsupported_image_media_type",
+        "empty_image_file",
+        "failed_to_download_image",
+        "image_file_not_found",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a response ended: its status, its items' status, and why if not completed."""
+
+    status: ResponseStatus
+    item_status: ItemStatus = "completed"
+    incomplete_details: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+COMPLETED = Outcome("completed")
+_CUT_OFF = {
+    "length": Outcome("incomplete", "incomplete", {"reason": "max_output_tokens"}),
+    "max_tokens": Outcome("incomplete", "incomplete", {"reason": "max_output_tokens"}),
+    "content_filter": Outcome("incomplete", "incomplete", {"reason": "content_filter"}),
+}
+
+
+def finish_outcome(finish_reason: str | None) -> Outcome:
+    """Chat `finish_reason` -> status; a cut-off answer is never reported as completed."""
+    if finish_reason == "error":
+        return failure_outcome("The upstream model stopped with an error.")
+    return _CUT_OFF.get(finish_reason or "", COMPLETED)
+
+
+def failure_outcome(message: str, code: str | None = None) -> Outcome:
+    """A failed response; codes outside the Responses vocabulary become `server_error`."""
+    known = code if code in _ERROR_CODES else "server_error"
+    return Outcome("failed", "incomplete", error={"code": known, "message": message})
+
+
+def upstream_error_outcome(error: object) -> Outcome:
+    """The `error` member of an upstream body or stream chunk as a failed outcome."""
+    if not isinstance(error, Mapping):
+        return failure_outcome(str(error))
+    message = error.get("message")
+    code = error.get("code")
+    kind = error.get("type")
+    if not isinstance(code, str) or code not in _ERROR_CODES:
+        limited = "rate_limit" in f"{code} {kind}" or code == 429
+        code = "rate_limit_exceeded" if limited else None
+    return failure_outcome(message if isinstance(message, str) else str(error), code)
+
+
+def response_object(
+    ctx: ResponseContext,
+    outcome: Outcome,
+    output: list[dict[str, Any]],
+    *,
+    model: str | None = None,
+    usage: dict[str, Any] | None = None,
+    completed_at: int | None = None,
+) -> dict[str, Any]:
+    """The full `response` object, every key present, the request's echoed settings merged in."""
+    body: dict[str, Any] = {
+        "id": ctx.response_id,
+        "object": "response",
+        "created_at": ctx.created_at,
+        "status": outcome.status,
+        "completed_at": completed_at if outcome.status == "completed" else None,
+        "error": outcome.error,
+        "incomplete_details": outcome.incomplete_details,
+        "model": model or ctx.model,
+        "output": output,
+        "usage": usage,
+    }
+    for key, value in ctx.echo.items():
+        body.setdefault(key, value)
+    return body
+
+
+IN_PROGRESS = Outcome("in_progress")
+
+
+def now_seconds() -> int:
+    return int(time.time())
+
+
+def chat_completion_to_response(
+    completion: dict[str, Any], ctx: ResponseContext, *, now: int | None = None
+) -> dict[str, Any]:
+    """A non-streamed chat.completion as the Responses object a client would have received."""
+    model = completion.get("model") if isinstance(completion.get("model"), str) else None
+    usage = completion.get("usage")
+    mapped_usage = chat_usage_to_responses(usage) if isinstance(usage, Mapping) else None
+    choices = completion.get("choices")
+    if completion.get("error") is not None:
+        outcome = upstream_error_outcome(completion["error"])
+        output: list[dict[str, Any]] = []
+    elif not choices or not isinstance(choices, list) or not isinstance(choices[0], Mapping):
+        outcome = failure_outcome("The upstream returned no choices.")
+        output = []
+    else:
+        choice = choices[0]
+        outcome = finish_outcome(choice.get("finish_reason"))
+        output = _choice_output(choice, ctx, outcome.item_status)
+    completed = now_seconds() if now is None else now
+    return response_object(
+        ctx, outcome, output, model=model, usage=mapped_usage, completed_at=completed
+    )
+
+
+def _choice_output(
+    choice: Mapping[str, Any], ctx: ResponseContext, status: ItemStatus
+) -> list[dict[str, Any]]:
+    """Reasoning, then the message, then one item per tool call, as the stream would order them."""
+    message = choice.get("message") or {}
+    segments = _segments(message, ctx)
+    reasoning = "".join(text for kind, text in segments if kind == "reasoning")
+    answer = "".join(text for kind, text in segments if kind == "text")
+    output: list[dict[str, Any]] = []
+    if reasoning:
+        mode = ctx.options.reasoning_events
+        output.append(reasoning_item(ctx.new_id("rs"), reasoning, mode, status))
+    parts = [output_text_part(answer, _logprobs(choice, ctx))] if answer else []
+    refusal = message.get("refusal")
+    if isinstance(refusal, str) and refusal:
+        parts.append(refusal_part(refusal))
+    if parts:
+        output.append(message_item(ctx.new_id("msg"), parts, status))
+    for call in message.get("tool_calls") or ():
+        if isinstance(call, Mapping):
+            output.append(chat_tool_call_to_item(call, ctx, status))
+    return output
+
+
+def _segments(message: Mapping[str, Any], ctx: ResponseContext) -> list[Segment]:
+    """The message's reasoning field, then its content with any leading think block split off."""
+    segments: list[Segment] = []
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if isinstance(reasoning, str) and reasoning:
+        segments.append(("reasoning", reasoning))
+    text = chat_content_text(message.get("content"))
+    if not text:
+        return segments
+    if not ctx.options.think_tags:
+        segments.append(("text", text))
+        return segments
+    splitter = ThinkSplitter()
+    segments += splitter.feed(text)
+    segments += splitter.flush()
+    return segments
+
+
+def _logprobs(choice: Mapping[str, Any], ctx: ResponseContext) -> list[dict[str, Any]]:
+    """The choice's token logprobs, when the client asked for them."""
+    if not ctx.include_logprobs:
+        return []
+    logprobs = choice.get("logprobs")
+    entries = logprobs.get("content") if isinstance(logprobs, Mapping) else None
+    return chat_logprobs_to_responses(entries) if isinstance(entries, list) else []
