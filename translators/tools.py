@@ -139,13 +139,15 @@ def tool_call_item(
     item_id: str, call_id: str, tool: RestoredTool, payload: str, status: str
 ) -> dict[str, Any]:
     """A `function_call` (payload: arguments) or `custom_tool_call` (payload: input) item."""
-    item: dict[str, Any] = {"id": item_id, "status": status, "call_id": call_id, "name": tool.name}
-    if tool.kind == "custom":
-        item["type"] = "custom_tool_call"
-        item["input"] = payload
-    else:
-        item["type"] = "function_call"
-        item["arguments"] = payload
+    custom = tool.kind == "custom"
+    item: dict[str, Any] = {
+        "id": item_id,
+        "type": "custom_tool_call" if custom else "function_call",
+        "status": status,
+        "call_id": call_id,
+        "name": tool.name,
+        "input" if custom else "arguments": payload,
+    }
     if tool.namespace is not None:
         item["namespace"] = tool.namespace
     return item

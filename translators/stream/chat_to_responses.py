@@ -1,0 +1,228 @@
+"""Chat Completions chunks in, Responses stream events out: one state machine per stream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from translators.content import chat_content_text, chat_logprobs_to_responses
+from translators.context import ResponseContext
+from translators.reasoning import Segment, ThinkSplitter
+from translators.responses import (
+    IN_PROGRESS,
+    Outcome,
+    failure_outcome,
+    finish_outcome,
+    now_seconds,
+    response_object,
+    upstream_error_outcome,
+)
+from translators.stream.emitter import Emitter
+from translators.stream.items import MessageItem, OutputItem, ReasoningItem, ToolCallItem
+from translators.tools import tool_item_prefix
+from translators.usage import chat_usage_to_responses
+
+_TERMINAL_EVENTS = {
+    "completed": "response.completed",
+    "incomplete": "response.incomplete",
+    "failed": "response.failed",
+}
+
+
+class ChatToResponsesStream:
+    """Turns one upstream chat.completion.chunk stream into the Responses event grammar.
+
+    Reasoning and message items close when another item opens; tool calls stay open until the
+    choice finishes, so fragments of parallel calls may interleave. The terminal event waits
+    for `finish()` so that a usage chunk sent after `finish_reason` is included.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_ctx",
+        "_finish_reason",
+        "_items",
+        "_last_tool",
+        "_model",
+        "_open",
+        "_out",
+        "_phase",
+        "_think",
+        "_tools",
+        "_usage",
+    )
+
+    def __init__(self, ctx: ResponseContext, *, clock: Callable[[], int] = now_seconds) -> None:
+        self._ctx = ctx
+        self._clock = clock
+        self._out = Emitter()
+        self._phase: Literal["new", "open", "done"] = "new"
+        self._items: list[OutputItem] = []
+        self._open: MessageItem | ReasoningItem | None = None
+        self._tools: dict[object, ToolCallItem] = {}
+        self._last_tool: object = None
+        self._think = ThinkSplitter() if ctx.options.think_tags else None
+        self._finish_reason: str | None = None
+        self._model: str | None = None
+        self._usage: Mapping[str, Any] | None = None
+
+    def start(self) -> list[dict[str, Any]]:
+        """`response.created` and `response.in_progress` with the empty in-progress response."""
+        self._begin()
+        return self._out.drain()
+
+    def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+        """Events for one parsed upstream chunk (possibly none)."""
+        if self._phase != "open":
+            if self._phase == "done":
+                return []
+            self._begin()
+        error = chunk.get("error")
+        if error is not None:
+            self._terminate(upstream_error_outcome(error))
+            return self._out.drain()
+        if self._model is None:
+            model = chunk.get("model")
+            if isinstance(model, str) and model:
+                self._model = model
+        usage = chunk.get("usage")
+        if usage:
+            self._usage = usage
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) == 0 and self._finish_reason is None:
+                self._choice(choice)
+        return self._out.drain()
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The upstream ended: the terminal event (failed if the model never finished)."""
+        if self._phase == "done":
+            return []
+        self._begin()
+        if self._finish_reason is None:
+            self._terminate(
+                failure_outcome("The upstream stream ended before the answer finished.")
+            )
+        else:
+            self._terminate(finish_outcome(self._finish_reason))
+        return self._out.drain()
+
+    def fail(self, message: str, code: str | None = None) -> list[dict[str, Any]]:
+        """The upstream broke off: `response.failed`, and the stream ends."""
+        if self._phase == "done":
+            return []
+        self._begin()
+        self._terminate(failure_outcome(message, code))
+        return self._out.drain()
+
+    def _begin(self) -> None:
+        if self._phase != "new":
+            return
+        self._phase = "open"
+        snapshot = response_object(self._ctx, IN_PROGRESS, [])
+        self._out.emit({"type": "response.created", "response": snapshot})
+        self._out.emit({"type": "response.in_progress", "response": snapshot})
+
+    def _choice(self, choice: Mapping[str, Any]) -> None:
+        delta = choice.get("delta")
+        if delta:
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if reasoning and isinstance(reasoning, str):
+                self._reasoning(reasoning)
+            content = delta.get("content")
+            if content:
+                self._content(
+                    content if type(content) is str else chat_content_text(content), choice
+                )
+            refusal = delta.get("refusal")
+            if refusal and isinstance(refusal, str):
+                self._message().add_refusal(self._out, refusal)
+            for call in delta.get("tool_calls") or ():
+                self._tool_fragment(call)
+        finish_reason = choice.get("finish_reason")
+        if finish_reason:
+            self._finish_reason = finish_reason
+            if self._think is not None:
+                self._segments(self._think.flush(), choice)
+            status = finish_outcome(finish_reason).item_status
+            for item in self._items:
+                if not item.closed:
+                    item.close(self._out, status)
+
+    def _content(self, text: str, choice: Mapping[str, Any]) -> None:
+        splitter = self._think
+        if splitter is None:
+            self._text(text, choice)
+            return
+        self._segments(splitter.feed(text), choice)
+        if splitter.passthrough:
+            self._think = None
+
+    def _segments(self, segments: list[Segment], choice: Mapping[str, Any]) -> None:
+        for kind, text in segments:
+            if kind == "text":
+                self._text(text, choice)
+            else:
+                self._reasoning(text)
+
+    def _text(self, text: str, choice: Mapping[str, Any]) -> None:
+        logprobs: list[dict[str, Any]] = []
+        if self._ctx.include_logprobs:
+            chunk_logprobs = choice.get("logprobs")
+            entries = chunk_logprobs.get("content") if isinstance(chunk_logprobs, Mapping) else None
+            if isinstance(entries, list):
+                logprobs = chat_logprobs_to_responses(entries)
+        self._message().add_text(self._out, text, logprobs)
+
+    def _message(self) -> MessageItem:
+        item = self._open
+        if isinstance(item, MessageItem):
+            return item
+        message = MessageItem(self._out, self._next_index(), self._ctx.new_id("msg"))
+        self._open = message
+        self._items.append(message)
+        return message
+
+    def _reasoning(self, text: str) -> None:
+        item = self._open
+        if not isinstance(item, ReasoningItem):
+            mode = self._ctx.options.reasoning_events
+            item = ReasoningItem(self._out, self._next_index(), self._ctx.new_id("rs"), mode)
+            self._open = item
+            self._items.append(item)
+        item.add(self._out, text)
+
+    def _tool_fragment(self, call: Mapping[str, Any]) -> None:
+        """Routes an arguments fragment to its call by `index` (or `id` for index-less backends)."""
+        key = call.get("index")
+        if key is None:
+            key = call.get("id") or self._last_tool
+        self._last_tool = key
+        function = call.get("function") or {}
+        item = self._tools.get(key)
+        if item is None:
+            ctx = self._ctx
+            tool = ctx.tools.restore(function.get("name") or "")
+            call_id = call.get("id") or ctx.new_id("call")
+            item_id = ctx.new_id(tool_item_prefix(tool.kind))
+            item = ToolCallItem(self._out, self._next_index(), item_id, call_id, tool)
+            self._tools[key] = item
+            self._items.append(item)
+        arguments = function.get("arguments")
+        if arguments and isinstance(arguments, str):
+            item.add(self._out, arguments)
+
+    def _next_index(self) -> int:
+        """A new item ends the open reasoning or message item and takes the next output index."""
+        if self._open is not None:
+            self._open.close(self._out, "completed")
+            self._open = None
+        return len(self._items)
+
+    def _terminate(self, outcome: Outcome) -> None:
+        self._phase = "done"
+        output = [item.final(outcome.item_status) for item in self._items]
+        usage = chat_usage_to_responses(self._usage) if self._usage else None
+        response = response_object(
+            self._ctx, outcome, output, model=self._model, usage=usage, completed_at=self._clock()
+        )
+        self._out.emit({"type": _TERMINAL_EVENTS[outcome.status], "response": response})
