@@ -1,0 +1,144 @@
+"""The aiohttp application: routes, the shared upstream session, and the request middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from proxy import handlers
+from proxy.config import Config
+from proxy.observability import RequestLog, get_logger
+from proxy.replies import json_response
+from proxy.state import PROXY, RECORD, Proxy
+from proxy.upstream import REQUEST_ID, Upstream
+from translators.errors import RequestError, error_body
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = get_logger()
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+
+
+def create_app(config: Config) -> web.Application:
+    """One app per process; the upstream session opens on startup and closes on cleanup."""
+    app = web.Application(middlewares=[observe], client_max_size=config.max_body_bytes)
+    upstream = Upstream(config)
+    app[PROXY] = Proxy(config=config, options=config.options(), upstream=upstream)
+
+    async def open_upstream(_: web.Application) -> None:
+        await upstream.start()
+
+    async def close_upstream(_: web.Application) -> None:
+        await upstream.close()
+
+    app.on_startup.append(open_upstream)
+    app.on_cleanup.append(close_upstream)
+    for prefix in ("/v1", ""):
+        app.router.add_post(prefix + "/responses", handlers.responses)
+        app.router.add_post(prefix + "/chat/completions", handlers.chat_completions)
+        app.router.add_get(prefix + "/models", handlers.models, allow_head=False)
+    return app
+
+
+def serve(
+    app: web.Application | Awaitable[web.Application],
+    host: str,
+    port: int,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM, the only way diglot's app is meant to be served."""
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        access_log=None,
+        print=on_ready,
+        handler_cancellation=True,  # a client that goes away cancels its upstream request
+        auto_decompress=False,  # proxy.inbound decodes bodies itself, under the size limit
+    )
+
+
+def request_id(request: web.Request) -> str:
+    """The client's x-request-id when it is a sane token, else a fresh one."""
+    given = request.headers.get(REQUEST_ID)
+    if given and _CLIENT_REQUEST_ID.fullmatch(given):
+        return given
+    return "req_" + secrets.token_hex(16)
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer in OpenAI's error shape when it fails, and one log line per request."""
+    started = time.perf_counter()
+    record = RequestLog(request_id=request_id(request))
+    request[RECORD] = record
+    status = 500
+    try:
+        response = await _shaped(request, handler, record)
+        status = response.status
+        return response
+    except asyncio.CancelledError:
+        status = 499
+        record.error = "client disconnected"
+        raise
+    finally:
+        _log_request(request, record, status, started)
+
+
+async def _shaped(request: web.Request, handler: Handler, record: RequestLog) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        record.error = exc.code
+        return _error(record, exc.status, exc.body())
+    except web.HTTPException as exc:
+        record.error = exc.reason
+        return _http_error(request, record, exc)
+    except Exception:
+        log.exception("unexpected_error", request_id=record.request_id)
+        if request.writer is not None and request.writer.output_size > 0:
+            raise
+        body = error_body("The server had an error processing your request.", "server_error")
+        return _error(record, 500, body)
+
+
+def _error(record: RequestLog, status: int, body: dict[str, object]) -> web.Response:
+    return json_response(body, status, {REQUEST_ID: record.request_id})
+
+
+def _http_error(request: web.Request, record: RequestLog, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own errors (unknown path, wrong method, ...) in OpenAI's shape."""
+    if exc.status == 404:
+        message, code = f"Invalid URL ({request.method} {request.path})", "unknown_url"
+    elif exc.status == 405:
+        message, code = f"Method {request.method} is not allowed on {request.path}", None
+    else:
+        message, code = exc.reason, None
+    kind = "server_error" if exc.status >= 500 else "invalid_request_error"
+    response = _error(record, exc.status, error_body(message, kind, None, code))
+    if "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
+def _log_request(request: web.Request, record: RequestLog, status: int, started: float) -> None:
+    fields = {
+        "request_id": record.request_id,
+        "method": request.method,
+        "path": request.path,
+        "direction": record.direction,
+        "model": record.model,
+        "stream": record.stream,
+        "status": status,
+        "upstream_status": record.upstream_status,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        "upstream_ms": None if record.upstream_ms is None else round(record.upstream_ms, 2),
+        "input_tokens": record.input_tokens,
+        "output_tokens": record.output_tokens,
+        "error": record.error,
+    }
+    log.info("request", **{key: value for key, value in fields.items() if value is not None})

@@ -1,0 +1,89 @@
+"""`diglot` (serve) and `diglot demo`: argument parsing, configuration errors as one line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from proxy.app import create_app
+from proxy.app import serve as serve_app
+from proxy.config import Config, ConfigError, load_config
+from proxy.demo import run_demo
+from proxy.observability import configure_logging, get_logger
+
+USAGE_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (like a configuration error)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="diglot",
+        description="Serve OpenAI Responses clients from a Chat Completions upstream (and "
+        "pass requests through when both speak the same API). Run `diglot demo` to try it.",
+        argument_default=None,
+    )
+    add = parser.add_argument
+    add("--upstream", metavar="URL", help="upstream base URL including /v1")
+    add("--upstream-api", metavar="chat|responses", help="the API the upstream speaks")
+    add("--host", help="address to listen on (default 127.0.0.1)")
+    add("--port", help="port to listen on (default 8080)")
+    add("--upstream-api-key", metavar="KEY", help="replace the client's Authorization upstream")
+    add("--config", metavar="FILE", help="TOML file with any of these settings")
+    add("--strict", action=argparse.BooleanOptionalAction, help="refuse unmappable fields (400)")
+    add("--instructions-role", metavar="system|developer", help="role for `instructions`")
+    add("--max-tokens-field", metavar="max_tokens|max_completion_tokens")
+    add("--reasoning-events", metavar="text|summary", help="how reasoning is streamed")
+    add("--think-tags", action=argparse.BooleanOptionalAction, help="split <think> blocks")
+    add("--connect-timeout", metavar="SECONDS", help="upstream connect timeout (default 10)")
+    add("--read-timeout", metavar="SECONDS", help="upstream read timeout (default 600)")
+    add("--max-body-bytes", metavar="N", help="decoded request body limit (default 50 MiB)")
+    add("--log-format", metavar="json|console|auto")
+    add("--log-level", metavar="LEVEL", help="debug, info, warning, error (default info)")
+    add("--log-bodies", action=argparse.BooleanOptionalAction, help="log request bodies")
+    return parser
+
+
+def demo_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="diglot demo",
+        description="Start a tiny chat-only demo backend and diglot in front of it.",
+    )
+    parser.add_argument("--port", type=int, default=8080, help="diglot's port (default 8080)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `diglot` command and `python -m proxy`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["demo"]:
+        return run_demo(demo_parser().parse_args(args[1:]).port)
+    parsed = vars(serve_parser().parse_args(args))
+    try:
+        config = load_config(parsed, os.environ)
+    except ConfigError as exc:
+        print(f"diglot: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    serve(config)
+    return 0
+
+
+def serve(config: Config) -> None:
+    """Run until SIGINT/SIGTERM."""
+    configure_logging(config.log_format, config.log_level)
+    get_logger().info(
+        "listening",
+        host=config.host,
+        port=config.port,
+        upstream=config.upstream,
+        upstream_api=config.upstream_api,
+    )
+    serve_app(create_app(config), config.host, config.port)

@@ -1,0 +1,197 @@
+"""diglot's settings, merged from the command line, DIGLOT_* variables and a TOML file."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from translators.context import Options
+
+LogFormat = Literal["json", "console", "auto"]
+UpstreamApi = Literal["chat", "responses"]
+
+
+class ConfigError(Exception):
+    """A setting with an unusable value; the CLI prints it as one line and exits 2."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"invalid setting {setting}: {problem}")
+        self.setting = setting
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything diglot needs to run; built once at startup."""
+
+    upstream: str
+    upstream_api: UpstreamApi
+    host: str = "127.0.0.1"
+    port: int = 8080
+    upstream_api_key: str | None = None
+    strict: bool = False
+    instructions_role: Literal["system", "developer"] = "system"
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    reasoning_events: Literal["text", "summary"] = "text"
+    think_tags: bool = True
+    connect_timeout: float = 10.0
+    read_timeout: float = 600.0
+    max_body_bytes: int = 50 * 1024 * 1024
+    log_format: LogFormat = "auto"
+    log_level: str = "info"
+    log_bodies: bool = False
+
+    def options(self) -> Options:
+        """The translation knobs of this configuration."""
+        return Options(
+            instructions_role=self.instructions_role,
+            max_tokens_field=self.max_tokens_field,
+            strict=self.strict,
+            reasoning_events=self.reasoning_events,
+            think_tags=self.think_tags,
+        )
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(name, "expected a non-empty string")
+    return value.strip()
+
+
+def _choice(*allowed: str) -> Callable[[str, object], str]:
+    def parse(name: str, value: object) -> str:
+        text = _text(name, value).lower()
+        if text not in allowed:
+            raise ConfigError(name, f"{value!r} is not one of {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
+def _flag(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+    raise ConfigError(name, f"{value!r} is not a boolean (true/false)")
+
+
+def _number(name: str, value: object, kind: type[int] | type[float]) -> int | float:
+    if isinstance(value, bool):
+        raise ConfigError(name, f"{value!r} is not a number")
+    if isinstance(value, int | float):
+        number: int | float = value
+    elif isinstance(value, str):
+        try:
+            number = kind(value.strip())
+        except ValueError:
+            raise ConfigError(name, f"{value!r} is not a number") from None
+    else:
+        raise ConfigError(name, f"{value!r} is not a number")
+    if kind is int and number != int(number):
+        raise ConfigError(name, f"{value!r} is not a whole number")
+    return kind(number)
+
+
+def _port(name: str, value: object) -> int:
+    port = int(_number(name, value, int))
+    if not 0 <= port <= 65535:
+        raise ConfigError(name, f"{port} is outside 0-65535")
+    return port
+
+
+def _positive_float(name: str, value: object) -> float:
+    seconds = float(_number(name, value, float))
+    if seconds <= 0:
+        raise ConfigError(name, "must be greater than 0")
+    return seconds
+
+
+def _positive_int(name: str, value: object) -> int:
+    size = int(_number(name, value, int))
+    if size <= 0:
+        raise ConfigError(name, "must be greater than 0")
+    return size
+
+
+def _url(name: str, value: object) -> str:
+    url = _text(name, value).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(name, f"{value!r} is not an http(s) URL such as http://127.0.0.1:8000/v1")
+    return url
+
+
+def _level(name: str, value: object) -> str:
+    return _choice("debug", "info", "warning", "error", "critical")(name, value)
+
+
+PARSERS: dict[str, Callable[[str, object], Any]] = {
+    "upstream": _url,
+    "upstream_api": _choice("chat", "responses"),
+    "host": _text,
+    "port": _port,
+    "upstream_api_key": _text,
+    "strict": _flag,
+    "instructions_role": _choice("system", "developer"),
+    "max_tokens_field": _choice("max_tokens", "max_completion_tokens"),
+    "reasoning_events": _choice("text", "summary"),
+    "think_tags": _flag,
+    "connect_timeout": _positive_float,
+    "read_timeout": _positive_float,
+    "max_body_bytes": _positive_int,
+    "log_format": _choice("json", "console", "auto"),
+    "log_level": _level,
+    "log_bodies": _flag,
+}
+REQUIRED = ("upstream", "upstream_api")
+ENV_PREFIX = "DIGLOT_"
+
+
+def env_name(setting: str) -> str:
+    """The environment variable that carries a setting."""
+    return ENV_PREFIX + setting.upper()
+
+
+def read_file(path: str) -> dict[str, object]:
+    """A TOML config file's settings; keys are the option names with `_` or `-`."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+    settings: dict[str, object] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in PARSERS:
+            raise ConfigError(key, f"unknown setting in {path}")
+        settings[name] = value
+    return settings
+
+
+def load_config(cli: Mapping[str, object | None], env: Mapping[str, str]) -> Config:
+    """Merge the sources (CLI > env > file > default) and validate every value."""
+    config_path = cli.get("config") or env.get(env_name("config"))
+    from_file = read_file(str(config_path)) if config_path else {}
+    values: dict[str, Any] = {}
+    for name, parse in PARSERS.items():
+        raw: object | None = cli.get(name)
+        if raw is None:
+            raw = env.get(env_name(name)) or None
+        if raw is None:
+            raw = from_file.get(name)
+        if raw is not None:
+            values[name] = parse(name, raw)
+    for name in REQUIRED:
+        if name not in values:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(name, f"required (set {flag}, {env_name(name)} or the config file)")
+    return Config(**values)

@@ -1,0 +1,113 @@
+"""The routes: passthrough when the client and upstream agree, translation when they differ."""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from proxy.inbound import read_body
+from proxy.observability import RequestLog, get_logger
+from proxy.replies import upstream_error_response
+from proxy.state import PROXY, RECORD, Proxy
+from proxy.translate import responses_over_chat
+from proxy.upstream import REQUEST_ID, relay_headers
+from translators.errors import RequestError
+
+log = get_logger()
+
+
+class _Peek(msgspec.Struct):
+    """The two fields a passthrough log line reports; everything else is skipped unparsed."""
+
+    model: str | None = None
+    stream: bool | None = None
+
+
+_peek = msgspec.json.Decoder(_Peek)
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    """POST /v1/responses."""
+    proxy, record = request.app[PROXY], request[RECORD]
+    raw = await read_body(request, proxy.config.max_body_bytes)
+    _log_body(proxy, record, raw)
+    if proxy.config.upstream_api == "responses":
+        return await _passthrough(request, proxy, record, "/responses", raw)
+    return await responses_over_chat(request, proxy, record, raw)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """POST /v1/chat/completions."""
+    proxy, record = request.app[PROXY], request[RECORD]
+    if proxy.config.upstream_api != "chat":
+        record.direction = "chat->responses"
+        raise RequestError(
+            "Chat Completions requests are not supported yet in front of a Responses upstream.",
+            code="unsupported_direction",
+        )
+    raw = await read_body(request, proxy.config.max_body_bytes)
+    _log_body(proxy, record, raw)
+    return await _passthrough(request, proxy, record, "/chat/completions", raw)
+
+
+async def models(request: web.Request) -> web.StreamResponse:
+    """GET /v1/models, always the upstream's list."""
+    return await _passthrough(request, request.app[PROXY], request[RECORD], "/models", None)
+
+
+def _log_body(proxy: Proxy, record: RequestLog, raw: bytes) -> None:
+    if proxy.config.log_bodies:
+        body = raw.decode("utf-8", "replace")
+        log.info("request_body", request_id=record.request_id, body=body)
+
+
+async def _passthrough(
+    request: web.Request, proxy: Proxy, record: RequestLog, path: str, raw: bytes | None
+) -> web.StreamResponse:
+    """Relay the body up and the answer's bytes down as they arrive, untouched."""
+    record.direction = "passthrough"
+    content_type = None
+    if raw is not None:
+        content_type = request.headers.get("Content-Type", "application/json")
+        try:
+            peeked = _peek.decode(raw)
+            record.model, record.stream = peeked.model, peeked.stream
+        except msgspec.DecodeError:
+            pass
+    headers = proxy.upstream.headers(request.headers, record.request_id, content_type)
+    url = proxy.upstream.url(path, request.query_string)
+    started = time.perf_counter()
+    async with proxy.upstream.open(request.method, url, headers, raw) as upstream:
+        record.upstream_status = upstream.status
+        record.upstream_ms = (time.perf_counter() - started) * 1000
+        if upstream.status >= 400:
+            return await upstream_error_response(upstream, record.request_id)
+        response_headers = relay_headers(upstream.headers)
+        response_headers[REQUEST_ID] = record.request_id
+        response = web.StreamResponse(
+            status=upstream.status, reason=upstream.reason, headers=response_headers
+        )
+        await response.prepare(request)
+        chunks = upstream.content.iter_any()
+        while True:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                break
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                record.error = f"upstream broke mid-body: {exc!r}"
+                _abort(request)
+                return response
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+
+def _abort(request: web.Request) -> None:
+    """Cut the client's connection so a half-relayed body is seen as broken, not complete."""
+    transport = request.transport
+    if transport is not None:
+        transport.close()

@@ -1,0 +1,67 @@
+"""Structured logs: JSON lines in production, key=value on a terminal; one line per request."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+import structlog
+
+LOGGER_NAME = "diglot"
+Direction = Literal["passthrough", "responses->chat", "chat->responses", "local"]
+
+
+def configure_logging(log_format: str, level: str) -> None:
+    """Set up structlog once at startup; request handling never touches configuration."""
+    use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    shared: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if use_json:
+        processors = [
+            *shared,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        ]
+        factory: Any = structlog.BytesLoggerFactory(sys.stderr.buffer)
+    else:
+        processors = [*shared, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        factory = structlog.PrintLoggerFactory(sys.stderr)
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=factory,
+        cache_logger_on_first_use=True,
+    )
+
+
+def get_logger() -> Any:
+    """diglot's logger (a structlog bound logger)."""
+    return structlog.get_logger(LOGGER_NAME)
+
+
+@dataclass(slots=True)
+class RequestLog:
+    """What one request's log line reports; handlers fill it in as they learn things."""
+
+    request_id: str
+    direction: Direction = "local"
+    model: str | None = None
+    stream: bool | None = None
+    upstream_status: int | None = None
+    upstream_ms: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    error: str | None = None
+
+    def usage(self, usage: object) -> None:
+        """Record token counts from a Responses `usage` object when there is one."""
+        if isinstance(usage, dict):
+            self.input_tokens = usage.get("input_tokens")
+            self.output_tokens = usage.get("output_tokens")

@@ -1,0 +1,87 @@
+"""Server-sent events: an incremental decoder for upstream streams and the encoder for clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import orjson
+
+DONE = b"[DONE]"
+_MAX_PENDING = 16 * 1024 * 1024
+
+
+class SSEError(Exception):
+    """The upstream's stream cannot be read as server-sent events."""
+
+
+class SSEEvent(NamedTuple):
+    """One dispatched event: its `event:` name (or None) and its joined `data:` bytes."""
+
+    event: str | None
+    data: bytes
+
+
+class SSEDecoder:
+    """Turns arbitrary byte chunks into events; line endings LF, CRLF or CR, split anywhere."""
+
+    __slots__ = ("_buffer", "_data", "_event")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[bytes] = []
+        self._event: str | None = None
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Events completed by this chunk, in order."""
+        buffer = self._buffer + chunk if self._buffer else chunk
+        if b"\r" in buffer:
+            held = buffer.endswith(b"\r")
+            if held:
+                buffer = buffer[:-1]
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if held:
+                buffer += b"\r"
+        events: list[SSEEvent] = []
+        start = 0
+        while (end := buffer.find(b"\n", start)) >= 0:
+            self._line(buffer[start:end], events)
+            start = end + 1
+        self._buffer = buffer[start:]
+        if len(self._buffer) > _MAX_PENDING:
+            raise SSEError("an event line exceeds 16 MiB")
+        return events
+
+    def close(self) -> list[SSEEvent]:
+        """At end of stream: an unterminated last event still counts (lenient to sloppy servers)."""
+        events: list[SSEEvent] = []
+        if self._buffer:
+            self._line(self._buffer.rstrip(b"\r"), events)
+            self._buffer = b""
+        self._line(b"", events)
+        return events
+
+    def _line(self, line: bytes, events: list[SSEEvent]) -> None:
+        if not line:
+            if self._data:
+                events.append(SSEEvent(self._event, b"\n".join(self._data)))
+            self._data = []
+            self._event = None
+            return
+        if line[0] == 0x3A:  # ":" starts a comment
+            return
+        name, sep, value = line.partition(b":")
+        if sep and value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+
+
+def encode_events(events: Iterable[dict[str, Any]]) -> bytes:
+    """OpenAI's framing: `event: <type>` and one `data:` line per event, LF, a blank line after."""
+    return b"".join(
+        b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+        for event in events
+    )

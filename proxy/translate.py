@@ -1,0 +1,200 @@
+"""Responses clients served from a Chat Completions upstream: request, answer and stream."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+from translators.requests import responses_request_to_chat
+
+from proxy.observability import RequestLog, get_logger
+from proxy.replies import json_response, upstream_error_response
+from proxy.sse import DONE, SSEDecoder, SSEError, encode_events
+from proxy.state import Proxy
+from proxy.upstream import REQUEST_ID, rate_limit_headers, read_all, upstream_failure
+from translators.context import ResponseContext
+from translators.errors import upstream_error_body
+from translators.models import decode_responses_request
+from translators.responses import chat_completion_to_response
+from translators.stream.chat_to_responses import ChatToResponsesStream
+
+_SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+_FAILED = "server_error"
+log = get_logger()
+
+
+async def responses_over_chat(
+    request: web.Request, proxy: Proxy, record: RequestLog, raw: bytes
+) -> web.StreamResponse:
+    """POST /v1/responses answered by POSTing {upstream}/chat/completions."""
+    record.direction = "responses->chat"
+    parsed = decode_responses_request(raw)
+    record.model, record.stream = parsed.model, parsed.stream
+    call = responses_request_to_chat(parsed, proxy.options, now=int(time.time()))
+    for dropped in call.dropped:
+        log.warning(
+            "field_dropped",
+            request_id=record.request_id,
+            param=dropped.param,
+            reason=dropped.reason,
+        )
+    if proxy.config.log_bodies:
+        log.info("upstream_request_body", request_id=record.request_id, body=call.body)
+    headers = proxy.upstream.headers(request.headers, record.request_id, "application/json")
+    url = proxy.upstream.url("/chat/completions")
+    started = time.perf_counter()
+    async with proxy.upstream.open("POST", url, headers, orjson.dumps(call.body)) as upstream:
+        record.upstream_status = upstream.status
+        record.upstream_ms = (time.perf_counter() - started) * 1000
+        if upstream.status >= 400:
+            return await upstream_error_response(upstream, record.request_id)
+        if upstream.status >= 300:
+            raise upstream_failure(
+                502, f"The upstream answered HTTP {upstream.status}.", "bad_upstream_response"
+            )
+        if parsed.stream:
+            return await _stream(request, upstream, call.context, record)
+        return _answer(await read_all(upstream), upstream, call.context, record)
+
+
+def _answer(
+    raw: bytes, upstream: aiohttp.ClientResponse, ctx: ResponseContext, record: RequestLog
+) -> web.Response:
+    """A whole chat.completion -> a whole response object."""
+    try:
+        completion = orjson.loads(raw)
+        if not isinstance(completion, dict):
+            raise TypeError("not a JSON object")
+        response = chat_completion_to_response(completion, ctx)
+    except Exception as exc:
+        log.warning("bad_upstream_response", request_id=record.request_id, error=repr(exc))
+        raise upstream_failure(
+            502, "The upstream sent a chat completion diglot cannot read.", "bad_upstream_response"
+        ) from None
+    record.usage(response.get("usage"))
+    headers = rate_limit_headers(upstream.headers)
+    headers[REQUEST_ID] = record.request_id
+    return json_response(response, 200, headers)
+
+
+class _ChatStreamRelay:
+    """Feeds upstream SSE bytes through the translator; knows when the stream has ended."""
+
+    __slots__ = ("closed", "decoder", "finish_seen", "record", "translator")
+
+    def __init__(self, ctx: ResponseContext, record: RequestLog) -> None:
+        self.translator = ChatToResponsesStream(ctx)
+        self.decoder = SSEDecoder()
+        self.record = record
+        self.closed = False
+        self.finish_seen = False
+
+    def start(self) -> list[dict[str, Any]]:
+        return self.translator.start()
+
+    def data(self, data: bytes) -> list[dict[str, Any]]:
+        """Events for one piece of the upstream body."""
+        try:
+            return self._events(self.decoder.feed(data))
+        except SSEError as exc:
+            return self.fail(f"The upstream stream is malformed: {exc}")
+
+    def end(self) -> list[dict[str, Any]]:
+        """The upstream body ended: finish if the answer was complete, else fail."""
+        events = self._events(self.decoder.close())
+        if self.closed:
+            return events
+        if self.finish_seen:
+            return events + self._close(self.translator.finish())
+        return events + self.fail("The upstream stream ended before the answer was finished.")
+
+    def fail(self, message: str) -> list[dict[str, Any]]:
+        self.record.error = message
+        return self._close(self.translator.fail(message, _FAILED))
+
+    def _close(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self.closed = True
+        self._record_usage(events)
+        return events
+
+    def _events(self, sse_events: list[Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for sse in sse_events:
+            if self.closed:
+                break
+            if sse.data == DONE:
+                out += self._close(self.translator.finish())
+                break
+            try:
+                chunk = orjson.loads(sse.data)
+            except orjson.JSONDecodeError:
+                out += self.fail("The upstream sent a stream chunk that is not JSON.")
+                break
+            if not isinstance(chunk, dict):
+                out += self.fail("The upstream sent a stream chunk that is not a JSON object.")
+                break
+            if "error" in chunk:
+                message = upstream_error_body(500, chunk)["error"]["message"]
+                out += self.fail(f"The upstream failed mid-stream: {message}")
+                break
+            if not self.finish_seen:
+                self.finish_seen = _has_finish_reason(chunk)
+            try:
+                out += self.translator.feed(chunk)
+            except Exception as exc:
+                log.warning(
+                    "bad_upstream_chunk", request_id=self.record.request_id, error=repr(exc)
+                )
+                out += self.fail("The upstream sent a stream chunk diglot cannot read.")
+                break
+        return out
+
+    def _record_usage(self, events: list[dict[str, Any]]) -> None:
+        if events:
+            response = events[-1].get("response")
+            if isinstance(response, dict):
+                self.record.usage(response.get("usage"))
+
+
+def _has_finish_reason(chunk: dict[str, Any]) -> bool:
+    choices = chunk.get("choices")
+    if not isinstance(choices, list):
+        return False
+    return any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+
+
+async def _stream(
+    request: web.Request,
+    upstream: aiohttp.ClientResponse,
+    ctx: ResponseContext,
+    record: RequestLog,
+) -> web.StreamResponse:
+    """Translate chunk by chunk as they arrive; always end with one terminal event."""
+    relay = _ChatStreamRelay(ctx, record)
+    headers = {
+        **_SSE_HEADERS,
+        **rate_limit_headers(upstream.headers),
+        REQUEST_ID: record.request_id,
+    }
+    response = web.StreamResponse(status=200, headers=headers)
+    await response.prepare(request)
+    await response.write(encode_events(relay.start()))
+    chunks = upstream.content.iter_any()
+    while not relay.closed:
+        try:
+            data = await chunks.__anext__()
+        except StopAsyncIteration:
+            events = relay.end()
+        except TimeoutError:
+            events = relay.fail("The upstream stopped sending in the middle of the answer.")
+        except aiohttp.ClientError as exc:
+            events = relay.fail(f"The upstream connection broke mid-stream: {exc}")
+        else:
+            events = relay.data(data)
+        if events:
+            await response.write(encode_events(events))
+    await response.write_eof()
+    return response

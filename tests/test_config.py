@@ -1,0 +1,135 @@
+"""Configuration: CLI > env > file > default, and one clear error per bad setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proxy.config import Config, ConfigError, load_config
+from translators.context import Options
+
+BASE = {"upstream": "http://127.0.0.1:8000/v1", "upstream_api": "chat"}
+
+
+def test_defaults() -> None:
+    config = load_config(BASE, {})
+    assert config == Config(upstream="http://127.0.0.1:8000/v1", upstream_api="chat")
+    assert (config.host, config.port, config.max_body_bytes) == ("127.0.0.1", 8080, 50 * 1024**2)
+    assert config.options() == Options()
+
+
+def test_trailing_slash_of_upstream_is_dropped() -> None:
+    config = load_config({**BASE, "upstream": "http://h:1/v1/"}, {})
+    assert config.upstream == "http://h:1/v1"
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "diglot.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_precedence_cli_over_env_over_file_over_default(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'upstream = "http://file:1/v1"\nupstream-api = "responses"\nport = 1111\n'
+        'read_timeout = 5\nstrict = true\nlog_format = "json"\n',
+    )
+    env = {"DIGLOT_PORT": "2222", "DIGLOT_READ_TIMEOUT": "7.5", "DIGLOT_CONFIG": path}
+    config = load_config({"port": "3333", "upstream_api": "chat"}, env)
+    assert config.port == 3333  # CLI
+    assert config.read_timeout == 7.5  # env
+    assert config.upstream == "http://file:1/v1"  # file
+    assert config.upstream_api == "chat"  # CLI over file
+    assert config.strict is True and config.log_format == "json"  # file
+    assert config.connect_timeout == 10.0  # default
+
+
+def test_cli_config_path_wins_over_env_path(tmp_path: Path) -> None:
+    good = write(tmp_path, 'upstream = "http://good:1/v1"\nupstream_api = "chat"\n')
+    config = load_config({"config": good}, {"DIGLOT_CONFIG": str(tmp_path / "missing.toml")})
+    assert config.upstream == "http://good:1/v1"
+
+
+def test_env_alone_is_enough_and_empty_env_values_are_unset() -> None:
+    env = {
+        "DIGLOT_UPSTREAM": "https://api.example.test/v1",
+        "DIGLOT_UPSTREAM_API": "RESPONSES",
+        "DIGLOT_UPSTREAM_API_KEY": "",
+        "DIGLOT_THINK_TAGS": "off",
+        "DIGLOT_INSTRUCTIONS_ROLE": "developer",
+        "DIGLOT_MAX_TOKENS_FIELD": "max_completion_tokens",
+        "DIGLOT_REASONING_EVENTS": "summary",
+    }
+    config = load_config({}, env)
+    assert config.upstream_api == "responses"
+    assert config.upstream_api_key is None
+    assert config.options() == Options(
+        instructions_role="developer",
+        max_tokens_field="max_completion_tokens",
+        reasoning_events="summary",
+        think_tags=False,
+    )
+
+
+def test_cli_false_flag_beats_env_true() -> None:
+    config = load_config({**BASE, "strict": False}, {"DIGLOT_STRICT": "1"})
+    assert config.strict is False
+
+
+@pytest.mark.parametrize(
+    ("cli", "env", "setting"),
+    [
+        ({"upstream_api": "chat"}, {}, "upstream"),
+        ({"upstream": "http://h/v1"}, {}, "upstream_api"),
+        ({**BASE, "upstream": "ftp://h/v1"}, {}, "upstream"),
+        ({**BASE, "upstream": "127.0.0.1:8000"}, {}, "upstream"),
+        ({**BASE, "upstream_api": "completions"}, {}, "upstream_api"),
+        ({**BASE, "port": "http"}, {}, "port"),
+        ({**BASE, "port": "70000"}, {}, "port"),
+        ({**BASE}, {"DIGLOT_PORT": "8.5"}, "port"),
+        ({**BASE, "connect_timeout": "0"}, {}, "connect_timeout"),
+        ({**BASE, "read_timeout": "soon"}, {}, "read_timeout"),
+        ({**BASE, "max_body_bytes": "-1"}, {}, "max_body_bytes"),
+        ({**BASE}, {"DIGLOT_STRICT": "maybe"}, "strict"),
+        ({**BASE, "log_format": "xml"}, {}, "log_format"),
+        ({**BASE, "log_level": "loud"}, {}, "log_level"),
+        ({**BASE, "instructions_role": "user"}, {}, "instructions_role"),
+        ({**BASE, "max_tokens_field": "tokens"}, {}, "max_tokens_field"),
+        ({**BASE, "reasoning_events": "none"}, {}, "reasoning_events"),
+    ],
+)
+def test_invalid_values_name_the_setting(
+    cli: dict[str, object], env: dict[str, str], setting: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(cli, env)
+    assert caught.value.setting == setting
+    assert str(caught.value).startswith(f"invalid setting {setting}: ")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "setting"),
+    [
+        ("port = true\n", "port"),
+        ('port = "x"\n', "port"),
+        ("strict = 1\n", "strict"),
+        ("max_body_bytes = 1.5\n", "max_body_bytes"),
+        ('colour = "blue"\n', "colour"),
+        ("this is not toml", "config"),
+    ],
+)
+def test_file_errors_name_the_setting(tmp_path: Path, text: str, setting: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config({**BASE, "config": path}, {})
+    assert caught.value.setting == setting
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config({**BASE, "config": str(tmp_path / "nope.toml")}, {})
+    assert caught.value.setting == "config"
+    assert "cannot read" in str(caught.value)
