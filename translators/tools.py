@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from translators.context import ResponseContext, RestoredTool
+import orjson
+
+from translators.context import Dropped, ResponseContext, RestoredTool, ToolNames
+from translators.errors import RequestError
+from translators.models import CustomTool, FunctionTool, HostedTool, Namespace, Tool
 
 _SPECIAL = re.compile(r'["\\]')
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\", '"': '"'}
@@ -163,3 +168,207 @@ def chat_tool_call_to_item(
     payload = custom_tool_input(arguments) if tool.kind == "custom" else arguments
     call_id = call.get("id") or ctx.new_id("call")
     return tool_call_item(ctx.new_id(tool_item_prefix(tool.kind)), call_id, tool, payload, status)
+
+
+_UPSTREAM_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
+_HASHED_STEM = 55
+_CUSTOM_INPUT = "input"
+
+
+class ToolNamer:
+    """Gives each client tool an upstream function name: valid, collision-free, deterministic."""
+
+    __slots__ = ("_declared", "_used", "names")
+
+    def __init__(self) -> None:
+        self.names = ToolNames()
+        self._declared: dict[tuple[str | None, str], str] = {}
+        self._used: set[str] = set()
+
+    def name(self, kind: Literal["function", "custom"], name: str, namespace: str | None) -> str:
+        """The upstream name of a tool (declared or only seen in history), minted on first use."""
+        key = (namespace, name)
+        upstream = self._declared.get(key)
+        if upstream is None:
+            upstream = self._mint(name, namespace)
+            self._declared[key] = upstream
+            if kind == "custom" or namespace is not None or upstream != name:
+                self.names.by_upstream[upstream] = RestoredTool(kind, name, namespace)
+        return upstream
+
+    def find(self, name: str, namespace: str | None) -> str | None:
+        """The upstream name of a declared tool, also when only its bare name is unique."""
+        upstream = self._declared.get((namespace, name))
+        if upstream is not None or namespace is not None:
+            return upstream
+        found = [up for (_, bare), up in self._declared.items() if bare == name]
+        return found[0] if len(found) == 1 else None
+
+    def reserve(self, name: str) -> None:
+        """Plain tools with valid names keep them: claimed before any name is minted."""
+        if _UPSTREAM_NAME.fullmatch(name):
+            self._used.add(name)
+            self._declared[(None, name)] = name
+
+    def _mint(self, name: str, namespace: str | None) -> str:
+        wanted = _NAME_UNSAFE.sub("_", f"{namespace}__{name}" if namespace else name)
+        if _UPSTREAM_NAME.fullmatch(wanted) and wanted not in self._used:
+            self._used.add(wanted)
+            return wanted
+        digest = hashlib.sha256(f"{namespace or ''}\0{name}".encode()).hexdigest()[:8]
+        candidate = f"{wanted[:_HASHED_STEM]}_{digest}"
+        count = 1
+        while candidate in self._used:
+            count += 1
+            candidate = f"{wanted[: _HASHED_STEM - len(str(count))]}_{digest}{count}"
+        self._used.add(candidate)
+        return candidate
+
+
+def chat_tools(tools: list[Tool], namer: ToolNamer, dropped: list[Dropped]) -> list[dict[str, Any]]:
+    """Responses tools as nested Chat function tools; hosted tools are dropped."""
+    for tool in tools:
+        if isinstance(tool, FunctionTool | CustomTool):
+            namer.reserve(tool.name)
+    out: list[dict[str, Any]] = []
+    for index, tool in enumerate(tools):
+        if isinstance(tool, Namespace):
+            out.extend(_chat_tool(member, namer, tool) for member in tool.tools)
+        elif isinstance(tool, HostedTool):
+            dropped.append(
+                Dropped(
+                    f"tools[{index}]",
+                    f"the hosted tool '{tool.type}' cannot run behind a Chat Completions upstream",
+                )
+            )
+        else:
+            out.append(_chat_tool(tool, namer, None))
+    return out
+
+
+def _chat_tool(
+    tool: FunctionTool | CustomTool, namer: ToolNamer, group: Namespace | None
+) -> dict[str, Any]:
+    namespace = group.name if group else None
+    function: dict[str, Any]
+    if isinstance(tool, CustomTool):
+        function = {
+            "name": namer.name("custom", tool.name, namespace),
+            "description": _custom_description(tool),
+            "parameters": _CUSTOM_PARAMETERS,
+        }
+    else:
+        function = {"name": namer.name("function", tool.name, namespace)}
+        if tool.description is not None:
+            function["description"] = tool.description
+        if tool.parameters is not None:
+            function["parameters"] = tool.parameters
+        if tool.strict is not None:
+            function["strict"] = tool.strict
+    if group is not None and group.description:
+        own = function.get("description")
+        function["description"] = f"{group.description}\n\n{own}" if own else group.description
+    return {"type": "function", "function": function}
+
+
+_CUSTOM_PARAMETERS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        _CUSTOM_INPUT: {"type": "string", "description": "The tool's whole input, as raw text."}
+    },
+    "required": [_CUSTOM_INPUT],
+    "additionalProperties": False,
+}
+
+
+def _custom_description(tool: CustomTool) -> str:
+    """A freeform tool's text, telling the model its input is one string and its grammar."""
+    text = tool.description or ""
+    grammar = tool.format
+    if grammar is not None and grammar.type == "grammar" and grammar.definition:
+        syntax = grammar.syntax or "lark"
+        note = (
+            f"The `{_CUSTOM_INPUT}` argument must be text matching this {syntax} grammar:\n"
+            f"{grammar.definition}"
+        )
+        text = f"{text}\n\n{note}" if text else note
+    return text
+
+
+def chat_tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    """One entry of an assistant message's `tool_calls`."""
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def custom_call_arguments(text: str) -> str:
+    """A custom tool's input as the one-string-argument JSON its function stand-in takes."""
+    return orjson.dumps({_CUSTOM_INPUT: text}).decode()
+
+
+_CHOICE_MODES = frozenset({"none", "auto", "required"})
+
+
+def chat_tool_choice(
+    choice: str | dict[str, Any] | None, namer: ToolNamer, dropped: list[Dropped]
+) -> tuple[str | dict[str, Any] | None, set[str] | None]:
+    """Responses `tool_choice` as Chat's, plus the upstream names `allowed_tools` keeps."""
+    if choice is None:
+        return None, None
+    if isinstance(choice, str):
+        if choice in _CHOICE_MODES:
+            return choice, None
+        raise RequestError(
+            f"Invalid value for 'tool_choice': {choice!r}; expected 'none', 'auto' or 'required'.",
+            "tool_choice",
+        )
+    kind = choice.get("type")
+    if kind in ("function", "custom"):
+        return {
+            "type": "function",
+            "function": {"name": _chosen(choice, namer, "tool_choice")},
+        }, None
+    if kind == "allowed_tools":
+        return _allowed_tools(choice, namer, dropped)
+    dropped.append(
+        Dropped("tool_choice", f"the tool choice {kind!r} names a tool a Chat upstream cannot run")
+    )
+    return None, None
+
+
+def _chosen(choice: dict[str, Any], namer: ToolNamer, path: str) -> str:
+    name, namespace = choice.get("name"), choice.get("namespace")
+    if not isinstance(name, str) or not (namespace is None or isinstance(namespace, str)):
+        raise RequestError(f"Missing required parameter: '{path}.name'.", f"{path}.name")
+    upstream = namer.find(name, namespace)
+    if upstream is None:
+        raise RequestError(
+            f"Tool choice '{name}' is not one of the tools in 'tools'.", f"{path}.name"
+        )
+    return upstream
+
+
+def _allowed_tools(
+    choice: dict[str, Any], namer: ToolNamer, dropped: list[Dropped]
+) -> tuple[str, set[str]]:
+    """Chat backends rarely know `allowed_tools`: offer only those tools, with the mode."""
+    mode, tools = choice.get("mode"), choice.get("tools")
+    if mode not in ("auto", "required"):
+        raise RequestError(
+            "Invalid value for 'tool_choice.mode': expected 'auto' or 'required'.",
+            "tool_choice.mode",
+        )
+    if not isinstance(tools, list):
+        raise RequestError(
+            "Invalid type for 'tool_choice.tools': expected an array.", "tool_choice.tools"
+        )
+    allowed: set[str] = set()
+    for index, tool in enumerate(tools):
+        path = f"tool_choice.tools[{index}]"
+        if not isinstance(tool, dict):
+            raise RequestError(f"Invalid type for '{path}': expected an object.", path)
+        if tool.get("type") in ("function", "custom"):
+            allowed.add(_chosen(tool, namer, path))
+        else:
+            dropped.append(Dropped(path, f"the hosted tool {tool.get('type')!r} is not offered"))
+    return mode, allowed

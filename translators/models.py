@@ -1,0 +1,418 @@
+"""The Responses request body, decoded and validated once at the edge with msgspec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from translators.errors import RequestError
+
+Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
+Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
+Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)]
+TopLogprobs = Annotated[int, msgspec.Meta(ge=0, le=20)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+ItemStatus = Literal["in_progress", "completed", "incomplete"]
+
+
+class _Part(msgspec.Struct, tag_field="type", kw_only=True):
+    """A content part; `type` tells which."""
+
+
+class InputText(_Part, tag="input_text"):
+    text: str
+
+
+class InputImage(_Part, tag="input_image"):
+    image_url: str | None = None
+    file_id: str | None = None
+    detail: Literal["auto", "low", "high", "original"] | None = None
+
+
+class InputFile(_Part, tag="input_file"):
+    file_data: str | None = None
+    file_id: str | None = None
+    file_url: str | None = None
+    filename: str | None = None
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class AudioData(msgspec.Struct):
+    data: str
+    format: Literal["mp3", "wav"]
+
+
+class InputAudio(_Part, tag="input_audio"):
+    input_audio: AudioData
+
+
+class OutputText(_Part, tag="output_text"):
+    text: str
+    annotations: list[Any] | None = None
+    logprobs: list[Any] | None = None
+
+
+class Refusal(_Part, tag="refusal"):
+    refusal: str
+
+
+ContentPart = InputText | InputImage | InputFile | InputAudio | OutputText | Refusal
+ToolOutputPart = InputText | InputImage | InputFile
+
+
+class _Item(msgspec.Struct, kw_only=True):
+    """An input item; its `type` chose the class, `id` and `status` are the client's echo."""
+
+    id: str | None = None
+    status: ItemStatus | None = None
+
+
+class MessageItem(_Item):
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[ContentPart]
+    phase: Literal["commentary", "final_answer"] | None = None
+
+
+class FunctionCallItem(_Item):
+    call_id: str
+    name: str
+    arguments: str
+    namespace: str | None = None
+
+
+class FunctionCallOutputItem(_Item):
+    call_id: str
+    output: str | list[ToolOutputPart]
+    name: str | None = None
+    namespace: str | None = None
+
+
+class CustomToolCallItem(_Item):
+    call_id: str
+    name: str
+    input: str
+    namespace: str | None = None
+
+
+class CustomToolCallOutputItem(_Item):
+    call_id: str
+    output: str | list[ToolOutputPart]
+
+
+class SummaryText(msgspec.Struct, tag_field="type", tag="summary_text"):
+    text: str
+
+
+class ReasoningText(msgspec.Struct, tag_field="type", tag="reasoning_text"):
+    text: str
+
+
+class ReasoningItem(_Item):
+    summary: list[SummaryText] = []
+    content: list[ReasoningText] | None = None
+    encrypted_content: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnsupportedItem:
+    """A known item (a hosted tool's call or output, a compaction) a Chat upstream cannot take."""
+
+    type: str
+
+
+InputItem = (
+    MessageItem
+    | FunctionCallItem
+    | FunctionCallOutputItem
+    | CustomToolCallItem
+    | CustomToolCallOutputItem
+    | ReasoningItem
+    | UnsupportedItem
+)
+
+_ITEM_CLASSES: dict[str, type[_Item]] = {
+    "message": MessageItem,
+    "function_call": FunctionCallItem,
+    "function_call_output": FunctionCallOutputItem,
+    "custom_tool_call": CustomToolCallItem,
+    "custom_tool_call_output": CustomToolCallOutputItem,
+    "reasoning": ReasoningItem,
+}
+_UNSUPPORTED_ITEMS = frozenset(
+    {
+        "additional_tools",
+        "apply_patch_call",
+        "apply_patch_call_output",
+        "code_interpreter_call",
+        "compaction",
+        "compaction_trigger",
+        "computer_call",
+        "computer_call_output",
+        "configuration_update",
+        "file_search_call",
+        "image_generation_call",
+        "local_shell_call",
+        "local_shell_call_output",
+        "mcp_approval_request",
+        "mcp_approval_response",
+        "mcp_call",
+        "mcp_list_tools",
+        "program",
+        "program_output",
+        "shell_call",
+        "shell_call_output",
+        "tool_search_call",
+        "tool_search_output",
+        "web_search_call",
+    }
+)
+
+
+class FunctionTool(msgspec.Struct, kw_only=True):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Grammar(msgspec.Struct, kw_only=True):
+    type: Literal["text", "grammar"]
+    syntax: Literal["lark", "regex"] | None = None
+    definition: str | None = None
+
+
+class CustomTool(msgspec.Struct, kw_only=True):
+    name: str
+    description: str | None = None
+    format: Grammar | None = None
+
+
+class NamespaceTool(msgspec.Struct, kw_only=True):
+    name: str
+    description: str | None = None
+    tools: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class HostedTool:
+    """A tool the Responses API runs itself (web_search, file_search, mcp, …)."""
+
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """A `namespace` tool group with its member tools decoded."""
+
+    name: str
+    description: str | None
+    tools: list[FunctionTool | CustomTool]
+
+
+Tool = FunctionTool | CustomTool | Namespace | HostedTool
+
+
+class Reasoning(msgspec.Struct, kw_only=True):
+    effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+    generate_summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+class TextFormat(msgspec.Struct, kw_only=True):
+    type: Literal["text", "json_schema", "json_object"]
+    name: str | None = None
+    schema: dict[str, Any] | None = None
+    description: str | None = None
+    strict: bool | None = None
+
+
+class TextConfig(msgspec.Struct, kw_only=True):
+    format: TextFormat | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+
+class Params(msgspec.Struct, kw_only=True):
+    """Every top-level Responses field except `input`; `None` where the client gave none."""
+
+    model: str
+    stream: bool | None = None
+    instructions: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    max_output_tokens: PositiveInt | None = None
+    max_tool_calls: PositiveInt | None = None
+    temperature: Temperature | None = None
+    top_p: Probability | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    top_logprobs: TopLogprobs | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    include: list[str] | None = None
+    reasoning: Reasoning | None = None
+    text: TextConfig | None = None
+    metadata: dict[str, str] | None = None
+    user: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: Literal["in_memory", "in-memory", "24h"] | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
+    store: bool | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    previous_response_id: str | None = None
+    conversation: str | dict[str, Any] | None = None
+    background: bool | None = None
+    stream_options: dict[str, Any] | None = None
+    client_metadata: dict[str, Any] | None = None
+    prompt: dict[str, Any] | None = None
+    context_management: list[Any] | None = None
+    moderation: dict[str, Any] | None = None
+    access_programs: dict[str, Any] | None = None
+    prompt_cache_options: dict[str, Any] | None = None
+    image: dict[str, Any] | None = None
+    background_options: dict[str, Any] | None = None
+
+
+PARAM_NAMES = frozenset(Params.__struct_fields__) | {"input"}
+
+
+@dataclass(slots=True)
+class ResponsesRequest:
+    """A validated Responses request: its settings, its input, and keys neither API defines."""
+
+    params: Params
+    input: str | list[InputItem]
+    tools: list[Tool]
+    extras: dict[str, Any]
+
+    @property
+    def model(self) -> str:
+        return self.params.model
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.params.stream)
+
+
+def decode_responses_request(raw: bytes) -> ResponsesRequest:
+    """Parses and validates a `POST /v1/responses` body; any fault is a RequestError."""
+    try:
+        data = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        raise RequestError("The request body is not valid JSON.", None, "invalid_json") from None
+    if not isinstance(data, dict):
+        raise RequestError("The request body must be a JSON object.", None, "invalid_type")
+    try:
+        params = msgspec.convert(data, Params)
+        if "input" not in data:
+            raise RequestError(
+                "Missing required parameter: 'input'.", "input", "missing_required_parameter"
+            )
+        items = _input(data["input"])
+        tools = _tools(params.tools)
+    except msgspec.ValidationError as exc:
+        raise _validation_error(str(exc), "") from None
+    extras = {key: value for key, value in data.items() if key not in PARAM_NAMES}
+    return ResponsesRequest(params, items, tools, extras)
+
+
+def _input(value: object) -> str | list[InputItem]:
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        raise RequestError(
+            "Invalid type for 'input': expected a string or an array of input items.",
+            "input",
+            "invalid_type",
+        )
+    return [_item(item, index) for index, item in enumerate(value)]
+
+
+def _item(item: object, index: int) -> InputItem:
+    path = f"input[{index}]"
+    if not isinstance(item, dict):
+        raise RequestError(f"Invalid type for '{path}': expected an object.", path, "invalid_type")
+    kind = item.get("type")
+    if kind is None:
+        kind = "message" if "role" in item else "item_reference" if "id" in item else None
+    if kind == "item_reference":
+        raise RequestError(
+            "Input items of type 'item_reference' need stored conversation state, which this "
+            "server does not keep; send the referenced item itself.",
+            f"{path}.id",
+            "unsupported_value",
+        )
+    cls = _ITEM_CLASSES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        if kind in _UNSUPPORTED_ITEMS:
+            return UnsupportedItem(str(kind))
+        raise RequestError(
+            f"Invalid value for '{path}.type': {kind!r} is not a supported input item type.",
+            f"{path}.type",
+            "invalid_value",
+        )
+    try:
+        return msgspec.convert(item, cls)  # type: ignore[return-value]
+    except msgspec.ValidationError as exc:
+        raise _validation_error(str(exc), path) from None
+
+
+def _tools(tools: list[dict[str, Any]] | None) -> list[Tool]:
+    if not tools:
+        return []
+    return [_tool(tool, f"tools[{index}]") for index, tool in enumerate(tools)]
+
+
+def _tool(tool: dict[str, Any], path: str) -> Tool:
+    kind = tool.get("type")
+    try:
+        if kind == "function":
+            nested = tool.get("function")
+            if "name" not in tool and isinstance(nested, dict):
+                return msgspec.convert(nested, FunctionTool)
+            return msgspec.convert(tool, FunctionTool)
+        if kind == "custom":
+            return msgspec.convert(tool, CustomTool)
+        if kind == "namespace":
+            group = msgspec.convert(tool, NamespaceTool)
+            members = [
+                _member(member, f"{path}.tools[{index}]")
+                for index, member in enumerate(group.tools)
+            ]
+            return Namespace(group.name, group.description, members)
+    except msgspec.ValidationError as exc:
+        suffix = ".function" if kind == "function" and "name" not in tool else ""
+        raise _validation_error(str(exc), path + suffix) from None
+    if not isinstance(kind, str):
+        raise RequestError(f"Missing required parameter: '{path}.type'.", f"{path}.type")
+    return HostedTool(kind)
+
+
+def _member(tool: dict[str, Any], path: str) -> FunctionTool | CustomTool:
+    member = _tool(tool, path)
+    if isinstance(member, FunctionTool | CustomTool):
+        return member
+    raise RequestError(
+        f"Invalid value for '{path}.type': a namespace holds only function and custom tools.",
+        f"{path}.type",
+    )
+
+
+def _validation_error(message: str, prefix: str) -> RequestError:
+    """msgspec's `... - at `$.a[0].b`` as an OpenAI error naming `prefix.a[0].b`."""
+    detail, _, where = message.partition(" - at `")
+    path = (prefix + where.rstrip("`")[1:] if where else prefix).lstrip(".")
+    if detail.startswith("Object missing required field `"):
+        field = detail[len("Object missing required field `") : -1]
+        path = f"{path}.{field}" if path else field
+        return RequestError(
+            f"Missing required parameter: '{path}'.", path, "missing_required_parameter"
+        )
+    if detail.startswith("Expected `"):
+        return RequestError(
+            f"Invalid type for '{path}': {detail[0].lower()}{detail[1:]}.", path, "invalid_type"
+        )
+    return RequestError(f"Invalid value for '{path}': {detail}.", path or None, "invalid_value")
