@@ -1,0 +1,210 @@
+"""Shape checks for tests: openai SDK types (pydantic, strict) plus the Open Responses schema.
+
+The Open Responses schema does not define every item and tool the OpenAI API has (custom tool
+calls, custom and namespace tools) nor the `response.reasoning_text.*` and
+`response.custom_tool_call_input.*` events; those parts are checked by the SDK types alone, the
+rest by both.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from openai import omit
+from openai.lib.streaming.responses._responses import ResponseStreamState
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import BaseModel, TypeAdapter
+
+SCHEMA_PATH = Path(
+    os.environ.get(
+        "DIGLOT_OPENRESPONSES_SCHEMA",
+        Path(__file__).resolve().parents[2] / "shared" / "openresponses" / "openapi.json",
+    )
+)
+
+# Keys the SDK models do not declare but the API (or the Open Responses schema) does send.
+_UNDECLARED_OK = {
+    ("Response", "presence_penalty"),
+    ("Response", "frequency_penalty"),
+    ("Response", "store"),
+    ("ResponseCustomToolCall", "status"),
+    ("Logprob", "bytes"),
+    ("LogprobTopLogprob", "bytes"),
+}
+# OpenAI event names whose Open Responses twin has the same fields under another name.
+_SPEC_TWINS = {
+    "response.reasoning_text.delta": "response.reasoning.delta",
+    "response.reasoning_text.done": "response.reasoning.done",
+}
+_LIFECYCLE = frozenset(
+    {
+        "response.created",
+        "response.queued",
+        "response.in_progress",
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+    }
+)
+_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+@functools.cache
+def _components() -> dict[str, Any]:
+    if not SCHEMA_PATH.is_file():
+        raise AssertionError(
+            f"Open Responses schema not found at {SCHEMA_PATH}; set DIGLOT_OPENRESPONSES_SCHEMA"
+        )
+    components: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())["components"]
+    return components
+
+
+@functools.cache
+def _validator(schema_name: str) -> Draft202012Validator:
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": _components()}
+    return Draft202012Validator(schema)
+
+
+def _enum_values(schema: dict[str, Any], prop: str) -> list[str]:
+    values: list[str] = schema.get("properties", {}).get(prop, {}).get("enum", [])
+    return values
+
+
+@functools.cache
+def _event_schemas() -> dict[str, str]:
+    """Event `type` -> the schema defining it."""
+    found: dict[str, str] = {}
+    for name, schema in _components()["schemas"].items():
+        if name.endswith("StreamingEvent"):
+            for value in _enum_values(schema, "type"):
+                found[value] = name
+    return found
+
+
+@functools.cache
+def _spec_types(union: str) -> frozenset[str]:
+    """The `type` values a oneOf schema (ItemField, Tool) covers."""
+    schemas = _components()["schemas"]
+    types: set[str] = set()
+    for ref in schemas[union]["oneOf"]:
+        types.update(_enum_values(schemas[ref["$ref"].rsplit("/", 1)[1]], "type"))
+    return frozenset(types)
+
+
+def _spec_response(response: dict[str, Any]) -> dict[str, Any]:
+    """The response with the items and tools the Open Responses schema does not define left out."""
+    view = dict(response)
+    items = _spec_types("ItemField")
+    view["output"] = [item for item in response.get("output", []) if item.get("type") in items]
+    if isinstance(response.get("tools"), list):
+        tools = _spec_types("Tool")
+        view["tools"] = [tool for tool in response["tools"] if tool.get("type") in tools]
+    return view
+
+
+def _schema_errors(schema_name: str, obj: Any) -> list[str]:
+    errors = sorted(_validator(schema_name).iter_errors(obj), key=lambda e: list(e.path))
+    return [f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors]
+
+
+def _undeclared(model: Any, path: str = "") -> Iterator[str]:
+    """Keys the SDK model accepted only as extras (typos, fields the API never sends)."""
+    if isinstance(model, BaseModel):
+        for key in model.model_extra or {}:
+            if (type(model).__name__, key) not in _UNDECLARED_OK:
+                yield f"{path}/{key} ({type(model).__name__})"
+        for name in type(model).model_fields:
+            yield from _undeclared(getattr(model, name), f"{path}/{name}")
+    elif isinstance(model, list):
+        for index, value in enumerate(model):
+            yield from _undeclared(value, f"{path}/{index}")
+
+
+@functools.cache
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(kind)
+
+
+def _sdk(kind: Any, obj: Any) -> Any:
+    parsed = _adapter(kind).validate_python(obj, strict=True)
+    unknown = list(_undeclared(parsed))
+    assert not unknown, f"keys the openai SDK does not know: {unknown}"
+    return parsed
+
+
+def assert_valid_response(obj: dict[str, Any]) -> None:
+    """A Responses `response` object: SDK `Response` and Open Responses `ResponseResource`."""
+    _sdk(Response, obj)
+    errors = _schema_errors("ResponseResource", _spec_response(obj))
+    assert not errors, f"Open Responses ResponseResource: {errors}"
+
+
+def assert_valid_stream_event(event: dict[str, Any]) -> None:
+    """One Responses stream event: SDK `ResponseStreamEvent` and its Open Responses schema."""
+    _sdk(ResponseStreamEvent, event)
+    kind = event["type"]
+    view = event
+    if kind in _LIFECYCLE:
+        view = {**event, "response": _spec_response(event["response"])}
+    elif kind in ("response.output_item.added", "response.output_item.done"):
+        if event["item"]["type"] not in _spec_types("ItemField"):
+            view = {**event, "item": None}
+    elif kind in _SPEC_TWINS:
+        kind = _SPEC_TWINS[kind]
+        view = {**event, "type": kind}
+    schema = _event_schemas().get(kind)
+    if schema is None:
+        return
+    errors = _schema_errors(schema, view)
+    assert not errors, f"Open Responses {schema}: {errors}"
+
+
+def assert_valid_stream(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """A whole event stream: each event valid, the grammar kept; returns the terminal response.
+
+    Checks sequence numbers 0, 1, 2…, created/in_progress first, exactly one terminal event
+    last, every item announced before its events and closed before a completed response, and
+    that the openai SDK's own stream accumulator accepts the stream.
+    """
+    events = list(events)
+    state: ResponseStreamState[Any] = ResponseStreamState(input_tools=[], text_format=omit)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert [e["type"] for e in events[:2]] == ["response.created", "response.in_progress"]
+    assert events[-1]["type"] in _TERMINAL
+    assert not any(e["type"] in _TERMINAL for e in events[:-1])
+    items: dict[int, str] = {}
+    done: set[int] = set()
+    for event in events:
+        assert_valid_stream_event(event)
+        state.handle_event(_adapter(ResponseStreamEvent).validate_python(event))
+        if event["type"] == "response.output_item.added":
+            assert event["output_index"] == len(items), "output_index must grow by one"
+            items[event["output_index"]] = event["item"]["id"]
+        elif "output_index" in event:
+            index = event["output_index"]
+            assert index in items and index not in done, f"event outside its item: {event}"
+            if "item_id" in event:
+                assert event["item_id"] == items[index]
+            if event["type"] == "response.output_item.done":
+                assert event["item"]["id"] == items[index]
+                done.add(index)
+    response: dict[str, Any] = events[-1]["response"]
+    if response["status"] != "failed":
+        assert done == set(items), f"every item is closed before {events[-1]['type']}"
+    assert [item["id"] for item in response["output"]] == [items[i] for i in sorted(items)]
+    return response
+
+
+def assert_valid_chat_completion(obj: dict[str, Any]) -> None:
+    _sdk(ChatCompletion, obj)
+
+
+def assert_valid_chat_chunk(obj: dict[str, Any]) -> None:
+    _sdk(ChatCompletionChunk, obj)
