@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from translators.context import Dropped
+from translators.models import ContentPart, InputAudio, InputFile, InputImage, InputText, OutputText
+
 
 def chat_content_text(content: object) -> str:
     """Chat message content as plain text (some backends answer with a list of text parts)."""
@@ -63,3 +66,50 @@ def message_item(item_id: str, parts: list[dict[str, Any]], status: str) -> dict
         "role": "assistant",
         "content": parts,
     }
+
+
+def chat_part(part: ContentPart, path: str, dropped: list[Dropped]) -> dict[str, Any] | None:
+    """A Responses content part as a Chat one; None when a Chat upstream cannot take it."""
+    if isinstance(part, InputText | OutputText):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, InputImage):
+        return _chat_image(part, path, dropped)
+    if isinstance(part, InputFile):
+        return _chat_file(part, path, dropped)
+    if isinstance(part, InputAudio):
+        audio = part.input_audio
+        return {"type": "input_audio", "input_audio": {"data": audio.data, "format": audio.format}}
+    return {"type": "refusal", "refusal": part.refusal}
+
+
+def _chat_image(part: InputImage, path: str, dropped: list[Dropped]) -> dict[str, Any] | None:
+    if part.image_url is None:
+        dropped.append(Dropped(path, "a Chat upstream takes images by URL or data URL only"))
+        return None
+    image: dict[str, Any] = {"url": part.image_url}
+    if part.detail is not None:
+        image["detail"] = "high" if part.detail == "original" else part.detail
+    return {"type": "image_url", "image_url": image}
+
+
+def _chat_file(part: InputFile, path: str, dropped: list[Dropped]) -> dict[str, Any] | None:
+    file: dict[str, Any] = {}
+    if part.file_data is not None:
+        file["file_data"] = part.file_data
+    if part.file_id is not None:
+        file["file_id"] = part.file_id
+    if part.filename is not None:
+        file["filename"] = part.filename
+    if part.file_url is not None:
+        dropped.append(Dropped(f"{path}.file_url", "a Chat upstream cannot fetch files by URL"))
+    if "file_data" not in file and "file_id" not in file:
+        return None
+    return {"type": "file", "file": file}
+
+
+def chat_content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """Chat message content: one text part as a plain string (what every backend reads)."""
+    if len(parts) == 1 and parts[0]["type"] == "text":
+        text: str = parts[0]["text"]
+        return text
+    return parts

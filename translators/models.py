@@ -384,7 +384,8 @@ def _tool(tool: dict[str, Any], path: str) -> Tool:
             ]
             return Namespace(group.name, group.description, members)
     except msgspec.ValidationError as exc:
-        suffix = ".function" if kind == "function" and "name" not in tool else ""
+        nested_shape = "name" not in tool and isinstance(tool.get("function"), dict)
+        suffix = ".function" if kind == "function" and nested_shape else ""
         raise _validation_error(str(exc), path + suffix) from None
     if not isinstance(kind, str):
         raise RequestError(f"Missing required parameter: '{path}.type'.", f"{path}.type")
@@ -415,4 +416,5 @@ def _validation_error(message: str, prefix: str) -> RequestError:
         return RequestError(
             f"Invalid type for '{path}': {detail[0].lower()}{detail[1:]}.", path, "invalid_type"
         )
+    detail = detail[0].lower() + detail[1:]
     return RequestError(f"Invalid value for '{path}': {detail}.", path or None, "invalid_value")

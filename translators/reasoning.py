@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from translators.models import ReasoningItem
+
 ReasoningMode = Literal["text", "summary"]
 Segment = tuple[Literal["reasoning", "text"], str]
 
@@ -107,3 +109,10 @@ def reasoning_item(
     if mode == "summary":
         return {"id": item_id, "type": "reasoning", "status": status, "summary": parts}
     return {"id": item_id, "type": "reasoning", "status": status, "summary": [], "content": parts}
+
+
+def reasoning_item_text(item: ReasoningItem) -> str:
+    """A reasoning input item as `reasoning_content`: its raw text, else its summary."""
+    if item.content:
+        return "".join(part.text for part in item.content)
+    return "\n\n".join(part.text for part in item.summary)
