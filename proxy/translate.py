@@ -12,17 +12,17 @@ from translators.requests import responses_request_to_chat
 
 from proxy.observability import RequestLog, get_logger
 from proxy.replies import json_response, upstream_error_response
-from proxy.sse import DONE, SSEDecoder, SSEError, encode_events
+from proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent, encode_events
 from proxy.state import Proxy
 from proxy.upstream import REQUEST_ID, rate_limit_headers, read_all, upstream_failure
 from translators.context import ResponseContext
-from translators.errors import upstream_error_body
 from translators.models import decode_responses_request
 from translators.responses import chat_completion_to_response
 from translators.stream.chat_to_responses import ChatToResponsesStream
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 _FAILED = "server_error"
+_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 log = get_logger()
 
 
@@ -81,16 +81,15 @@ def _answer(
 
 
 class _ChatStreamRelay:
-    """Feeds upstream SSE bytes through the translator; knows when the stream has ended."""
+    """Feeds upstream SSE bytes through the translator until one terminal event is out."""
 
-    __slots__ = ("closed", "decoder", "finish_seen", "record", "translator")
+    __slots__ = ("closed", "decoder", "record", "translator")
 
     def __init__(self, ctx: ResponseContext, record: RequestLog) -> None:
         self.translator = ChatToResponsesStream(ctx)
         self.decoder = SSEDecoder()
         self.record = record
         self.closed = False
-        self.finish_seen = False
 
     def start(self) -> list[dict[str, Any]]:
         return self.translator.start()
@@ -103,67 +102,51 @@ class _ChatStreamRelay:
             return self.fail(f"The upstream stream is malformed: {exc}")
 
     def end(self) -> list[dict[str, Any]]:
-        """The upstream body ended: finish if the answer was complete, else fail."""
+        """The upstream body ended (the translator fails the response if it was unfinished)."""
         events = self._events(self.decoder.close())
-        if self.closed:
-            return events
-        if self.finish_seen:
-            return events + self._close(self.translator.finish())
-        return events + self.fail("The upstream stream ended before the answer was finished.")
-
-    def fail(self, message: str) -> list[dict[str, Any]]:
-        self.record.error = message
-        return self._close(self.translator.fail(message, _FAILED))
-
-    def _close(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not self.closed:
+            events += self._track(self.translator.finish())
         self.closed = True
-        self._record_usage(events)
         return events
 
-    def _events(self, sse_events: list[Any]) -> list[dict[str, Any]]:
+    def fail(self, message: str) -> list[dict[str, Any]]:
+        events = self._track(self.translator.fail(message, _FAILED))
+        self.closed = True
+        return events
+
+    def _events(self, sse_events: list[SSEEvent]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for sse in sse_events:
-            if self.closed:
-                break
             if sse.data == DONE:
-                out += self._close(self.translator.finish())
-                break
+                out += self._track(self.translator.finish())
+                self.closed = True
+                return out
             try:
                 chunk = orjson.loads(sse.data)
             except orjson.JSONDecodeError:
-                out += self.fail("The upstream sent a stream chunk that is not JSON.")
-                break
+                return out + self.fail("The upstream sent a stream chunk that is not JSON.")
             if not isinstance(chunk, dict):
-                out += self.fail("The upstream sent a stream chunk that is not a JSON object.")
-                break
-            if "error" in chunk:
-                message = upstream_error_body(500, chunk)["error"]["message"]
-                out += self.fail(f"The upstream failed mid-stream: {message}")
-                break
-            if not self.finish_seen:
-                self.finish_seen = _has_finish_reason(chunk)
+                return out + self.fail("The upstream sent a stream chunk that is not an object.")
             try:
-                out += self.translator.feed(chunk)
+                out += self._track(self.translator.feed(chunk))
             except Exception as exc:
                 log.warning(
                     "bad_upstream_chunk", request_id=self.record.request_id, error=repr(exc)
                 )
-                out += self.fail("The upstream sent a stream chunk diglot cannot read.")
-                break
+                return out + self.fail("The upstream sent a stream chunk diglot cannot read.")
+            if self.closed:
+                return out
         return out
 
-    def _record_usage(self, events: list[dict[str, Any]]) -> None:
-        if events:
-            response = events[-1].get("response")
-            if isinstance(response, dict):
-                self.record.usage(response.get("usage"))
-
-
-def _has_finish_reason(chunk: dict[str, Any]) -> bool:
-    choices = chunk.get("choices")
-    if not isinstance(choices, list):
-        return False
-    return any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+    def _track(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Notice the terminal event: it closes the relay and carries usage and errors."""
+        if events and events[-1]["type"] in _TERMINAL:
+            self.closed = True
+            response = events[-1]["response"]
+            self.record.usage(response.get("usage"))
+            if response.get("error"):
+                self.record.error = response["error"].get("message")
+        return events
 
 
 async def _stream(
