@@ -220,7 +220,7 @@ class Reasoning(msgspec.Struct, kw_only=True):
     generate_summary: Literal["auto", "concise", "detailed"] | None = None
 
 
-class TextFormat(msgspec.Struct, kw_only=True):
+class TextFormat(msgspec.Struct, kw_only=True, omit_defaults=True):
     type: Literal["text", "json_schema", "json_object"]
     name: str | None = None
     schema: dict[str, Any] | None = None

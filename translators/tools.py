@@ -179,12 +179,13 @@ _CUSTOM_INPUT = "input"
 class ToolNamer:
     """Gives each client tool an upstream function name: valid, collision-free, deterministic."""
 
-    __slots__ = ("_declared", "_used", "names")
+    __slots__ = ("_declared", "_kept", "_used", "names")
 
     def __init__(self) -> None:
         self.names = ToolNames()
         self._declared: dict[tuple[str | None, str], str] = {}
         self._used: set[str] = set()
+        self._kept: set[str] = set()
 
     def name(self, kind: Literal["function", "custom"], name: str, namespace: str | None) -> str:
         """The upstream name of a tool (declared or only seen in history), minted on first use."""
@@ -209,9 +210,11 @@ class ToolNamer:
         """Plain tools with valid names keep them: claimed before any name is minted."""
         if _UPSTREAM_NAME.fullmatch(name):
             self._used.add(name)
-            self._declared[(None, name)] = name
+            self._kept.add(name)
 
     def _mint(self, name: str, namespace: str | None) -> str:
+        if namespace is None and name in self._kept:
+            return name
         wanted = _NAME_UNSAFE.sub("_", f"{namespace}__{name}" if namespace else name)
         if _UPSTREAM_NAME.fullmatch(wanted) and wanted not in self._used:
             self._used.add(wanted)

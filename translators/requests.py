@@ -1,0 +1,395 @@
+"""A Responses request as the Chat Completions request that answers it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import msgspec
+
+from translators.content import chat_content, chat_part
+from translators.context import Dropped, IdFactory, Options, ResponseContext, random_id
+from translators.errors import RequestError
+from translators.models import (
+    ContentPart,
+    CustomToolCallItem,
+    CustomToolCallOutputItem,
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    InputItem,
+    InputText,
+    MessageItem,
+    OutputText,
+    Params,
+    ReasoningItem,
+    Refusal,
+    ResponsesRequest,
+    TextConfig,
+    ToolOutputPart,
+    UnsupportedItem,
+)
+from translators.reasoning import reasoning_item_text
+from translators.tools import (
+    ToolNamer,
+    chat_tool_call,
+    chat_tool_choice,
+    chat_tools,
+    custom_call_arguments,
+)
+
+_LOGPROBS = "message.output_text.logprobs"
+_PASSED = (
+    "temperature",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "stop",
+    "user",
+    "safety_identifier",
+    "prompt_cache_key",
+    "metadata",
+    "service_tier",
+)
+_NOT_FORWARDED = {
+    "max_tool_calls": "a Chat upstream has no limit on tool calls per response",
+    "prompt": "stored prompt templates cannot be resolved for a Chat upstream",
+    "context_management": "a Chat upstream does not compact context",
+    "moderation": "a Chat upstream does not run moderation",
+    "access_programs": "a Chat upstream has no access programs",
+    "prompt_cache_options": "a Chat upstream takes no prompt cache options",
+    "image": "a Chat upstream takes no image context settings",
+    "background_options": "background mode is not supported",
+}
+_STATEFUL = {
+    "previous_response_id": "Continuing from 'previous_response_id' needs stored responses, "
+    "which this server does not keep yet; send the whole conversation in 'input'.",
+    "conversation": "Conversations need stored state, which this server does not keep yet; "
+    "send the whole conversation in 'input'.",
+}
+
+
+@dataclass(slots=True)
+class ChatCall:
+    """What the proxy sends upstream and keeps for the way back."""
+
+    body: dict[str, Any]
+    context: ResponseContext
+    dropped: list[Dropped]
+
+
+def responses_request_to_chat(
+    req: ResponsesRequest, options: Options, *, now: int, new_id: IdFactory = random_id
+) -> ChatCall:
+    """Maps, consumes, passes on or drops every field of a validated Responses request."""
+    params = req.params
+    _refuse_stateful(params)
+    dropped: list[Dropped] = []
+    namer = ToolNamer()
+    tools = chat_tools(req.tools, namer, dropped)
+    choice, allowed = chat_tool_choice(params.tool_choice, namer, dropped)
+    if allowed is not None:
+        tools = [tool for tool in tools if tool["function"]["name"] in allowed]
+    history = _History(namer, dropped, options)
+    body: dict[str, Any] = {"model": params.model, "messages": history.build(params, req.input)}
+    if tools:
+        body["tools"] = tools
+        if choice is not None:
+            body["tool_choice"] = choice
+        if params.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = params.parallel_tool_calls
+    include_logprobs = _settings(params, options, body, dropped)
+    for key, value in req.extras.items():
+        if key in body:
+            dropped.append(Dropped(key, "diglot sets this Chat field itself"))
+        else:
+            body[key] = value
+    if options.strict and dropped:
+        first = dropped[0]
+        raise RequestError(
+            f"'{first.param}' is not supported here: {first.reason}.",
+            first.param,
+            "unsupported_parameter",
+        )
+    context = ResponseContext(
+        response_id=new_id("resp"),
+        created_at=now,
+        model=params.model,
+        echo=_echo(params),
+        tools=namer.names,
+        options=options,
+        include_logprobs=include_logprobs,
+        new_id=new_id,
+    )
+    return ChatCall(body, context, dropped)
+
+
+def _refuse_stateful(params: Params) -> None:
+    for field, message in _STATEFUL.items():
+        if getattr(params, field) is not None:
+            raise RequestError(message, field, "unsupported_parameter")
+    if params.background:
+        raise RequestError(
+            "Background responses are not supported yet; omit 'background'.",
+            "background",
+            "unsupported_parameter",
+        )
+
+
+def _settings(
+    params: Params, options: Options, body: dict[str, Any], dropped: list[Dropped]
+) -> bool:
+    """Sampling, limits, output format and identity fields; True when logprobs were asked for."""
+    for field in _PASSED:
+        value = getattr(params, field)
+        if value is not None:
+            body[field] = value
+    if params.max_output_tokens is not None:
+        body[options.max_tokens_field] = params.max_output_tokens
+    if params.prompt_cache_retention is not None:
+        body["prompt_cache_retention"] = params.prompt_cache_retention.replace("_", "-")
+    include_logprobs = params.include is not None and _LOGPROBS in params.include
+    if include_logprobs:
+        body["logprobs"] = True
+        if params.top_logprobs is not None:
+            body["top_logprobs"] = params.top_logprobs
+    if params.reasoning is not None and params.reasoning.effort is not None:
+        body["reasoning_effort"] = params.reasoning.effort
+    if params.text is not None:
+        _text(params.text, body)
+    if params.stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    for field, reason in _NOT_FORWARDED.items():
+        if getattr(params, field) is not None:
+            dropped.append(Dropped(field, reason))
+    return include_logprobs
+
+
+def _text(text: TextConfig, body: dict[str, Any]) -> None:
+    """`text.format` -> `response_format`, `text.verbosity` -> `verbosity`."""
+    fmt = text.format
+    if fmt is not None and fmt.type == "json_object":
+        body["response_format"] = {"type": "json_object"}
+    elif fmt is not None and fmt.type == "json_schema":
+        if fmt.name is None or fmt.schema is None:
+            missing = "name" if fmt.name is None else "schema"
+            raise RequestError(
+                f"Missing required parameter: 'text.format.{missing}'.",
+                f"text.format.{missing}",
+                "missing_required_parameter",
+            )
+        schema: dict[str, Any] = {"name": fmt.name, "schema": fmt.schema}
+        if fmt.description is not None:
+            schema["description"] = fmt.description
+        if fmt.strict is not None:
+            schema["strict"] = fmt.strict
+        body["response_format"] = {"type": "json_schema", "json_schema": schema}
+    if text.verbosity is not None:
+        body["verbosity"] = text.verbosity
+
+
+def _echo(params: Params) -> dict[str, Any]:
+    """The settings a response object repeats back, with the API's defaults filled in."""
+    reasoning = params.reasoning
+    text: dict[str, Any] = {"format": {"type": "text"}}
+    if params.text is not None:
+        if params.text.format is not None:
+            text["format"] = msgspec.to_builtins(params.text.format)
+        if params.text.verbosity is not None:
+            text["verbosity"] = params.text.verbosity
+    return {
+        "instructions": params.instructions,
+        "tools": params.tools or [],
+        "tool_choice": "auto" if params.tool_choice is None else params.tool_choice,
+        "parallel_tool_calls": params.parallel_tool_calls is not False,
+        "temperature": 1.0 if params.temperature is None else params.temperature,
+        "top_p": 1.0 if params.top_p is None else params.top_p,
+        "presence_penalty": params.presence_penalty or 0.0,
+        "frequency_penalty": params.frequency_penalty or 0.0,
+        "top_logprobs": params.top_logprobs or 0,
+        "max_output_tokens": params.max_output_tokens,
+        "max_tool_calls": params.max_tool_calls,
+        "previous_response_id": None,
+        "reasoning": {
+            "effort": reasoning.effort if reasoning else None,
+            "summary": reasoning.summary if reasoning else None,
+        },
+        "text": text,
+        "truncation": params.truncation or "disabled",
+        "metadata": params.metadata or {},
+        "store": params.store is not False,
+        "background": False,
+        "service_tier": params.service_tier,
+        "safety_identifier": params.safety_identifier,
+        "prompt_cache_key": params.prompt_cache_key,
+        "prompt_cache_retention": params.prompt_cache_retention,
+        "user": params.user,
+    }
+
+
+class _History:
+    """Input items -> Chat messages: tool calls fold into one assistant turn, reasoning rides
+    along as `reasoning_content`, media from tool outputs follows the tool results."""
+
+    __slots__ = ("_assistant", "_dropped", "_media", "_messages", "_namer", "_options", "_thought")
+
+    def __init__(self, namer: ToolNamer, dropped: list[Dropped], options: Options) -> None:
+        self._namer = namer
+        self._dropped = dropped
+        self._options = options
+        self._messages: list[dict[str, Any]] = []
+        self._assistant: dict[str, Any] | None = None
+        self._thought: list[tuple[int, str]] = []
+        self._media: list[dict[str, Any]] = []
+
+    def build(self, params: Params, items: str | list[InputItem]) -> list[dict[str, Any]]:
+        messages = self._messages
+        if params.instructions is not None:
+            messages.append(
+                {"role": self._options.instructions_role, "content": params.instructions}
+            )
+        if isinstance(items, str):
+            messages.append({"role": "user", "content": items})
+            return messages
+        for index, item in enumerate(items):
+            if isinstance(item, FunctionCallOutputItem | CustomToolCallOutputItem):
+                self._tool_output(item.call_id, item.output, f"input[{index}].output")
+                continue
+            self._flush_media()
+            if isinstance(item, MessageItem):
+                self._message(item, index)
+            elif isinstance(item, FunctionCallItem):
+                name = self._namer.name("function", item.name, item.namespace)
+                self._tool_call(chat_tool_call(item.call_id, name, item.arguments))
+            elif isinstance(item, CustomToolCallItem):
+                name = self._namer.name("custom", item.name, item.namespace)
+                arguments = custom_call_arguments(item.input)
+                self._tool_call(chat_tool_call(item.call_id, name, arguments))
+            elif isinstance(item, ReasoningItem):
+                text = reasoning_item_text(item)
+                if text:
+                    self._thought.append((index, text))
+            else:
+                self._unsupported(item, index)
+        self._flush_media()
+        self._orphan_reasoning()
+        return messages
+
+    def _message(self, item: MessageItem, index: int) -> None:
+        path = f"input[{index}].content"
+        if item.role == "assistant":
+            message = self._assistant_message(item, path)
+            self._take_reasoning(message)
+            self._messages.append(message)
+            self._assistant = message
+            return
+        self._orphan_reasoning()
+        self._assistant = None
+        if item.role == "user":
+            content = self._user_content(item.content, path)
+            self._messages.append({"role": "user", "content": content})
+            return
+        role = self._options.instructions_role if item.role == "developer" else "system"
+        self._messages.append({"role": role, "content": _text_only(item.content, path)})
+
+    def _user_content(
+        self, content: str | list[ContentPart], path: str
+    ) -> str | list[dict[str, Any]]:
+        if isinstance(content, str):
+            return content
+        parts = []
+        for position, part in enumerate(content):
+            mapped = chat_part(part, f"{path}[{position}]", self._dropped)
+            if mapped is not None:
+                parts.append(mapped)
+        return chat_content(parts) if parts else ""
+
+    def _assistant_message(self, item: MessageItem, path: str) -> dict[str, Any]:
+        if isinstance(item.content, str):
+            return {"role": "assistant", "content": item.content}
+        texts: list[str] = []
+        refusals: list[str] = []
+        for position, part in enumerate(item.content):
+            if isinstance(part, OutputText | InputText):
+                texts.append(part.text)
+            elif isinstance(part, Refusal):
+                refusals.append(part.refusal)
+            else:
+                _refuse_part(part.__struct_config__.tag, f"{path}[{position}]", "assistant")
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(texts)}
+        if refusals:
+            message["refusal"] = "".join(refusals)
+        return message
+
+    def _tool_call(self, call: dict[str, Any]) -> None:
+        message = self._assistant
+        if message is None:
+            message = {"role": "assistant", "content": None}
+            self._messages.append(message)
+            self._assistant = message
+        self._take_reasoning(message)
+        message.setdefault("tool_calls", []).append(call)
+
+    def _tool_output(self, call_id: str, output: str | list[ToolOutputPart], path: str) -> None:
+        self._assistant = None
+        self._orphan_reasoning()
+        if isinstance(output, str):
+            content: str | list[dict[str, Any]] = output
+        else:
+            texts: list[dict[str, Any]] = []
+            for position, part in enumerate(output):
+                mapped = chat_part(part, f"{path}[{position}]", self._dropped)
+                if mapped is None:
+                    continue
+                (texts if mapped["type"] == "text" else self._media).append(mapped)
+            content = chat_content(texts) if texts else ""
+        self._messages.append({"role": "tool", "tool_call_id": call_id, "content": content})
+
+    def _flush_media(self) -> None:
+        """Chat tool results hold text only: their images and files follow as a user turn."""
+        if self._media:
+            self._messages.append({"role": "user", "content": self._media})
+            self._media = []
+
+    def _take_reasoning(self, message: dict[str, Any]) -> None:
+        if not self._thought:
+            return
+        text = "\n\n".join(text for _, text in self._thought)
+        self._thought.clear()
+        earlier = message.get("reasoning_content")
+        message["reasoning_content"] = f"{earlier}\n\n{text}" if earlier else text
+
+    def _orphan_reasoning(self) -> None:
+        """Reasoning with no assistant turn after it cannot be sent back to a Chat upstream."""
+        for index, _ in self._thought:
+            self._dropped.append(
+                Dropped(f"input[{index}]", "reasoning not followed by an assistant turn")
+            )
+        self._thought.clear()
+
+    def _unsupported(self, item: UnsupportedItem, index: int) -> None:
+        self._assistant = None
+        self._dropped.append(
+            Dropped(f"input[{index}]", f"'{item.type}' items cannot be replayed to a Chat upstream")
+        )
+
+
+def _text_only(content: str | list[ContentPart], path: str) -> str | list[dict[str, Any]]:
+    """System and developer messages: Chat takes text parts only."""
+    if isinstance(content, str):
+        return content
+    parts: list[dict[str, Any]] = []
+    for position, part in enumerate(content):
+        if not isinstance(part, InputText | OutputText):
+            _refuse_part(part.__struct_config__.tag, f"{path}[{position}]", "system and developer")
+        parts.append({"type": "text", "text": part.text})
+    return chat_content(parts) if parts else ""
+
+
+def _refuse_part(kind: object, path: str, roles: str) -> NoReturn:
+    raise RequestError(
+        f"Invalid value for '{path}.type': Chat Completions takes no {kind!s} parts in "
+        f"{roles} messages.",
+        f"{path}.type",
+    )
