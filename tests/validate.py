@@ -37,6 +37,11 @@ _UNDECLARED_OK = {
     ("ResponseCustomToolCall", "status"),
     ("Logprob", "bytes"),
     ("LogprobTopLogprob", "bytes"),
+    # The reasoning fields of DeepSeek-, vLLM- and OpenRouter-style chat backends.
+    ("ChatCompletionMessage", "reasoning_content"),
+    ("ChatCompletionMessage", "reasoning"),
+    ("ChoiceDelta", "reasoning_content"),
+    ("ChoiceDelta", "reasoning"),
 }
 # OpenAI event names whose Open Responses twin has the same fields under another name.
 _SPEC_TWINS = {

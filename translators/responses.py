@@ -150,26 +150,30 @@ def chat_completion_to_response(
 
 
 def _choice_output(
-    choice: Mapping[str, Any], ctx: ResponseContext, status: ItemStatus
+    choice: Mapping[str, Any], ctx: ResponseContext, cut: ItemStatus
 ) -> list[dict[str, Any]]:
-    """Reasoning, then the message, then one item per tool call, as the stream would order them."""
+    """Reasoning, then the message, then one item per tool call, as a stream orders them.
+
+    As in a stream, only the items still open at the end carry a cut-off status (`cut`): all
+    tool calls if there are any, otherwise the last item; the model finished the ones before.
+    """
     message = choice.get("message") or {}
     segments = _segments(message, ctx)
     reasoning = "".join(text for kind, text in segments if kind == "reasoning")
     answer = "".join(text for kind, text in segments if kind == "text")
-    output: list[dict[str, Any]] = []
-    if reasoning:
-        mode = ctx.options.reasoning_events
-        output.append(reasoning_item(ctx.new_id("rs"), reasoning, mode, status))
     parts = [output_text_part(answer, _logprobs(choice, ctx))] if answer else []
     refusal = message.get("refusal")
     if isinstance(refusal, str) and refusal:
         parts.append(refusal_part(refusal))
+    calls = [call for call in message.get("tool_calls") or () if isinstance(call, Mapping)]
+    output: list[dict[str, Any]] = []
+    if reasoning:
+        status: ItemStatus = cut if not parts and not calls else "completed"
+        mode = ctx.options.reasoning_events
+        output.append(reasoning_item(ctx.new_id("rs"), reasoning, mode, status))
     if parts:
-        output.append(message_item(ctx.new_id("msg"), parts, status))
-    for call in message.get("tool_calls") or ():
-        if isinstance(call, Mapping):
-            output.append(chat_tool_call_to_item(call, ctx, status))
+        output.append(message_item(ctx.new_id("msg"), parts, "completed" if calls else cut))
+    output.extend(chat_tool_call_to_item(call, ctx, cut) for call in calls)
     return output
 
 
