@@ -88,7 +88,7 @@ def _chat_image(part: InputImage, path: str, dropped: list[Dropped]) -> dict[str
         return None
     image: dict[str, Any] = {"url": part.image_url}
     if part.detail is not None:
-        image["detail"] = "high" if part.detail == "original" else part.detail
+        image["detail"] = part.detail
     return {"type": "image_url", "image_url": image}
 
 

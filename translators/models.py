@@ -13,7 +13,8 @@ Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
 Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)]
 TopLogprobs = Annotated[int, msgspec.Meta(ge=0, le=20)]
-PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
 
 
@@ -249,7 +250,7 @@ class Params(msgspec.Struct, kw_only=True):
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
     top_logprobs: TopLogprobs | None = None
-    seed: int | None = None
+    seed: Int64 | None = None
     stop: str | list[str] | None = None
     include: list[str] | None = None
     reasoning: Reasoning | None = None
@@ -258,7 +259,7 @@ class Params(msgspec.Struct, kw_only=True):
     user: str | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
-    prompt_cache_retention: Literal["in_memory", "in-memory", "24h"] | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
     service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
     store: bool | None = None
     truncation: Literal["auto", "disabled"] | None = None
@@ -406,13 +407,14 @@ def _validation_error(message: str, prefix: str) -> RequestError:
     """msgspec's `... - at `$.a[0].b`` as an OpenAI error naming `prefix.a[0].b`."""
     detail, _, where = message.partition(" - at `")
     path = (prefix + where.rstrip("`")[1:] if where else prefix).lstrip(".")
+    path = path.replace("[...]", "")
     if detail.startswith("Object missing required field `"):
         field = detail[len("Object missing required field `") : -1]
         path = f"{path}.{field}" if path else field
         return RequestError(
             f"Missing required parameter: '{path}'.", path, "missing_required_parameter"
         )
-    if detail.startswith("Expected `"):
+    if detail.startswith("Expected `") and ", got `" in detail:
         return RequestError(
             f"Invalid type for '{path}': {detail[0].lower()}{detail[1:]}.", path, "invalid_type"
         )

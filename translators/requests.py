@@ -50,6 +50,7 @@ _PASSED = (
     "prompt_cache_key",
     "metadata",
     "service_tier",
+    "prompt_cache_retention",
 )
 _NOT_FORWARDED = {
     "max_tool_calls": "a Chat upstream has no limit on tool calls per response",
@@ -146,8 +147,6 @@ def _settings(
             body[field] = value
     if params.max_output_tokens is not None:
         body[options.max_tokens_field] = params.max_output_tokens
-    if params.prompt_cache_retention is not None:
-        body["prompt_cache_retention"] = params.prompt_cache_retention.replace("_", "-")
     include_logprobs = params.include is not None and _LOGPROBS in params.include
     if include_logprobs:
         body["logprobs"] = True

@@ -256,11 +256,11 @@ def _chat_tool(
     namespace = group.name if group else None
     function: dict[str, Any]
     if isinstance(tool, CustomTool):
-        function = {
-            "name": namer.name("custom", tool.name, namespace),
-            "description": _custom_description(tool),
-            "parameters": _CUSTOM_PARAMETERS,
-        }
+        function = {"name": namer.name("custom", tool.name, namespace)}
+        description = _custom_description(tool)
+        if description:
+            function["description"] = description
+        function["parameters"] = _CUSTOM_PARAMETERS
     else:
         function = {"name": namer.name("function", tool.name, namespace)}
         if tool.description is not None:
