@@ -413,3 +413,22 @@ def test_validator_rejects_broken_responses(breakage: Any) -> None:
     breakage(response)
     with pytest.raises((AssertionError, ValueError)):
         assert_valid_response(response)
+
+
+ODD_VALUES: list[Any] = [None, 0, "", "x", [], {}, [None], ["x"], [{}], {"x": 1}, True]
+
+
+def test_malformed_completions_still_give_valid_responses() -> None:
+    rng = random.Random(11)
+    shapes = [
+        lambda v: {"choices": v},
+        lambda v: {"choices": [v]},
+        lambda v: {"choices": [{"index": 0, "message": v, "finish_reason": "stop"}]},
+        lambda v: {"choices": [{"message": {"content": v, "refusal": v}, "finish_reason": v}]},
+        lambda v: {"choices": [{"message": {"reasoning_content": v, "tool_calls": v}}]},
+        lambda v: {"choices": [{"message": {"tool_calls": [{"id": v, "function": v}]}}]},
+        lambda v: {"usage": v, "model": v, "error": v or None},
+    ]
+    for _ in range(300):
+        body = rng.choice(shapes)(rng.choice(ODD_VALUES))
+        assert_valid_response(chat_completion_to_response(body, make_context(), now=NOW))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -638,3 +639,30 @@ def test_golden_fixture(path: Path) -> None:
     events += stream.fail(**case["fail"]) if "fail" in case else stream.finish()
     assert events == case["events"]
     assert_valid_response(assert_valid_stream(events))
+
+
+ODD_VALUES: list[Any] = [None, 0, 7, "", "x", [], {}, [None], ["x"], [{}], {"x": 1}, True]
+
+
+def test_malformed_chunks_never_break_the_grammar() -> None:
+    rng = random.Random(7)
+    shapes = [
+        lambda v: {"choices": v},
+        lambda v: {"choices": [v]},
+        lambda v: {"choices": [{"index": 0, "delta": v}]},
+        lambda v: {"choices": [{"index": 0, "delta": {"content": v}}]},
+        lambda v: {"choices": [{"index": 0, "delta": {"reasoning_content": v, "refusal": v}}]},
+        lambda v: {"choices": [{"index": 0, "delta": {"tool_calls": v}}]},
+        lambda v: {
+            "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": v}]}}]
+        },
+        lambda v: {"choices": [{"index": 0, "delta": {}, "finish_reason": v}]},
+        lambda v: {"usage": v, "model": v},
+    ]
+    for _ in range(300):
+        stream = ChatToResponsesStream(make_context())
+        events = stream.start()
+        for _ in range(rng.randint(1, 6)):
+            events += stream.feed(rng.choice(shapes)(rng.choice(ODD_VALUES)))
+        events += stream.finish()
+        assert_valid_stream(events)

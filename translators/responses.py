@@ -141,7 +141,8 @@ def chat_completion_to_response(
         output = []
     else:
         choice = choices[0]
-        outcome = finish_outcome(choice.get("finish_reason"))
+        reason = choice.get("finish_reason")
+        outcome = finish_outcome(reason if isinstance(reason, str) else None)
         output = _choice_output(choice, ctx, outcome.item_status)
     completed = now_seconds() if now is None else now
     return response_object(
@@ -157,7 +158,9 @@ def _choice_output(
     As in a stream, only the items still open at the end carry a cut-off status (`cut`): all
     tool calls if there are any, otherwise the last item; the model finished the ones before.
     """
-    message = choice.get("message") or {}
+    message = choice.get("message")
+    if not isinstance(message, Mapping):
+        message = {}
     segments = _segments(message, ctx)
     reasoning = "".join(text for kind, text in segments if kind == "reasoning")
     answer = "".join(text for kind, text in segments if kind == "text")
@@ -165,7 +168,8 @@ def _choice_output(
     refusal = message.get("refusal")
     if isinstance(refusal, str) and refusal:
         parts.append(refusal_part(refusal))
-    calls = [call for call in message.get("tool_calls") or () if isinstance(call, Mapping)]
+    listed = message.get("tool_calls")
+    calls = [c for c in listed if isinstance(c, Mapping)] if isinstance(listed, list) else []
     output: list[dict[str, Any]] = []
     if reasoning:
         status: ItemStatus = cut if not parts and not calls else "completed"

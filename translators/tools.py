@@ -158,15 +158,24 @@ def tool_call_item(
     return item
 
 
+def chat_call_parts(call: Mapping[str, Any]) -> tuple[str, str, str]:
+    """A Chat tool call's (or stream fragment's) id, function name and arguments; "" if absent."""
+    function = call.get("function")
+    if not isinstance(function, Mapping):
+        function = {}
+    parts = (call.get("id"), function.get("name"), function.get("arguments"))
+    call_id, name, arguments = (part if isinstance(part, str) else "" for part in parts)
+    return call_id, name, arguments
+
+
 def chat_tool_call_to_item(
     call: Mapping[str, Any], ctx: ResponseContext, status: str
 ) -> dict[str, Any]:
     """One complete Chat `tool_calls` entry as the client's function or custom tool call item."""
-    function = call.get("function") or {}
-    tool = ctx.tools.restore(function.get("name") or "")
-    arguments = function.get("arguments") or ""
+    call_id, name, arguments = chat_call_parts(call)
+    tool = ctx.tools.restore(name)
     payload = custom_tool_input(arguments) if tool.kind == "custom" else arguments
-    call_id = call.get("id") or ctx.new_id("call")
+    call_id = call_id or ctx.new_id("call")
     return tool_call_item(ctx.new_id(tool_item_prefix(tool.kind)), call_id, tool, payload, status)
 
 

@@ -19,7 +19,7 @@ from translators.responses import (
 )
 from translators.stream.emitter import Emitter
 from translators.stream.items import MessageItem, OutputItem, ReasoningItem, ToolCallItem
-from translators.tools import tool_item_prefix
+from translators.tools import chat_call_parts, tool_item_prefix
 from translators.usage import chat_usage_to_responses
 
 _TERMINAL_EVENTS = {
@@ -86,10 +86,13 @@ class ChatToResponsesStream:
             if isinstance(model, str) and model:
                 self._model = model
         usage = chunk.get("usage")
-        if usage:
+        if usage and isinstance(usage, dict):
             self._usage = usage
-        for choice in chunk.get("choices") or ():
-            if choice.get("index", 0) == 0 and self._finish_reason is None:
+        choices = chunk.get("choices")
+        if not isinstance(choices, list):
+            return self._out.drain()
+        for choice in choices:
+            if isinstance(choice, dict) and choice.get("index", 0) == 0 and not self._finish_reason:
                 self._choice(choice)
         return self._out.drain()
 
@@ -124,7 +127,7 @@ class ChatToResponsesStream:
 
     def _choice(self, choice: Mapping[str, Any]) -> None:
         delta = choice.get("delta")
-        if delta:
+        if delta and isinstance(delta, dict):
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if reasoning and isinstance(reasoning, str):
                 self._reasoning(reasoning)
@@ -136,10 +139,13 @@ class ChatToResponsesStream:
             refusal = delta.get("refusal")
             if refusal and isinstance(refusal, str):
                 self._message().add_refusal(self._out, refusal)
-            for call in delta.get("tool_calls") or ():
-                self._tool_fragment(call)
+            calls = delta.get("tool_calls")
+            if calls and isinstance(calls, list):
+                for call in calls:
+                    if isinstance(call, dict):
+                        self._tool_fragment(call)
         finish_reason = choice.get("finish_reason")
-        if finish_reason:
+        if finish_reason and isinstance(finish_reason, str):
             self._finish_reason = finish_reason
             if self._think is not None:
                 self._segments(self._think.flush(), choice)
@@ -193,22 +199,20 @@ class ChatToResponsesStream:
 
     def _tool_fragment(self, call: Mapping[str, Any]) -> None:
         """Routes an arguments fragment to its call by `index` (or `id` for index-less backends)."""
-        key = call.get("index")
-        if key is None:
-            key = call.get("id") or self._last_tool
+        call_id, name, arguments = chat_call_parts(call)
+        index = call.get("index")
+        key = index if isinstance(index, int) else call_id or self._last_tool
         self._last_tool = key
-        function = call.get("function") or {}
         item = self._tools.get(key)
         if item is None:
             ctx = self._ctx
-            tool = ctx.tools.restore(function.get("name") or "")
-            call_id = call.get("id") or ctx.new_id("call")
+            tool = ctx.tools.restore(name)
+            call_id = call_id or ctx.new_id("call")
             item_id = ctx.new_id(tool_item_prefix(tool.kind))
             item = ToolCallItem(self._out, self._next_index(), item_id, call_id, tool)
             self._tools[key] = item
             self._items.append(item)
-        arguments = function.get("arguments")
-        if arguments and isinstance(arguments, str):
+        if arguments:
             item.add(self._out, arguments)
 
     def _next_index(self) -> int:
