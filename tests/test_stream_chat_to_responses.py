@@ -513,6 +513,13 @@ def test_upstream_error_chunk_fails_the_response() -> None:
     assert response["completed_at"] is None
 
 
+def test_bare_error_object_chunk_fails_the_response() -> None:
+    stream = ChatToResponsesStream(make_context())
+    events = stream.start() + stream.feed({"object": "error", "message": "bad", "code": 400})
+    assert terminal(events)["error"] == {"code": "server_error", "message": "bad"}
+    assert_valid_stream(events)
+
+
 def test_rate_limit_error_chunk_keeps_its_code() -> None:
     stream = ChatToResponsesStream(make_context())
     events = stream.start() + stream.feed(

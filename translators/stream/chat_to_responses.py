@@ -78,6 +78,8 @@ class ChatToResponsesStream:
                 return []
             self._begin()
         error = chunk.get("error")
+        if error is None and chunk.get("object") == "error":
+            error = chunk
         if error is not None:
             self._terminate(upstream_error_outcome(error))
             return self._out.drain()
