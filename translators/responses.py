@@ -53,15 +53,17 @@ class Outcome:
 
     status: ResponseStatus
     item_status: ItemStatus = "completed"
-    incomplete_details: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+    incomplete_reason: str | None = None
+    error_code: str | None = None
+    error_message: str = ""
 
 
+IN_PROGRESS = Outcome("in_progress")
 COMPLETED = Outcome("completed")
 _CUT_OFF = {
-    "length": Outcome("incomplete", "incomplete", {"reason": "max_output_tokens"}),
-    "max_tokens": Outcome("incomplete", "incomplete", {"reason": "max_output_tokens"}),
-    "content_filter": Outcome("incomplete", "incomplete", {"reason": "content_filter"}),
+    "length": Outcome("incomplete", "incomplete", "max_output_tokens"),
+    "max_tokens": Outcome("incomplete", "incomplete", "max_output_tokens"),
+    "content_filter": Outcome("incomplete", "incomplete", "content_filter"),
 }
 
 
@@ -75,7 +77,7 @@ def finish_outcome(finish_reason: str | None) -> Outcome:
 def failure_outcome(message: str, code: str | None = None) -> Outcome:
     """A failed response; codes outside the Responses vocabulary become `server_error`."""
     known = code if code in _ERROR_CODES else "server_error"
-    return Outcome("failed", "incomplete", error={"code": known, "message": message})
+    return Outcome("failed", "incomplete", error_code=known, error_message=message)
 
 
 def upstream_error_outcome(error: object) -> Outcome:
@@ -107,18 +109,19 @@ def response_object(
         "created_at": ctx.created_at,
         "status": outcome.status,
         "completed_at": completed_at if outcome.status == "completed" else None,
-        "error": outcome.error,
-        "incomplete_details": outcome.incomplete_details,
+        "error": None,
+        "incomplete_details": None,
         "model": model or ctx.model,
         "output": output,
         "usage": usage,
     }
+    if outcome.error_code is not None:
+        body["error"] = {"code": outcome.error_code, "message": outcome.error_message}
+    if outcome.incomplete_reason is not None:
+        body["incomplete_details"] = {"reason": outcome.incomplete_reason}
     for key, value in ctx.echo.items():
         body.setdefault(key, value)
     return body
-
-
-IN_PROGRESS = Outcome("in_progress")
 
 
 def now_seconds() -> int:
