@@ -1,0 +1,108 @@
+"""Starting, pinning, watching and always stopping the processes a benchmark run needs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parent.parent
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def pinner(cpu: int | None) -> Callable[[], None] | None:
+    """A preexec hook binding the child to one CPU before it starts any thread."""
+    if cpu is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+class Processes:
+    """Every long-lived process of a run, so that all of them stop whatever happens."""
+
+    def __init__(self, logs: Path) -> None:
+        self._logs = logs
+        self._procs: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
+
+    def start(self, name: str, argv: Sequence[str], cpu: int | None) -> subprocess.Popen[bytes]:
+        """Start `argv` from the repository root, output to <logs>/<name>.log."""
+        log = (self._logs / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches only the runner, which then stops them
+            preexec_fn=pinner(cpu),
+        )
+        self._procs.append((proc, log))
+        return proc
+
+    def log_tail(self, name: str, lines: int = 8) -> str:
+        """The last lines a process wrote, indented for the report."""
+        path = self._logs / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+    def stop_all(self) -> None:
+        """SIGTERM each, then SIGKILL whatever is still alive after five seconds."""
+        for proc, _ in self._procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for proc, log in self._procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+        self._procs.clear()
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> bool:
+    """True once 127.0.0.1:port accepts connections; False if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the whole process (all its threads), from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def settle(pids: Sequence[int], limit: float = 2.0) -> None:
+    """Wait until these processes stop burning CPU, so a window counts only its own work."""
+    deadline = time.monotonic() + limit
+    last = [cpu_seconds(pid) for pid in pids]
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = [cpu_seconds(pid) for pid in pids]
+        if now == last:
+            return
+        last = now

@@ -1,0 +1,188 @@
+"""Turning measured windows into the printed tables, ratios and PASS/FAIL lines."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from bench.plan import ADDED_LATENCY_LIMIT_MS, CPU_LIMITS, Scenario, Target
+
+Results = dict[str, "Summary"]  # target name -> summary, for one scenario
+
+
+@dataclass(frozen=True)
+class Window:
+    """One measured wrk run."""
+
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    cpu_s: float
+    upstream_cpu_s: float
+    errors: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A target's rounds in one scenario, folded together."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cpu_ms_per_request: float
+    cpu_busy: float
+    upstream_busy: float
+    errors: int
+
+
+def summarise(windows: Sequence[Window]) -> Summary:
+    """Requests and CPU are summed over rounds; latency percentiles are the rounds' medians."""
+    requests = sum(w.requests for w in windows)
+    seconds = sum(w.seconds for w in windows) or math.nan
+    cpu = sum(w.cpu_s for w in windows)
+    return Summary(
+        rps=requests / seconds,
+        p50_ms=statistics.median(w.p50_ms for w in windows),
+        p99_ms=statistics.median(w.p99_ms for w in windows),
+        cpu_ms_per_request=1000 * cpu / requests if requests else math.nan,
+        cpu_busy=cpu / seconds,
+        upstream_busy=sum(w.upstream_cpu_s for w in windows) / seconds,
+        errors=sum(w.errors for w in windows),
+    )
+
+
+def reference(targets: Sequence[Target], kind: str, api: str) -> Target | None:
+    """The direct or relay target serving `api`."""
+    return next((t for t in targets if t.kind == kind and t.client_api == api), None)
+
+
+def relay_ratios(
+    targets: Sequence[Target], results: Results, target: Target
+) -> tuple[float, float, float] | None:
+    """CPU/request, p50 and req/s of `target` divided by the relay's serving the same client API."""
+    relay = reference(targets, "relay", target.client_api)
+    if relay is None or relay.name not in results or target.name not in results:
+        return None
+    mine, base = results[target.name], results[relay.name]
+    return (
+        mine.cpu_ms_per_request / base.cpu_ms_per_request,
+        mine.p50_ms / base.p50_ms,
+        mine.rps / base.rps,
+    )
+
+
+def added_latency(targets: Sequence[Target], results: Results, target: Target) -> float | None:
+    """p50 through `target` minus p50 straight to the upstream API it talks to."""
+    direct = reference(targets, "direct", target.upstream_api)
+    if direct is None or direct.name not in results or target.name not in results:
+        return None
+    return results[target.name].p50_ms - results[direct.name].p50_ms
+
+
+def load_table(scenario: Scenario, targets: Sequence[Target], results: Results) -> list[str]:
+    """Per target: throughput, latency, CPU, and ratios to the relay."""
+    lines = [
+        "",
+        f"== {scenario.name}: {scenario.connections} connections ==",
+        f"{'target':40} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>10} "
+        f"{'busy':>5} {'upstr':>5} | relay x: {'CPU/req':>7} {'p50':>6} {'req/s':>6}",
+    ]
+    for target in targets:
+        if scenario.name in target.skip:
+            lines.append(f"{target.name:40} skipped: {target.skip[scenario.name]}")
+            continue
+        mine = results[target.name]
+        ratios = relay_ratios(targets, results, target)
+        shown = ["", "", ""] if ratios is None or target.kind == "direct" else ratios
+        cells = [value if isinstance(value, str) else f"{value:.2f}x" for value in shown]
+        notes = " (upstream's CPU)" if target.kind == "direct" else ""
+        if mine.errors:
+            notes += f" ({mine.errors} errors!)"
+        lines.append(
+            f"{target.name:40} {mine.rps:7.0f} {mine.p50_ms:8.2f} {mine.p99_ms:8.2f} "
+            f"{mine.cpu_ms_per_request:10.3f} {mine.cpu_busy:5.0%} {mine.upstream_busy:5.0%} | "
+            f"{'':9}{cells[0]:>7} {cells[1]:>6} {cells[2]:>6}{notes}"
+        )
+    return lines
+
+
+def unloaded_table(
+    scenarios: Sequence[Scenario], targets: Sequence[Target], results: dict[str, Results]
+) -> list[str]:
+    """Sequential single requests: p50 and what each hop adds over going direct."""
+    header = f"{'target':40}"
+    for scenario in scenarios:
+        header += f" {scenario.name + ' p50':>28} {'added':>8}"
+    lines = [
+        "",
+        "== unloaded: 1 connection, sequential requests; added = p50 minus direct p50 "
+        "(to the upstream API used) ==",
+        header,
+    ]
+    for target in targets:
+        row = f"{target.name:40}"
+        for scenario in scenarios:
+            summary = results[scenario.name].get(target.name)
+            added = added_latency(targets, results[scenario.name], target)
+            p50 = "-" if summary is None else f"{summary.p50_ms:.3f} ms"
+            extra = "-" if added is None or target.kind == "direct" else f"{added:+.3f}"
+            row += f" {p50:>28} {extra:>8}"
+        lines.append(row)
+    return lines
+
+
+def verdicts(
+    scenarios: Sequence[Scenario],
+    targets: Mapping[str, Sequence[Target]],
+    loaded: dict[str, Results],
+    unloaded: dict[str, Results],
+) -> list[str]:
+    """One PASS/FAIL/SKIP line per diglot target and limit; `targets` by scenario name."""
+    lines = ["", "== limits (ratios to the bare relay in this run) =="]
+    names = [t.name for t in targets[scenarios[0].name] if t.kind in CHECKED]
+    for name in names:
+        for scenario in scenarios:
+            line = cpu_verdict(scenario, targets[scenario.name], loaded[scenario.name], name)
+            lines += [line] if line else []
+        for scenario in scenarios:
+            line = latency_verdict(scenario, targets[scenario.name], unloaded[scenario.name], name)
+            lines += [line] if line else []
+    return lines
+
+
+CHECKED = ("passthrough", "translating")
+
+
+def cpu_verdict(
+    scenario: Scenario, targets: Sequence[Target], results: Results, name: str
+) -> str | None:
+    """CPU per request against the relay's, under load."""
+    target = next(t for t in targets if t.name == name)
+    if scenario.name in target.skip:
+        return f"SKIP  {name}, {scenario.name}: {target.skip[scenario.name]}"
+    ratios = relay_ratios(targets, results, target)
+    if ratios is None:
+        return None
+    limit = CPU_LIMITS[target.kind, scenario.stream]
+    verdict = "PASS" if ratios[0] <= limit else "FAIL"
+    return (
+        f"{verdict}  {name}, {scenario.name}: CPU/request {ratios[0]:.2f}x relay (limit {limit}x)"
+    )
+
+
+def latency_verdict(
+    scenario: Scenario, targets: Sequence[Target], results: Results, name: str
+) -> str | None:
+    """Unloaded added latency of non-stream requests (a stream's p50 is its whole duration)."""
+    target = next(t for t in targets if t.name == name)
+    added = added_latency(targets, results, target)
+    if scenario.stream or added is None:
+        return None
+    verdict = "PASS" if added < ADDED_LATENCY_LIMIT_MS else "FAIL"
+    return (
+        f"{verdict}  {name}, {scenario.name}: unloaded added latency {added:.3f} ms "
+        f"(limit < {ADDED_LATENCY_LIMIT_MS} ms)"
+    )

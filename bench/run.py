@@ -1,0 +1,365 @@
+"""diglot's benchmark: throughput, latency and CPU per request against a bare relay, in one run.
+
+Run from the repository root: python -m bench [--quick]   (or: python bench/run.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if not __package__:  # run as `python bench/run.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.plan import PATHS, Scenario, Target, request_body
+from bench.processes import TICKS, Processes, cpu_seconds, free_port, pinner, settle, wait_listening
+from bench.report import Results, Window, load_table, summarise, unloaded_table, verdicts
+
+LUA = Path(__file__).resolve().parent / "post.lua"
+WRK_MISSING = (
+    "bench needs wrk, the HTTP load generator, and it is not on PATH.\n"
+    "Install it with: sudo apt-get install -y wrk   (Debian/Ubuntu; elsewhere see "
+    "https://github.com/wg/wrk)"
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How long and how hard to measure."""
+
+    rounds: int
+    seconds: int
+    warmup: int
+    unloaded_rounds: int
+    event_gap_ms: float
+    scenarios: tuple[Scenario, ...]
+    cores: tuple[int | None, int | None]  # (proxies' CPU, load generator's and upstream's CPU)
+
+
+@dataclass
+class Stack:
+    """One fake upstream with a relay and two diglots in front of it."""
+
+    upstream_pid: int
+    targets: list[Target]
+
+
+def scenarios(quick: bool, gap_ms: float, connections: int) -> tuple[Scenario, ...]:
+    """Non-stream, realistic spaced streams, and (unless quick) back-to-back streams."""
+    spaced = Scenario(
+        f"stream, events {gap_ms:g} ms apart", True, "spaced", max(1, connections // 2), False
+    )
+    chosen = [Scenario("non-stream", False, "burst", connections, True), spaced]
+    if not quick:
+        chosen.append(Scenario("stream, events back to back", True, "burst", connections, True))
+    return tuple(chosen)
+
+
+def start_stack(procs: Processes, settings: Settings, pacing: str) -> Stack:
+    """The fake upstream, the relay and diglot for both upstream APIs; diglot may fail to start."""
+    proxy_core, load_core = settings.cores
+    gap = settings.event_gap_ms if pacing == "spaced" else 0.0
+    upstream_port, relay_port = free_port(), free_port()
+    upstream = procs.start(
+        f"upstream-{pacing}",
+        [sys.executable, "-m", "bench.upstream", "--port", str(upstream_port),
+         "--event-gap-ms", str(gap)],
+        load_core,
+    )  # fmt: skip
+    if not wait_listening(upstream_port, upstream):
+        raise RuntimeError(
+            "the fake upstream did not start:\n" + procs.log_tail(f"upstream-{pacing}")
+        )
+    relay = procs.start(
+        f"relay-{pacing}",
+        [sys.executable, "-m", "bench.relay", "--upstream", f"http://127.0.0.1:{upstream_port}",
+         "--port", str(relay_port)],
+        proxy_core,
+    )  # fmt: skip
+    if not wait_listening(relay_port, relay):
+        raise RuntimeError("the relay did not start:\n" + procs.log_tail(f"relay-{pacing}"))
+    targets = [
+        Target(f"direct ({api})", "direct", api, api, upstream_port, upstream.pid) for api in PATHS
+    ]
+    targets += [Target(f"relay ({api})", "relay", api, api, relay_port, relay.pid) for api in PATHS]
+    for api in PATHS:
+        port = free_port()
+        name = f"diglot-{api}-{pacing}"
+        proc = procs.start(
+            name,
+            [sys.executable, "-m", "proxy", "--upstream", f"http://127.0.0.1:{upstream_port}/v1",
+             "--upstream-api", api, "--host", "127.0.0.1", "--port", str(port),
+             "--log-level", "warning"],
+            proxy_core,
+        )  # fmt: skip
+        other = "responses" if api == "chat" else "chat"
+        mine = [
+            Target(f"diglot passthrough {api}->{api}", "passthrough", api, api, port, proc.pid),
+            Target(f"diglot translating {other}->{api}", "translating", other, api, port, proc.pid),
+        ]
+        if not wait_listening(port, proc):
+            why = f"diglot --upstream-api {api} did not start"
+            print(f"{why}:\n{procs.log_tail(name)}", flush=True)
+            for target in mine:
+                target.skip.update((s.name, why) for s in settings.scenarios)
+        targets += mine
+    return Stack(upstream.pid, targets)
+
+
+def probe(target: Target, body: bytes, stream: bool) -> str | None:
+    """One request before measuring: None when the answer looks right, else why not."""
+    conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=10)
+    try:
+        conn.request("POST", target.path, body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        payload = response.read()
+    except OSError as exc:
+        return f"request failed: {exc}"
+    finally:
+        conn.close()
+    if response.status != 200:
+        return f"answered {response.status}: {payload[:160].decode(errors='replace')}"
+    if not stream:
+        return None if payload.startswith(b"{") else "answer is not a JSON object"
+    data = [line for line in payload.split(b"\n") if line.startswith(b"data:")]
+    if target.client_api == "chat" and (len(data) < 2 or data[-1] != b"data: [DONE]"):
+        return "chat stream without a final [DONE]"
+    if target.client_api == "responses" and b"event: response.completed" not in payload:
+        return "Responses stream without response.completed"
+    return None
+
+
+def run_wrk(
+    target: Target, body_file: Path, seconds: int, connections: int, cpu: int | None
+) -> dict[str, Any]:
+    """One wrk run (one thread) POSTing `body_file`; its result line as a dict."""
+    argv = [
+        "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s",
+        "-s", str(LUA), f"http://127.0.0.1:{target.port}{target.path}",
+    ]  # fmt: skip
+    done = subprocess.run(
+        argv,
+        capture_output=True,
+        env={**os.environ, "BENCH_BODY": str(body_file)},
+        timeout=seconds + 30,
+        preexec_fn=pinner(cpu),
+        check=False,
+    )
+    for line in done.stdout.decode(errors="replace").splitlines():
+        if line.startswith("BENCH_RESULT "):
+            return dict(json.loads(line.removeprefix("BENCH_RESULT ")))
+    raise RuntimeError(f"wrk gave no result: {done.stdout[-300:]!r} {done.stderr[-300:]!r}")
+
+
+def measure(
+    target: Target, body_file: Path, seconds: int, connections: int, upstream_pid: int,
+    cpu: int | None,
+) -> Window:  # fmt: skip
+    """One window: wrk's counts and percentiles, and the CPU both servers spent meanwhile."""
+    pids = [target.pid, upstream_pid]
+    settle(pids)
+    before, upstream_before = cpu_seconds(target.pid), cpu_seconds(upstream_pid)
+    result = run_wrk(target, body_file, seconds, connections, cpu)
+    settle(pids)
+    return Window(
+        requests=result["requests"],
+        seconds=result["duration_us"] / 1e6,
+        p50_ms=result["p50_us"] / 1000,
+        p99_ms=result["p99_us"] / 1000,
+        cpu_s=cpu_seconds(target.pid) - before,
+        upstream_cpu_s=cpu_seconds(upstream_pid) - upstream_before,
+        errors=sum(result[key] for key in ("connect", "read", "write", "status", "timeout")),
+    )
+
+
+def rotations(items: Sequence[Target], rounds: int) -> Iterator[list[Target]]:
+    """Round-robin order, starting one further each round so no target always goes first."""
+    for number in range(rounds):
+        shift = number % len(items) if items else 0
+        yield [*items[shift:], *items[:shift]]
+
+
+def run_scenario(
+    scenario: Scenario, stack: Stack, settings: Settings, body_files: dict[tuple[str, bool], Path]
+) -> tuple[Results, Results]:
+    """Probe, warm up, then measure every live target in alternating rounds; loaded and unloaded."""
+    load_core = settings.cores[1]
+    for target in stack.targets:
+        if scenario.name not in target.skip:
+            payload = body_files[target.client_api, scenario.stream].read_bytes()
+            problem = probe(target, payload, scenario.stream)
+            if problem:
+                target.skip[scenario.name] = problem
+    live = [t for t in stack.targets if scenario.name not in t.skip]
+
+    def body_of(target: Target) -> Path:
+        return body_files[target.client_api, scenario.stream]
+
+    print(f"{scenario.name}: warm-up", flush=True)
+    for target in live:
+        run_wrk(target, body_of(target), settings.warmup, scenario.connections, load_core)
+    loaded: dict[str, list[Window]] = {t.name: [] for t in live}
+    for number, order in enumerate(rotations(live, settings.rounds), 1):
+        print(f"{scenario.name}: round {number}/{settings.rounds}", flush=True)
+        for target in order:
+            loaded[target.name].append(
+                measure(target, body_of(target), settings.seconds, scenario.connections,
+                        stack.upstream_pid, load_core)
+            )  # fmt: skip
+    quiet: dict[str, list[Window]] = {t.name: [] for t in live} if scenario.unloaded else {}
+    if scenario.unloaded:
+        print(f"{scenario.name}: unloaded", flush=True)
+        for order in rotations(live, settings.unloaded_rounds):
+            for target in order:
+                quiet[target.name].append(
+                    measure(target, body_of(target), 1, 1, stack.upstream_pid, load_core)
+                )
+    return (
+        {name: summarise(w) for name, w in loaded.items()},
+        {name: summarise(w) for name, w in quiet.items()},
+    )
+
+
+def header(settings: Settings, nproc: int) -> list[str]:
+    """What ran where: machine, versions, pinning, durations, method."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        model = next(
+            (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
+            model,
+        )
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, check=False)
+    wrk_version = (wrk.stdout or wrk.stderr).decode(errors="replace").strip().splitlines()[0]
+    proxy_core, load_core = settings.cores
+    pinning = (
+        "none (fewer than 2 CPUs or --no-pin)"
+        if proxy_core is None
+        else f"relay and diglot on CPU {proxy_core}; wrk (1 thread), fake upstream and runner "
+        f"on CPU {load_core}"
+    )
+    return [
+        "diglot benchmark",
+        f"machine: nproc={nproc}, {model}, Linux {platform.release()}",
+        f"software: Python {platform.python_version()}, {wrk_version.split(' Copyright')[0]}",
+        f"pinning: {pinning}",
+        f"method: per scenario, every target in turn, {settings.rounds} rounds x "
+        f"{settings.seconds} s, order rotated each round, after a {settings.warmup} s warm-up; "
+        f"unloaded: {settings.unloaded_rounds} x 1 s with 1 connection",
+        "requests: a small Responses or Chat request (instructions, question, one function tool);"
+        " streams answer 100 SSE events, one socket write each",
+        "CPU/request: utime+stime of the serving process (/proc/<pid>/stat, "
+        f"1/{TICKS} s ticks) across each window, once idle again, / completed requests",
+        "ratios: to the bare aiohttp relay serving the same client API, in this run",
+    ]
+
+
+def bench(settings: Settings, procs: Processes, body_files: dict[tuple[str, bool], Path]) -> None:
+    """Start everything, measure every scenario, print the report."""
+    stacks = {
+        pacing: start_stack(procs, settings, pacing)
+        for pacing in dict.fromkeys(s.pacing for s in settings.scenarios)
+    }
+    loaded: dict[str, Results] = {}
+    unloaded: dict[str, Results] = {}
+    for scenario in settings.scenarios:
+        loaded[scenario.name], unloaded[scenario.name] = run_scenario(
+            scenario, stacks[scenario.pacing], settings, body_files
+        )
+    lines: list[str] = []
+    for scenario in settings.scenarios:
+        lines += load_table(scenario, stacks[scenario.pacing].targets, loaded[scenario.name])
+    lines.append(
+        "(busy: the serving process's share of one CPU; upstr: the fake upstream's. A busy "
+        "diglot reads several events per wakeup, which flatters its stream CPU/request.)"
+    )
+    quiet = [s for s in settings.scenarios if s.unloaded]
+    lines += unloaded_table(quiet, stacks["burst"].targets, unloaded)
+    by_scenario = {s.name: stacks[s.pacing].targets for s in settings.scenarios}
+    lines += verdicts(settings.scenarios, by_scenario, loaded, unloaded)
+    print("\n".join(lines), flush=True)
+
+
+def write_bodies(folder: Path) -> dict[tuple[str, bool], Path]:
+    """The four request bodies wrk sends, as files for post.lua."""
+    files = {}
+    for api in PATHS:
+        for stream in (False, True):
+            path = folder / f"{api}-{'stream' if stream else 'plain'}.json"
+            path.write_bytes(json.dumps(request_body(api, stream)).encode())
+            files[api, stream] = path
+    return files
+
+
+def parse_args(argv: Sequence[str] | None) -> Settings:
+    """Settings from the command line; --quick gives about a minute."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds (~1 minute)")
+    parser.add_argument(
+        "--rounds", type=int, help="measured rounds per target (default 3, quick 2)"
+    )
+    parser.add_argument("--seconds", type=int, default=1, help="seconds per measured window")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
+    parser.add_argument("--event-gap-ms", type=float, default=1.0, help="spaced streams' pacing")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    args = parser.parse_args(argv)
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = not args.no_pin and len(cpus) >= 2
+    return Settings(
+        rounds=args.rounds or (2 if args.quick else 3),
+        seconds=args.seconds,
+        warmup=1,
+        unloaded_rounds=1 if args.quick else 2,
+        event_gap_ms=args.event_gap_ms,
+        scenarios=scenarios(args.quick, args.event_gap_ms, args.connections),
+        cores=(cpus[0], cpus[1]) if pinned else (None, None),
+    )
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The whole benchmark: 0 when it ran (whatever the verdicts), 1 on failure, 2 without wrk."""
+    settings = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print(WRK_MISSING, file=sys.stderr)
+        return 2
+    nproc = len(os.sched_getaffinity(0))
+    if settings.cores[1] is not None:
+        os.sched_setaffinity(0, {settings.cores[1]})
+    signal.signal(signal.SIGTERM, _terminate)
+    started = time.monotonic()
+    print("\n".join(header(settings, nproc)), flush=True)
+    with tempfile.TemporaryDirectory(prefix="diglot-bench-") as scratch:
+        procs = Processes(Path(scratch))
+        try:
+            bench(settings, procs, write_bodies(Path(scratch)))
+        except KeyboardInterrupt:
+            print("\ninterrupted; stopping every process this run started", file=sys.stderr)
+            return 130
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            print(f"\nbench failed: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            procs.stop_all()
+    print(f"\n(total {time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
