@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
+import zstandard
 from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
 from openai import AsyncOpenAI
 from structlog.testing import capture_logs
@@ -18,6 +20,7 @@ from fixtures.fake_chat_upstream import (
     Reply,
     Script,
     StreamReply,
+    chunk,
     completion,
     text_chunks,
     tool_call,
@@ -374,3 +377,89 @@ async def test_one_log_line_per_request_without_secrets(
     assert line["duration_ms"] >= line["upstream_ms"] >= 0
     assert "sk-secret" not in repr(logs)
     assert "secret prompt" not in repr(logs)
+
+
+CODEX_BODY = {
+    "model": "fake-model",
+    "instructions": None,
+    "input": [
+        {
+            "type": "message",
+            "role": "developer",
+            "content": [{"type": "input_text", "text": "You are a coding agent."}],
+        },
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "ls"}]},
+    ],
+    "tools": [
+        {
+            "type": "function",
+            "name": "exec_command",
+            "description": "Run a command.",
+            "strict": False,
+            "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}},
+        },
+        {
+            "type": "namespace",
+            "name": "mcp__files",
+            "description": "File tools.",
+            "tools": [
+                {
+                    "type": "function",
+                    "name": "read",
+                    "description": "Read a file.",
+                    "strict": False,
+                    "parameters": {"type": "object", "properties": {}},
+                }
+            ],
+        },
+        {"type": "web_search"},
+    ],
+    "tool_choice": "auto",
+    "parallel_tool_calls": True,
+    "reasoning": {"summary": "auto"},
+    "store": False,
+    "stream": True,
+    "include": ["reasoning.encrypted_content"],
+    "prompt_cache_key": "thread-1",
+    "client_metadata": {"x": "y"},
+}
+
+
+async def test_codex_like_zstd_request_streams_a_valid_answer(
+    make_proxy: MakeProxy, fake: FakeUpstream
+) -> None:
+    fake.script(
+        StreamReply(
+            [
+                chunk({"role": "assistant", "reasoning_content": "Listing files."}),
+                *tool_call_chunks(("call_x", "exec_command", '{"cmd":"ls"}'))[1:],
+            ]
+        )
+    )
+    proxy = await make_proxy("chat")
+    resp = await proxy.post(
+        "/v1/responses",
+        data=zstandard.ZstdCompressor().compress(orjson.dumps(CODEX_BODY)),
+        headers={
+            "Content-Encoding": "zstd",
+            "Content-Type": "application/json",
+            "Authorization": "Bearer local",
+            "session-id": "s-1",
+            "x-codex-turn-metadata": "{}",
+        },
+    )
+    assert resp.status == 200
+    events = sse_events(await resp.read())
+    response = assert_valid_stream(events)
+    assert response["status"] == "completed"
+    assert [item["type"] for item in response["output"]] == ["reasoning", "function_call"]
+    assert response["output"][1]["call_id"] == "call_x"
+    sent = fake.last.json()
+    assert sent["messages"][0]["content"] == "You are a coding agent."
+    assert sent["messages"][0]["role"] in ("system", "developer")
+    names = [tool["function"]["name"] for tool in sent["tools"]]
+    assert "exec_command" in names and len(names) == 2
+    assert all(re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", name) for name in names)
+    for leaked in ("store", "include", "reasoning", "client_metadata", "instructions"):
+        assert leaked not in sent
+    assert fake.last.headers["session-id"] == "s-1"

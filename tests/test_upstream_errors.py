@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
+from structlog.testing import capture_logs
 
 from fixtures.fake_chat_upstream import FakeUpstream, Hang, Reply, StreamReply, chunk
 from fixtures.fake_chat_upstream import text_chunks as chat_chunks
-from proxy.app import create_app
+from proxy.app import create_app, observe
 from proxy.config import Config
 from translators.errors import upstream_error_body
 
@@ -269,3 +271,25 @@ async def test_chat_clients_in_front_of_responses_upstream_get_400_for_now(
         "unsupported_direction",
     )
     assert fake.received == []
+
+
+async def test_an_unexpected_exception_is_an_openai_500_without_traceback(
+    aiohttp_client: Any,
+) -> None:
+    async def broken(_: web.Request) -> web.Response:
+        raise RuntimeError("internal detail")
+
+    app = web.Application(middlewares=[observe])
+    app.router.add_get("/broken", broken)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    with capture_logs() as logs:
+        resp = await client.get("/broken", headers={"X-Request-Id": "boom-1"})
+    assert resp.status == 500
+    assert await resp.json() == error(
+        "The server had an error processing your request.", "server_error"
+    )
+    assert resp.headers["X-Request-Id"] == "boom-1"
+    assert "internal detail" not in await resp.text()
+    [logged] = [entry for entry in logs if entry["event"] == "unexpected_error"]
+    assert logged["request_id"] == "boom-1"
+    assert logged["log_level"] == "error"
