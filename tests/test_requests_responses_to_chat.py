@@ -87,6 +87,14 @@ def test_golden_request(path: Path) -> None:
     assert all(UPSTREAM_NAME.match(name) for name in names)
 
 
+@pytest.mark.parametrize("path", CASES, ids=[case.stem for case in CASES])
+def test_extra_keys_take_the_general_decoder_to_the_same_result(path: Path) -> None:
+    case = json.loads(path.read_text())
+    call = translate({**case["request"], "x_backend_knob": [1]}, **case.get("options", {}))
+    assert call.body.pop("x_backend_knob") == [1]
+    assert call.body == case["chat"]
+
+
 def test_golden_fixtures_exist() -> None:
     assert len(CASES) >= 15
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -63,41 +64,41 @@ ContentPart = InputText | InputImage | InputFile | InputAudio | OutputText | Ref
 ToolOutputPart = InputText | InputImage | InputFile
 
 
-class _Item(msgspec.Struct, kw_only=True):
+class _Item(msgspec.Struct, kw_only=True, tag_field="type"):
     """An input item; its `type` chose the class, `id` and `status` are the client's echo."""
 
     id: str | None = None
     status: ItemStatus | None = None
 
 
-class MessageItem(_Item):
+class MessageItem(_Item, tag="message"):
     role: Literal["user", "assistant", "system", "developer"]
     content: str | list[ContentPart]
     phase: Literal["commentary", "final_answer"] | None = None
 
 
-class FunctionCallItem(_Item):
+class FunctionCallItem(_Item, tag="function_call"):
     call_id: str
     name: str
     arguments: str
     namespace: str | None = None
 
 
-class FunctionCallOutputItem(_Item):
+class FunctionCallOutputItem(_Item, tag="function_call_output"):
     call_id: str
     output: str | list[ToolOutputPart]
     name: str | None = None
     namespace: str | None = None
 
 
-class CustomToolCallItem(_Item):
+class CustomToolCallItem(_Item, tag="custom_tool_call"):
     call_id: str
     name: str
     input: str
     namespace: str | None = None
 
 
-class CustomToolCallOutputItem(_Item):
+class CustomToolCallOutputItem(_Item, tag="custom_tool_call_output"):
     call_id: str
     output: str | list[ToolOutputPart]
 
@@ -110,7 +111,7 @@ class ReasoningText(msgspec.Struct, tag_field="type", tag="reasoning_text"):
     text: str
 
 
-class ReasoningItem(_Item):
+class ReasoningItem(_Item, tag="reasoning"):
     summary: list[SummaryText] = []
     content: list[ReasoningText] | None = None
     encrypted_content: str | None = None
@@ -280,12 +281,28 @@ class Params(msgspec.Struct, kw_only=True):
 PARAM_NAMES = frozenset(Params.__struct_fields__) | {"input"}
 
 
+class _Body(Params, forbid_unknown_fields=True):
+    """The common case decoded in one pass: typed items, no extras (else the general path)."""
+
+    input: (
+        str
+        | list[
+            MessageItem
+            | FunctionCallItem
+            | FunctionCallOutputItem
+            | CustomToolCallItem
+            | CustomToolCallOutputItem
+            | ReasoningItem
+        ]
+    )
+
+
 @dataclass(slots=True)
 class ResponsesRequest:
     """A validated Responses request: its settings, its input, and keys neither API defines."""
 
     params: Params
-    input: str | list[InputItem]
+    input: str | Sequence[InputItem]
     tools: list[Tool]
     extras: dict[str, Any]
 
@@ -300,6 +317,19 @@ class ResponsesRequest:
 
 def decode_responses_request(raw: bytes) -> ResponsesRequest:
     """Parses and validates a `POST /v1/responses` body; any fault is a RequestError."""
+    try:
+        body = msgspec.json.decode(raw, type=_Body)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return _decode_generally(raw)
+    try:
+        tools = _tools(body.tools)
+    except msgspec.ValidationError as exc:
+        raise _validation_error(str(exc), "") from None
+    return ResponsesRequest(body, body.input, tools, {})
+
+
+def _decode_generally(raw: bytes) -> ResponsesRequest:
+    """Any body: type-less messages, hosted-tool items, extra keys, and precise errors."""
     try:
         data = msgspec.json.decode(raw)
     except (msgspec.DecodeError, RecursionError):

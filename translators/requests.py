@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -242,7 +243,7 @@ class _History:
         self._thought: list[tuple[int, str]] = []
         self._media: list[dict[str, Any]] = []
 
-    def build(self, params: Params, items: str | list[InputItem]) -> list[dict[str, Any]]:
+    def build(self, params: Params, items: str | Sequence[InputItem]) -> list[dict[str, Any]]:
         messages = self._messages
         if params.instructions is not None:
             messages.append(
@@ -252,24 +253,22 @@ class _History:
             messages.append({"role": "user", "content": items})
             return messages
         for index, item in enumerate(items):
-            if isinstance(item, FunctionCallOutputItem | CustomToolCallOutputItem):
-                self._tool_output(item.call_id, item.output, f"input[{index}].output")
+            if type(item) is FunctionCallOutputItem or type(item) is CustomToolCallOutputItem:
+                self._tool_output(item.call_id, item.output, index)
                 continue
-            self._flush_media()
-            if isinstance(item, MessageItem):
+            if self._media:
+                self._flush_media()
+            if type(item) is MessageItem:
                 self._message(item, index)
-            elif isinstance(item, FunctionCallItem):
-                name = self._namer.name("function", item.name, item.namespace)
-                self._tool_call(chat_tool_call(item.call_id, name, item.arguments))
-            elif isinstance(item, CustomToolCallItem):
-                name = self._namer.name("custom", item.name, item.namespace)
-                arguments = custom_call_arguments(item.input)
-                self._tool_call(chat_tool_call(item.call_id, name, arguments))
-            elif isinstance(item, ReasoningItem):
+            elif type(item) is FunctionCallItem:
+                self._function_call(item)
+            elif type(item) is CustomToolCallItem:
+                self._custom_tool_call(item)
+            elif type(item) is ReasoningItem:
                 text = reasoning_item_text(item)
                 if text:
                     self._thought.append((index, text))
-            else:
+            elif type(item) is UnsupportedItem:
                 self._unsupported(item, index)
         self._flush_media()
         self._orphan_reasoning()
@@ -321,6 +320,14 @@ class _History:
             message["refusal"] = "".join(refusals)
         return message
 
+    def _function_call(self, item: FunctionCallItem) -> None:
+        name = self._namer.name("function", item.name, item.namespace)
+        self._tool_call(chat_tool_call(item.call_id, name, item.arguments))
+
+    def _custom_tool_call(self, item: CustomToolCallItem) -> None:
+        name = self._namer.name("custom", item.name, item.namespace)
+        self._tool_call(chat_tool_call(item.call_id, name, custom_call_arguments(item.input)))
+
     def _tool_call(self, call: dict[str, Any]) -> None:
         message = self._assistant
         if message is None:
@@ -330,15 +337,16 @@ class _History:
         self._take_reasoning(message)
         message.setdefault("tool_calls", []).append(call)
 
-    def _tool_output(self, call_id: str, output: str | list[ToolOutputPart], path: str) -> None:
+    def _tool_output(self, call_id: str, output: str | list[ToolOutputPart], index: int) -> None:
         self._assistant = None
-        self._orphan_reasoning()
+        if self._thought:
+            self._orphan_reasoning()
         if isinstance(output, str):
             content: str | list[dict[str, Any]] = output
         else:
             texts: list[dict[str, Any]] = []
             for position, part in enumerate(output):
-                mapped = chat_part(part, f"{path}[{position}]", self._dropped)
+                mapped = chat_part(part, f"input[{index}].output[{position}]", self._dropped)
                 if mapped is None:
                     continue
                 (texts if mapped["type"] == "text" else self._media).append(mapped)
