@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from fixtures.fake_chat_upstream import FakeUpstream, Hang, Reply, StreamReply, completion, sse
 from fixtures.fake_chat_upstream import text_chunks as chat_chunks
@@ -136,3 +138,28 @@ async def test_upstream_break_mid_body_is_not_passed_off_as_complete(
     resp = await client.post("/v1/chat/completions", data=CHAT_BODY)
     with pytest.raises(aiohttp.ClientPayloadError):
         await resp.read()
+
+
+async def test_compressed_upstream_answer_reaches_the_client_decoded(
+    make_proxy: MakeProxy, fake: FakeUpstream
+) -> None:
+    answer = orjson.dumps(completion("squeezed"))
+    fake.script(Reply(gzip.compress(answer), headers={"Content-Encoding": "gzip"}))
+    client = await make_proxy("chat")
+    resp = await client.post("/v1/chat/completions", data=CHAT_BODY, auto_decompress=False)
+    assert "Content-Encoding" not in resp.headers
+    assert await resp.read() == answer
+
+
+async def test_log_bodies_logs_the_request_body_only_when_asked(
+    make_proxy: MakeProxy, fake: FakeUpstream
+) -> None:
+    fake.script(Reply(completion("ok")), Reply(completion("ok")))
+    quiet, loud = await make_proxy("chat"), await make_proxy("chat", log_bodies=True)
+    with capture_logs() as logs:
+        await quiet.post("/v1/chat/completions", data=CHAT_BODY)
+    assert [entry["event"] for entry in logs] == ["request"]
+    with capture_logs() as logs:
+        await loud.post("/v1/chat/completions", data=CHAT_BODY)
+    assert logs[0]["event"] == "request_body"
+    assert logs[0]["body"] == CHAT_BODY.decode()
