@@ -6,32 +6,17 @@ from collections import Counter
 from typing import Any
 
 from translators.context import IdFactory, Options, ResponseContext, RestoredTool, ToolNames
+from translators.models import decode_responses_request
+from translators.requests import responses_request_to_chat
 
-# What a request without options echoes: every setting with the API's default.
-DEFAULT_ECHO: dict[str, Any] = {
-    "instructions": None,
-    "tools": [],
-    "tool_choice": "auto",
-    "parallel_tool_calls": True,
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "presence_penalty": 0.0,
-    "frequency_penalty": 0.0,
-    "top_logprobs": 0,
-    "max_output_tokens": None,
-    "max_tool_calls": None,
-    "previous_response_id": None,
-    "reasoning": None,
-    "text": {"format": {"type": "text"}},
-    "truncation": "disabled",
-    "metadata": {},
-    "store": False,
-    "background": False,
-    "service_tier": "auto",
-    "safety_identifier": None,
-    "prompt_cache_key": None,
-    "user": None,
-}
+
+def _bare_request_echo() -> dict[str, Any]:
+    """What a request naming only model and input echoes: every setting at its default."""
+    request = decode_responses_request(b'{"model": "client-model", "input": "hi"}')
+    return responses_request_to_chat(request, Options(), now=0).context.echo
+
+
+DEFAULT_ECHO = _bare_request_echo()
 
 
 def counting_ids() -> IdFactory:
@@ -66,14 +51,13 @@ def make_context(
 
 
 def context_from_fixture(spec: dict[str, Any]) -> ResponseContext:
-    """A fixture's `context` member: tools as {upstream: [kind, name, namespace]}, options."""
+    """A fixture's `context`: its full `echo`, tools as {upstream: [kind, name, namespace]}."""
     tools = {
         upstream: RestoredTool(kind, name, namespace)
         for upstream, (kind, name, namespace) in spec.get("tools", {}).items()
     }
-    return make_context(
-        tools=tools,
-        echo=spec.get("echo"),
-        include_logprobs=spec.get("include_logprobs", False),
-        **spec.get("options", {}),
+    ctx = make_context(
+        tools=tools, include_logprobs=spec.get("include_logprobs", False), **spec.get("options", {})
     )
+    ctx.echo = spec["echo"]
+    return ctx
