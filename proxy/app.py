@@ -12,7 +12,7 @@ from aiohttp import web
 
 from proxy import handlers
 from proxy.config import Config
-from proxy.observability import RequestLog, get_logger
+from proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from proxy.replies import json_response
 from proxy.state import PROXY, RECORD, Proxy
 from proxy.upstream import REQUEST_ID, Upstream
@@ -83,7 +83,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         return response
     except asyncio.CancelledError:
         status = 499
-        record.error = "client disconnected"
+        record.error = CLIENT_GONE
         raise
     finally:
         _log_request(request, record, status, started)

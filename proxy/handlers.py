@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 
 from proxy.inbound import read_body
-from proxy.observability import RequestLog, get_logger
+from proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from proxy.replies import upstream_error_response
 from proxy.state import PROXY, RECORD, Proxy
 from proxy.translate import responses_over_chat
@@ -92,17 +92,20 @@ async def _passthrough(
         )
         await response.prepare(request)
         chunks = upstream.content.iter_any()
-        while True:
-            try:
-                chunk = await chunks.__anext__()
-            except StopAsyncIteration:
-                break
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                record.error = f"upstream broke mid-body: {exc!r}"
-                _abort(request)
-                return response
-            await response.write(chunk)
-        await response.write_eof()
+        try:
+            while True:
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    record.error = f"upstream broke mid-body: {exc!r}"
+                    _abort(request)
+                    return response
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionResetError:
+            record.error = CLIENT_GONE
         return response
 
 

@@ -6,8 +6,10 @@ import zlib
 from collections.abc import Callable
 from typing import IO, cast
 
+import aiohttp
 import zstandard
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from translators.errors import RequestError
 
@@ -158,4 +160,6 @@ async def read_body(request: web.Request, limit: int) -> bytes:
             f"The request body could not be decoded as {', '.join(encodings)}: {exc}",
             code="invalid_body_encoding",
         ) from None
+    except (ConnectionError, aiohttp.ClientError, HttpProcessingError):
+        raise RequestError("The request body could not be read to its end.") from None
     return b"".join(collector.parts)

@@ -11,6 +11,7 @@ import orjson
 import structlog
 
 LOGGER_NAME = "diglot"
+CLIENT_GONE = "client disconnected"
 Direction = Literal["passthrough", "responses->chat", "chat->responses", "local"]
 
 

@@ -8,15 +8,15 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
-from translators.requests import responses_request_to_chat
 
-from proxy.observability import RequestLog, get_logger
+from proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from proxy.replies import json_response, upstream_error_response
 from proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent, encode_events
 from proxy.state import Proxy
 from proxy.upstream import REQUEST_ID, rate_limit_headers, read_all, upstream_failure
 from translators.context import ResponseContext
 from translators.models import decode_responses_request
+from translators.requests import responses_request_to_chat
 from translators.responses import chat_completion_to_response
 from translators.stream.chat_to_responses import ChatToResponsesStream
 
@@ -164,20 +164,23 @@ async def _stream(
     }
     response = web.StreamResponse(status=200, headers=headers)
     await response.prepare(request)
-    await response.write(encode_events(relay.start()))
     chunks = upstream.content.iter_any()
-    while not relay.closed:
-        try:
-            data = await chunks.__anext__()
-        except StopAsyncIteration:
-            events = relay.end()
-        except TimeoutError:
-            events = relay.fail("The upstream stopped sending in the middle of the answer.")
-        except aiohttp.ClientError as exc:
-            events = relay.fail(f"The upstream connection broke mid-stream: {exc}")
-        else:
-            events = relay.data(data)
-        if events:
-            await response.write(encode_events(events))
-    await response.write_eof()
+    try:
+        await response.write(encode_events(relay.start()))
+        while not relay.closed:
+            try:
+                data = await chunks.__anext__()
+            except StopAsyncIteration:
+                events = relay.end()
+            except TimeoutError:
+                events = relay.fail("The upstream stopped sending in the middle of the answer.")
+            except aiohttp.ClientError as exc:
+                events = relay.fail(f"The upstream connection broke mid-stream: {exc}")
+            else:
+                events = relay.data(data)
+            if events:
+                await response.write(encode_events(events))
+        await response.write_eof()
+    except ConnectionResetError:
+        record.error = CLIENT_GONE
     return response
