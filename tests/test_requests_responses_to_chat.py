@@ -131,7 +131,7 @@ def test_context_and_echo_defaults() -> None:
         "metadata": {},
         "store": True,
         "background": False,
-        "service_tier": None,
+        "service_tier": "default",
         "safety_identifier": None,
         "prompt_cache_key": None,
         "prompt_cache_retention": None,

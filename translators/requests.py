@@ -220,7 +220,7 @@ def _echo(params: Params) -> dict[str, Any]:
         "metadata": params.metadata or {},
         "store": params.store is not False,
         "background": False,
-        "service_tier": params.service_tier,
+        "service_tier": params.service_tier or "default",
         "safety_identifier": params.safety_identifier,
         "prompt_cache_key": params.prompt_cache_key,
         "prompt_cache_retention": params.prompt_cache_retention,
