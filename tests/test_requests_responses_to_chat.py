@@ -481,3 +481,89 @@ def test_any_body_translates_or_is_refused(
         return
     msgspec.json.encode(call.body)
     msgspec.json.encode(call.context.echo)
+
+
+def test_developer_messages_follow_the_instructions_role() -> None:
+    body = {
+        "model": "m",
+        "instructions": "I",
+        "input": [
+            {"type": "message", "role": "developer", "content": "D"},
+            {"type": "message", "role": "system", "content": "S"},
+        ],
+    }
+    assert translate(body, instructions_role="developer").body["messages"] == [
+        {"role": "developer", "content": "I"},
+        {"role": "developer", "content": "D"},
+        {"role": "system", "content": "S"},
+    ]
+
+
+def test_reasoning_after_an_open_assistant_turn_joins_its_tool_calls() -> None:
+    def thought(text: str) -> dict[str, Any]:
+        return {
+            "type": "reasoning",
+            "id": "rs",
+            "summary": [{"type": "summary_text", "text": text}],
+        }
+
+    body = {
+        "model": "m",
+        "input": [
+            {"role": "user", "content": "go"},
+            thought("first"),
+            {"role": "assistant", "content": "Running two tools."},
+            thought("second"),
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+            {"type": "function_call", "call_id": "c2", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "1"},
+            {"type": "function_call_output", "call_id": "c2", "output": "2"},
+        ],
+    }
+    calls = [
+        {"id": f"c{n}", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        for n in (1, 2)
+    ]
+    assert translate(body).body["messages"] == [
+        {"role": "user", "content": "go"},
+        {
+            "role": "assistant",
+            "content": "Running two tools.",
+            "reasoning_content": "first\n\nsecond",
+            "tool_calls": calls,
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "1"},
+        {"role": "tool", "tool_call_id": "c2", "content": "2"},
+    ]
+
+
+def test_a_bare_tool_choice_name_shared_by_two_namespaces_is_refused() -> None:
+    group = [{"type": "function", "name": "search"}]
+    body = {
+        "model": "m",
+        "input": "hi",
+        "tools": [
+            {"type": "namespace", "name": "a", "description": "A", "tools": group},
+            {"type": "namespace", "name": "b", "description": "B", "tools": group},
+        ],
+        "tool_choice": {"type": "function", "name": "search"},
+    }
+    assert refused(body).param == "tool_choice.name"
+    body["tool_choice"] = {"type": "function", "name": "search", "namespace": "b"}
+    assert translate(body).body["tool_choice"] == {
+        "type": "function",
+        "function": {"name": "b__search"},
+    }
+
+
+def test_reasoning_text_prefers_raw_content_over_summary() -> None:
+    item = {
+        "type": "reasoning",
+        "id": "rs",
+        "summary": [{"type": "summary_text", "text": "short"}],
+        "content": [{"type": "reasoning_text", "text": "long form"}],
+    }
+    messages = translate(
+        {"model": "m", "input": [item, {"role": "assistant", "content": "ok"}]}
+    ).body["messages"]
+    assert messages == [{"role": "assistant", "content": "ok", "reasoning_content": "long form"}]
