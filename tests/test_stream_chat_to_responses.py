@@ -562,6 +562,14 @@ def test_chunks_after_finish_reason_are_ignored() -> None:
     assert terminal(events)["output"][0]["content"][0]["text"] == "a"
 
 
+def test_content_as_text_parts_and_empty_deltas() -> None:
+    """Some backends send content as a list of parts, which the chat chunk type does not allow."""
+    parts = [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "x"}}]
+    odd = [{"choices": [{"index": 0, "delta": {"content": c}}]} for c in (parts, [{"type": "x"}])]
+    events = run([chunk({"content": ""}), *odd, chunk(finish="stop")])
+    assert [e["delta"] for e in of_type(events, "response.output_text.delta")] == ["a"]
+
+
 def test_other_choices_are_ignored() -> None:
     extra = chunk({"content": "other"})
     extra["choices"][0]["index"] = 1

@@ -135,9 +135,9 @@ class ChatToResponsesStream:
                 self._reasoning(reasoning)
             content = delta.get("content")
             if content:
-                self._content(
-                    content if type(content) is str else chat_content_text(content), choice
-                )
+                text = content if type(content) is str else chat_content_text(content)
+                if text:
+                    self._content(text, choice)
             refusal = delta.get("refusal")
             if refusal and isinstance(refusal, str):
                 self._message().add_refusal(self._out, refusal)
