@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,8 @@ import orjson
 import pytest
 import zstandard
 from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openai import AsyncOpenAI
 from structlog.testing import capture_logs
 
@@ -463,3 +466,85 @@ async def test_codex_like_zstd_request_streams_a_valid_answer(
     for leaked in ("store", "include", "reasoning", "client_metadata", "instructions"):
         assert leaked not in sent
     assert fake.last.headers["session-id"] == "s-1"
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_KEYS = [
+    "model",
+    "input",
+    "instructions",
+    "tools",
+    "tool_choice",
+    "stream",
+    "text",
+    "reasoning",
+    "temperature",
+    "max_output_tokens",
+    "include",
+    "metadata",
+    "store",
+    "top_logprobs",
+]
+_ITEM = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(
+            [
+                "message",
+                "function_call",
+                "function_call_output",
+                "reasoning",
+                "custom_tool_call",
+                "item_reference",
+                "bogus",
+            ]
+        )
+    },
+    optional={
+        "role": st.sampled_from(["user", "assistant", "system", "developer", "tool"]),
+        "content": _json,
+        "call_id": _json,
+        "name": _json,
+        "arguments": _json,
+        "output": _json,
+        "id": _json,
+    },
+)
+_BODIES = st.fixed_dictionaries(
+    {"model": st.just("fake-model") | _json},
+    optional={
+        "input": st.text(max_size=5) | st.lists(_ITEM, max_size=3) | _json,
+        **{key: _json for key in _KEYS if key not in ("model", "input")},
+    },
+)
+
+
+@settings(
+    max_examples=120,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=_BODIES)
+async def test_no_client_body_produces_a_500(
+    make_proxy: MakeProxy, fake: FakeUpstream, body: dict[str, Any]
+) -> None:
+    fake.responder = lambda received: (
+        StreamReply(text_chunks("ok")) if received.json().get("stream") else Reply(completion("ok"))
+    )
+    proxy = await make_proxy("chat")
+    resp = await proxy.post("/v1/responses", data=json.dumps(body))
+    payload = await resp.read()
+    assert resp.status in (200, 400), payload
+    if resp.status == 400:
+        error = orjson.loads(payload)["error"]
+        assert error["type"] == "invalid_request_error" and error["message"]
+    elif resp.headers["Content-Type"].startswith("text/event-stream"):
+        assert_valid_stream(sse_events(payload))
+    else:
+        assert_valid_response(orjson.loads(payload))
