@@ -8,10 +8,9 @@ from typing import Any, Literal, NamedTuple
 from translators.content import message_item, output_text_part, refusal_part
 from translators.context import RestoredTool
 from translators.reasoning import ReasoningMode, reasoning_item, reasoning_part
+from translators.responses import ItemStatus
 from translators.stream.emitter import Emitter
 from translators.tools import CustomInputDecoder, tool_call_item
-
-ItemStatus = Literal["completed", "incomplete"]
 
 
 def _joined(fragments: list[str]) -> str:
