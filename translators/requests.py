@@ -229,8 +229,7 @@ def _echo(params: Params) -> dict[str, Any]:
 
 
 class _History:
-    """Input items -> Chat messages: tool calls fold into one assistant turn, reasoning rides
-    along as `reasoning_content`, media from tool outputs follows the tool results."""
+    """Input items -> Chat messages; one owner for the open assistant turn and pending reasoning."""
 
     __slots__ = ("_assistant", "_dropped", "_media", "_messages", "_namer", "_options", "_thought")
 
