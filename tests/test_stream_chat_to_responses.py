@@ -403,6 +403,34 @@ def test_index_less_tool_calls_are_told_apart_by_id() -> None:
     assert [(i["name"], i["arguments"]) for i in output] == [("f", "{}"), ("g", '{"x":1}')]
 
 
+def test_calls_sharing_one_index_are_told_apart_by_id() -> None:
+    events = run(
+        [
+            chunk({"tool_calls": [call(0, '{"path":', "call_a", "write")]}),
+            chunk({"tool_calls": [call(0, '"a.py"}')]}),
+            chunk({"tool_calls": [call(0, '{"path":', "call_b", "write")]}),
+            chunk({"tool_calls": [call(0, '"b.py"}')]}),
+            chunk(finish="tool_calls"),
+        ]
+    )
+    output = terminal(events)["output"]
+    assert [(i["call_id"], i["arguments"]) for i in output] == [
+        ("call_a", '{"path":"a.py"}'),
+        ("call_b", '{"path":"b.py"}'),
+    ]
+
+
+def test_repeated_id_on_every_fragment_stays_one_call() -> None:
+    events = run(
+        [
+            chunk({"tool_calls": [call(0, '{"a":', "call_a", "f")]}),
+            chunk({"tool_calls": [call(0, "1}", "call_a")]}),
+            chunk(finish="tool_calls"),
+        ]
+    )
+    assert [i["arguments"] for i in terminal(events)["output"]] == ['{"a":1}']
+
+
 def test_missing_call_id_is_minted() -> None:
     events = run([chunk({"tool_calls": [call(0, "{}", name="now")]}), chunk(finish="tool_calls")])
     assert terminal(events)["output"][0]["call_id"] == "call_0"

@@ -200,13 +200,16 @@ class ChatToResponsesStream:
         item.add(self._out, text)
 
     def _tool_fragment(self, call: Mapping[str, Any]) -> None:
-        """Routes an arguments fragment to its call by `index` (or `id` for index-less backends)."""
+        """Routes an arguments fragment to its call by `index`, or `id` where backends lack one.
+
+        A new `id` at a known index is a new call: some backends (Ollama) give every call index 0.
+        """
         call_id, name, arguments = chat_call_parts(call)
         index = call.get("index")
         key = index if isinstance(index, int) else call_id or self._last_tool
         self._last_tool = key
         item = self._tools.get(key)
-        if item is None:
+        if item is None or (call_id and call_id != item.call_id):
             ctx = self._ctx
             tool = ctx.tools.restore(name)
             call_id = call_id or ctx.new_id("call")
