@@ -431,6 +431,19 @@ def test_repeated_id_on_every_fragment_stays_one_call() -> None:
     assert [i["arguments"] for i in terminal(events)["output"]] == ['{"a":1}']
 
 
+def test_id_arriving_after_the_first_fragment_stays_one_call() -> None:
+    events = run(
+        [
+            chunk({"tool_calls": [call(0, '{"a":', name="f")]}),
+            chunk({"tool_calls": [call(0, "1}", "call_late")]}),
+            chunk(finish="tool_calls"),
+        ]
+    )
+    assert [(i["call_id"], i["arguments"]) for i in terminal(events)["output"]] == [
+        ("call_0", '{"a":1}')
+    ]
+
+
 def test_missing_call_id_is_minted() -> None:
     events = run([chunk({"tool_calls": [call(0, "{}", name="now")]}), chunk(finish="tool_calls")])
     assert terminal(events)["output"][0]["call_id"] == "call_0"

@@ -59,7 +59,7 @@ class ChatToResponsesStream:
         self._phase: Literal["new", "open", "done"] = "new"
         self._items: list[OutputItem] = []
         self._open: MessageItem | ReasoningItem | None = None
-        self._tools: dict[object, ToolCallItem] = {}
+        self._tools: dict[object, tuple[str, ToolCallItem]] = {}  # key -> (upstream id, item)
         self._last_tool: object = None
         self._think = ThinkSplitter() if ctx.options.think_tags else None
         self._finish_reason: str | None = None
@@ -208,15 +208,17 @@ class ChatToResponsesStream:
         index = call.get("index")
         key = index if isinstance(index, int) else call_id or self._last_tool
         self._last_tool = key
-        item = self._tools.get(key)
-        if item is None or (call_id and call_id != item.call_id):
+        known = self._tools.get(key)
+        if known is None or (call_id and known[0] and call_id != known[0]):
             ctx = self._ctx
             tool = ctx.tools.restore(name)
-            call_id = call_id or ctx.new_id("call")
+            minted = call_id or ctx.new_id("call")
             item_id = ctx.new_id(tool_item_prefix(tool.kind))
-            item = ToolCallItem(self._out, self._next_index(), item_id, call_id, tool)
-            self._tools[key] = item
+            item = ToolCallItem(self._out, self._next_index(), item_id, minted, tool)
+            self._tools[key] = (call_id, item)
             self._items.append(item)
+        else:
+            item = known[1]
         if arguments:
             item.add(self._out, arguments)
 

@@ -228,13 +228,13 @@ class ReasoningItem(OutputItem):
 class ToolCallItem(OutputItem):
     """A function call (arguments passed on as they come) or custom tool call (input decoded)."""
 
-    __slots__ = ("_decoder", "_fragments", "_tool", "call_id")
+    __slots__ = ("_call_id", "_decoder", "_fragments", "_tool")
 
     def __init__(
         self, out: Emitter, output_index: int, item_id: str, call_id: str, tool: RestoredTool
     ) -> None:
         super().__init__(output_index, item_id)
-        self.call_id = call_id
+        self._call_id = call_id
         self._tool = tool
         self._fragments: list[str] = []
         self._decoder = CustomInputDecoder() if tool.kind == "custom" else None
@@ -263,7 +263,7 @@ class ToolCallItem(OutputItem):
     def _snapshot(self, status: ItemStatus) -> dict[str, Any]:
         decoder = self._decoder
         payload = _joined(self._fragments) if decoder is None else decoder.result()
-        return tool_call_item(self.item_id, self.call_id, self._tool, payload, status)
+        return tool_call_item(self.item_id, self._call_id, self._tool, payload, status)
 
     def _finish(self, out: Emitter, final: dict[str, Any]) -> None:
         where = {"item_id": self.item_id, "output_index": self.output_index}
