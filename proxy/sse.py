@@ -36,38 +36,43 @@ class SSEDecoder:
         """Events completed by this chunk, in order."""
         buffer = self._buffer + chunk if self._buffer else chunk
         if b"\r" in buffer:
-            held = buffer.endswith(b"\r")
-            if held:
-                buffer = buffer[:-1]
+            held = buffer.endswith(b"\r")  # may be the first half of a CRLF
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             if held:
-                buffer += b"\r"
-        events: list[SSEEvent] = []
-        start = 0
-        while (end := buffer.find(b"\n", start)) >= 0:
-            self._line(buffer[start:end], events)
-            start = end + 1
-        self._buffer = buffer[start:]
+                buffer = buffer[:-1] + b"\r"
+        lines = buffer.split(b"\n")
+        self._buffer = lines.pop()
         if len(self._buffer) > _MAX_PENDING:
             raise SSEError("an event line exceeds 16 MiB")
+        events: list[SSEEvent] = []
+        for line in lines:
+            if line[:6] == b"data: ":  # the common line, handled inline
+                self._data.append(line[6:])
+            elif line:
+                self._field(line)
+            else:
+                self._dispatch(events)
         return events
 
     def close(self) -> list[SSEEvent]:
         """At end of stream: an unterminated last event still counts (lenient to sloppy servers)."""
         events: list[SSEEvent] = []
-        if self._buffer:
-            self._line(self._buffer.rstrip(b"\r"), events)
-            self._buffer = b""
-        self._line(b"", events)
+        line = self._buffer.rstrip(b"\r")
+        self._buffer = b""
+        if line:
+            self.feed(line + b"\n")
+        self._dispatch(events)
         return events
 
-    def _line(self, line: bytes, events: list[SSEEvent]) -> None:
-        if not line:
-            if self._data:
-                events.append(SSEEvent(self._event, b"\n".join(self._data)))
+    def _dispatch(self, events: list[SSEEvent]) -> None:
+        """A blank line: the pending event (if it has data) is complete."""
+        data = self._data
+        if data:
+            events.append(SSEEvent(self._event, data[0] if len(data) == 1 else b"\n".join(data)))
             self._data = []
-            self._event = None
-            return
+        self._event = None
+
+    def _field(self, line: bytes) -> None:
         if line[0] == 0x3A:  # ":" starts a comment
             return
         name, sep, value = line.partition(b":")
@@ -81,7 +86,7 @@ class SSEDecoder:
 
 def encode_events(events: Iterable[dict[str, Any]]) -> bytes:
     """OpenAI's framing: `event: <type>` and one `data:` line per event, LF, a blank line after."""
-    return b"".join(
-        b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
-        for event in events
-    )
+    parts: list[bytes] = []
+    for event in events:
+        parts += (b"event: ", event["type"].encode(), b"\ndata: ", orjson.dumps(event), b"\n\n")
+    return b"".join(parts)

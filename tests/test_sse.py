@@ -66,6 +66,10 @@ def test_comment_only_and_empty_events_dispatch_nothing() -> None:
     assert decode_in_pieces(b": ping\n\n\n\nevent: x\n\n", 4) == []
 
 
+def test_event_name_does_not_outlive_its_event() -> None:
+    assert decode_in_pieces(b"event: x\n\ndata: y\n\n", 3) == [SSEEvent(None, b"y")]
+
+
 def test_an_endless_line_is_an_error() -> None:
     decoder = SSEDecoder()
     with pytest.raises(SSEError):
