@@ -1,4 +1,4 @@
-"""A Responses request as the Chat Completions request that answers it."""
+"""Responses request bodies as Chat Completions requests, and what their answer needs back."""
 
 from __future__ import annotations
 
