@@ -263,7 +263,8 @@ def header(settings: Settings, nproc: int) -> list[str]:
         " streams answer 100 SSE events, one socket write each",
         "CPU/request: utime+stime of the serving process (/proc/<pid>/stat, "
         f"1/{TICKS} s ticks) across each window, once idle again, / completed requests",
-        "ratios: to the bare aiohttp relay serving the same client API, in this run",
+        "ratios: to the bare aiohttp relay serving the same client API, in this run; the CPU "
+        "ratio is the median of the rounds' ratios",
     ]
 
 
@@ -309,7 +310,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds (~1 minute)")
     parser.add_argument(
-        "--rounds", type=int, help="measured rounds per target (default 3, quick 2)"
+        "--rounds", type=int, help="measured rounds per target (default 4, quick 3)"
     )
     parser.add_argument("--seconds", type=int, default=1, help="seconds per measured window")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
@@ -319,7 +320,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     cpus = sorted(os.sched_getaffinity(0))
     pinned = not args.no_pin and len(cpus) >= 2
     return Settings(
-        rounds=args.rounds or (2 if args.quick else 3),
+        rounds=args.rounds or (3 if args.quick else 4),
         seconds=args.seconds,
         warmup=1,
         unloaded_rounds=1 if args.quick else 2,
