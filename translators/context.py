@@ -24,6 +24,8 @@ class Options:
     strict: bool = False
     reasoning_events: Literal["text", "summary"] = "text"
     think_tags: bool = True
+    chat_reasoning_content: bool = True
+    forward_chat_only_params: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,5 +66,18 @@ class ResponseContext:
     echo: dict[str, Any]
     tools: ToolNames
     options: Options
+    include_logprobs: bool = False
+    new_id: IdFactory = random_id
+
+
+@dataclass(slots=True)
+class ChatContext:
+    """Everything the Responses -> Chat direction needs from the Chat request it answers."""
+
+    completion_id: str
+    created: int
+    model: str
+    options: Options
+    include_usage: bool = False
     include_logprobs: bool = False
     new_id: IdFactory = random_id
