@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from proxy.config import Config
+from proxy.observability import RequestLog
 from proxy.upstream import Upstream
 from translators.context import Options
 
@@ -19,4 +20,4 @@ class Proxy:
 
 
 PROXY = web.AppKey("proxy", Proxy)
-RECORD = "diglot.record"  # request-scoped key of the RequestLog the logging middleware writes
+RECORD = web.RequestKey("record", RequestLog)  # what the middleware logs for the request
