@@ -22,6 +22,7 @@ class Window:
     p99_ms: float
     cpu_s: float
     upstream_cpu_s: float
+    outside_cpu_s: float  # CPU that processes outside this benchmark used meanwhile
     errors: int
 
 
@@ -35,6 +36,7 @@ class Summary:
     cpu_ms_per_request: float
     cpu_busy: float
     upstream_busy: float
+    outside_busy: float
     errors: int
     cpu_ms_per_round: tuple[float, ...]
 
@@ -51,6 +53,7 @@ def summarise(windows: Sequence[Window]) -> Summary:
         cpu_ms_per_request=1000 * cpu / requests if requests else math.nan,
         cpu_busy=cpu / seconds,
         upstream_busy=sum(w.upstream_cpu_s for w in windows) / seconds,
+        outside_busy=sum(w.outside_cpu_s for w in windows) / seconds,
         errors=sum(w.errors for w in windows),
         cpu_ms_per_round=tuple(
             1000 * w.cpu_s / w.requests if w.requests else math.nan for w in windows
@@ -102,7 +105,7 @@ def load_table(scenario: Scenario, targets: Sequence[Target], results: Results) 
         "",
         f"== {scenario.name}: {scenario.connections} connections ==",
         f"{'target':40} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>10} "
-        f"{'busy':>5} {'upstr':>5} | relay x: {'CPU/req':>7} {'p50':>6} {'req/s':>6}",
+        f"{'busy':>5} {'upstr':>5} {'other':>5} | relay x: {'CPU/req':>7} {'p50':>6} {'req/s':>6}",
     ]
     for target in targets:
         if scenario.name in target.skip:
@@ -117,10 +120,29 @@ def load_table(scenario: Scenario, targets: Sequence[Target], results: Results) 
             notes += f" ({mine.errors} errors!)"
         lines.append(
             f"{target.name:40} {mine.rps:7.0f} {mine.p50_ms:8.2f} {mine.p99_ms:8.2f} "
-            f"{mine.cpu_ms_per_request:10.3f} {mine.cpu_busy:5.0%} {mine.upstream_busy:5.0%} | "
+            f"{mine.cpu_ms_per_request:10.3f} {mine.cpu_busy:5.0%} {mine.upstream_busy:5.0%} "
+            f"{mine.outside_busy:5.0%} | "
             f"{'':9}{cells[0]:>7} {cells[1]:>6} {cells[2]:>6}{notes}"
         )
     return lines
+
+
+NOISY_OUTSIDE_LOAD = 0.10
+
+
+def outside_load_note(loaded: Mapping[str, Results]) -> list[str]:
+    """Warn when other programs used the CPUs during the measurement: ratios get noisy."""
+    shares = [summary.outside_busy for results in loaded.values() for summary in results.values()]
+    if not shares:
+        return []
+    worst = max(shares)
+    line = (
+        f"outside load: other programs used {statistics.mean(shares):.0%} of a CPU on average "
+        f"during the windows (worst target {worst:.0%})"
+    )
+    if worst > NOISY_OUTSIDE_LOAD:
+        line += "; the machine was not quiet, so expect noisy ratios: rerun on an idle machine"
+    return ["", line]
 
 
 def unloaded_table(

@@ -26,8 +26,26 @@ if not __package__:  # run as `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.plan import PATHS, Scenario, Target, request_body
-from bench.processes import TICKS, Processes, cpu_seconds, free_port, pinner, settle, wait_listening
-from bench.report import Results, Window, load_table, summarise, unloaded_table, verdicts
+from bench.processes import (
+    TICKS,
+    Processes,
+    cpu_seconds,
+    free_port,
+    machine_busy_seconds,
+    own_seconds,
+    pinner,
+    settle,
+    wait_listening,
+)
+from bench.report import (
+    Results,
+    Window,
+    load_table,
+    outside_load_note,
+    summarise,
+    unloaded_table,
+    verdicts,
+)
 
 LUA = Path(__file__).resolve().parent / "post.lua"
 WRK_MISSING = (
@@ -132,7 +150,7 @@ def probe(target: Target, body: bytes, stream: bool) -> str | None:
     finally:
         conn.close()
     if response.status != 200:
-        return f"answered {response.status}: {payload[:160].decode(errors='replace')}"
+        return f"answered {response.status}: {error_message(payload)}"
     if not stream:
         return None if payload.startswith(b"{") else "answer is not a JSON object"
     data = [line for line in payload.split(b"\n") if line.startswith(b"data:")]
@@ -141,6 +159,13 @@ def probe(target: Target, body: bytes, stream: bool) -> str | None:
     if target.client_api == "responses" and b"event: response.completed" not in payload:
         return "Responses stream without response.completed"
     return None
+
+
+def error_message(payload: bytes) -> str:
+    """The `error.message` of an OpenAI-style error body, else the body's start."""
+    with contextlib.suppress(ValueError, TypeError, KeyError):
+        return str(json.loads(payload)["error"]["message"])[:160]
+    return payload[:160].decode(errors="replace")
 
 
 def run_wrk(
@@ -169,19 +194,24 @@ def measure(
     target: Target, body_file: Path, seconds: int, connections: int, upstream_pid: int,
     cpu: int | None,
 ) -> Window:  # fmt: skip
-    """One window: wrk's counts and percentiles, and the CPU both servers spent meanwhile."""
-    pids = [target.pid, upstream_pid]
+    """One window: wrk's counts and percentiles, and the CPU spent meanwhile by each party."""
+    pids = sorted({target.pid, upstream_pid})
     settle(pids)
-    before, upstream_before = cpu_seconds(target.pid), cpu_seconds(upstream_pid)
+    before = [cpu_seconds(pid) for pid in (target.pid, upstream_pid)]
+    accounted_before = sum(cpu_seconds(pid) for pid in pids) + own_seconds()
+    machine_before = machine_busy_seconds()
     result = run_wrk(target, body_file, seconds, connections, cpu)
     settle(pids)
+    machine = machine_busy_seconds() - machine_before
+    accounted = sum(cpu_seconds(pid) for pid in pids) + own_seconds() - accounted_before
     return Window(
         requests=result["requests"],
         seconds=result["duration_us"] / 1e6,
         p50_ms=result["p50_us"] / 1000,
         p99_ms=result["p99_us"] / 1000,
-        cpu_s=cpu_seconds(target.pid) - before,
-        upstream_cpu_s=cpu_seconds(upstream_pid) - upstream_before,
+        cpu_s=cpu_seconds(target.pid) - before[0],
+        upstream_cpu_s=cpu_seconds(upstream_pid) - before[1],
+        outside_cpu_s=max(0.0, machine - accounted),
         errors=sum(result[key] for key in ("connect", "read", "write", "status", "timeout")),
     )
 
@@ -284,9 +314,11 @@ def bench(settings: Settings, procs: Processes, body_files: dict[tuple[str, bool
     for scenario in settings.scenarios:
         lines += load_table(scenario, stacks[scenario.pacing].targets, loaded[scenario.name])
     lines.append(
-        "(busy: the serving process's share of one CPU; upstr: the fake upstream's. A busy "
-        "diglot reads several events per wakeup, which flatters its stream CPU/request.)"
+        "(busy: the serving process's share of one CPU; upstr: the fake upstream's; other: "
+        "programs outside this run. A saturated server reads several events per wakeup, which "
+        "lowers its stream CPU/request.)"
     )
+    lines += outside_load_note(loaded)
     quiet = [s for s in settings.scenarios if s.unloaded]
     lines += unloaded_table(quiet, stacks["burst"].targets, unloaded)
     by_scenario = {s.name: stacks[s.pacing].targets for s in settings.scenarios}
