@@ -12,8 +12,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bench.plan import Target, request_body
+from bench.plan import Scenario, Target, request_body
 from bench.relay import make_app
+from bench.report import Window, summarise, verdicts
 from bench.run import probe, run_wrk
 from bench.upstream import STREAM_EVENTS, serve, text_deltas
 from tests.validate import (
@@ -123,3 +124,29 @@ async def test_wrk_script_posts_the_body(upstream_port: int, tmp_path: Path) -> 
     assert result["requests"] > 0
     assert result["status"] == 0
     assert result["connect"] == result["read"] == result["timeout"] == 0
+
+
+def _window(requests: int, cpu_s: float) -> Window:
+    return Window(requests, 1.0, 1.0, 2.0, cpu_s, 0.0, 0.0, 0)
+
+
+def test_verdicts_compare_each_round_with_the_relay() -> None:
+    scenario = Scenario("non-stream", False, "burst", 32, True)
+    relay = Target("relay (responses)", "relay", "responses", "responses", 1, 1)
+    diglot = Target("diglot translating responses->chat", "translating", "responses", "chat", 2, 2)
+    skipped = Target("diglot translating chat->responses", "translating", "chat", "responses", 2, 2)
+    skipped.skip[scenario.name] = "answered 400: not yet"
+    loaded = {
+        scenario.name: {
+            relay.name: summarise([_window(1000, 0.1), _window(1000, 0.2)]),
+            diglot.name: summarise([_window(1000, 0.14), _window(1000, 0.4)]),
+        }
+    }
+    lines = verdicts(
+        [scenario], {scenario.name: [relay, diglot, skipped]}, loaded, {"non-stream": {}}
+    )
+    assert lines[2:] == [
+        "FAIL  diglot translating responses->chat, non-stream: CPU/request 1.70x relay "
+        "(rounds 1.40-2.00; limit 1.5x)",
+        "SKIP  diglot translating chat->responses, non-stream: answered 400: not yet",
+    ]
