@@ -7,8 +7,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import orjson
 import structlog
+
+from proxy.jsonenc import dumps
 
 LOGGER_NAME = "diglot"
 CLIENT_GONE = "client disconnected"
@@ -26,7 +27,7 @@ def configure_logging(log_format: str, level: str) -> None:
         processors = [
             *shared,
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+            structlog.processors.JSONRenderer(serializer=dumps),
         ]
         factory: Any = structlog.BytesLoggerFactory(sys.stderr.buffer)
     else:

@@ -9,6 +9,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from proxy.jsonenc import dumps
 from proxy.upstream import REQUEST_ID, rate_limit_headers
 from translators.errors import upstream_error_body
 
@@ -20,7 +21,7 @@ def json_response(
 ) -> web.Response:
     """orjson-encoded JSON; aiohttp's json_response would use the slower stdlib encoder."""
     return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+        body=dumps(body), status=status, content_type="application/json", headers=headers
     )
 
 

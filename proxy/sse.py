@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-import orjson
+from proxy.jsonenc import dumps
 
 DONE = b"[DONE]"
 _MAX_PENDING = 16 * 1024 * 1024
@@ -88,5 +88,5 @@ def encode_events(events: Iterable[dict[str, Any]]) -> bytes:
     """OpenAI's framing: `event: <type>` and one `data:` line per event, LF, a blank line after."""
     parts: list[bytes] = []
     for event in events:
-        parts += (b"event: ", event["type"].encode(), b"\ndata: ", orjson.dumps(event), b"\n\n")
+        parts += (b"event: ", event["type"].encode(), b"\ndata: ", dumps(event), b"\n\n")
     return b"".join(parts)

@@ -9,6 +9,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from proxy.jsonenc import dumps
 from proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from proxy.replies import json_response, upstream_error_response
 from proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent, encode_events
@@ -46,7 +47,7 @@ async def responses_over_chat(
     headers = proxy.upstream.headers(request.headers, record.request_id, "application/json")
     url = proxy.upstream.url("/chat/completions")
     started = time.perf_counter()
-    async with proxy.upstream.open("POST", url, headers, orjson.dumps(call.body)) as upstream:
+    async with proxy.upstream.open("POST", url, headers, dumps(call.body)) as upstream:
         record.upstream_status = upstream.status
         record.upstream_ms = (time.perf_counter() - started) * 1000
         if upstream.status >= 400:

@@ -548,3 +548,20 @@ async def test_no_client_body_produces_a_500(
         assert_valid_stream(sse_events(payload))
     else:
         assert_valid_response(orjson.loads(payload))
+
+
+async def test_integers_beyond_64_bits_are_carried_not_a_500(
+    make_proxy: MakeProxy, fake: FakeUpstream
+) -> None:
+    fake.script(Reply(completion("ok")))
+    proxy = await make_proxy("chat")
+    huge = 2**70
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "maximum": huge}}}
+    tool = {**WEATHER_TOOL, "parameters": schema, "strict": False}
+    body = {"model": "m", "input": "hi", "tools": [tool], "top_k": huge}
+    resp = await proxy.post("/v1/responses", data=json.dumps(body))
+    assert resp.status == 200, await resp.text()
+    assert json.loads(await resp.read())["tools"] == [tool]
+    sent = json.loads(fake.last.body)
+    assert sent["top_k"] == huge
+    assert sent["tools"][0]["function"]["parameters"] == schema
