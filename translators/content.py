@@ -49,6 +49,33 @@ def chat_logprobs_to_responses(entries: list[dict[str, Any]]) -> list[dict[str, 
     ]
 
 
+def responses_logprobs_to_chat(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Responses `output_text` logprobs as Chat `logprobs.content`: one shape, normalised alike."""
+    return chat_logprobs_to_responses(entries)
+
+
+def responses_annotations_to_chat(annotations: object, offset: int) -> list[dict[str, Any]]:
+    """An `output_text` part's URL citations as Chat's, indexes shifted by the text before it.
+
+    Chat knows no file citations or paths; those stay with the Responses item.
+    """
+    if not isinstance(annotations, list):
+        return []
+    return [
+        {
+            "type": "url_citation",
+            "url_citation": {
+                "start_index": note.get("start_index", 0) + offset,
+                "end_index": note.get("end_index", 0) + offset,
+                "url": note.get("url", ""),
+                "title": note.get("title", ""),
+            },
+        }
+        for note in annotations
+        if isinstance(note, dict) and note.get("type") == "url_citation"
+    ]
+
+
 def output_text_part(text: str, logprobs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
 

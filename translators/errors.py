@@ -86,3 +86,31 @@ def _detail_text(detail: object) -> str:
         parts = [str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail]
         return "; ".join(parts)
     return str(detail)
+
+
+# Statuses of the Responses error codes: those naming the input all name an image, but one.
+_STATUS_BY_CODE = {
+    "rate_limit_exceeded": 429,
+    "invalid_prompt": 400,
+    "server_error": 500,
+    "vector_store_timeout": 500,
+}
+
+
+def responses_error_to_chat(error: object, fallback: str) -> tuple[dict[str, Any], int]:
+    """A Responses `error` (of a failed response or an `error` event) as Chat's body and status."""
+    fields = error if isinstance(error, dict) else {}
+    code = fields.get("code")
+    code = code if isinstance(code, str) and code else "server_error"
+    status = _STATUS_BY_CODE.get(code, 400 if "image" in code else 500)
+    message = fields.get("message")
+    error_type = fields.get("type")
+    if not isinstance(error_type, str) or not error_type:
+        error_type = _TYPE_BY_STATUS.get(status, "server_error")
+    param = fields.get("param")
+    return error_body(
+        message if isinstance(message, str) and message else fallback,
+        error_type,
+        param if isinstance(param, str) else None,
+        code,
+    ), status

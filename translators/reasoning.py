@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from translators.models import ReasoningItem
@@ -113,6 +114,29 @@ def reasoning_item(
 
 def reasoning_item_text(item: ReasoningItem) -> str:
     """A reasoning input item as `reasoning_content`: its raw text, else its summary."""
-    if item.content:
-        return "".join(part.text for part in item.content)
-    return "\n\n".join(part.text for part in item.summary)
+    return reasoning_text(
+        [part.text for part in item.content or ()], [part.text for part in item.summary]
+    )
+
+
+# How `reasoning_content` joins the parts of one reasoning item, and reasoning items.
+PART_SEPARATORS = {"text": "", "summary": "\n\n"}
+ITEM_SEPARATOR = "\n\n"
+
+
+def reasoning_text(content: list[str], summary: list[str]) -> str:
+    """One reasoning item's `reasoning_content`: its raw text parts, else its summary parts."""
+    if content:
+        return PART_SEPARATORS["text"].join(content)
+    return PART_SEPARATORS["summary"].join(summary)
+
+
+def output_reasoning_text(item: Mapping[str, Any]) -> str:
+    """An upstream `reasoning` output item as `reasoning_content`."""
+    return reasoning_text(_texts(item.get("content")), _texts(item.get("summary")))
+
+
+def _texts(parts: object) -> list[str]:
+    if not isinstance(parts, list):
+        return []
+    return [p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)]

@@ -13,11 +13,20 @@ from translators.content import (
     message_item,
     output_text_part,
     refusal_part,
+    responses_annotations_to_chat,
+    responses_logprobs_to_chat,
 )
-from translators.context import ResponseContext
-from translators.reasoning import Segment, ThinkSplitter, reasoning_item
-from translators.tools import chat_tool_call_to_item
-from translators.usage import chat_usage_to_responses
+from translators.context import ChatContext, ResponseContext
+from translators.errors import responses_error_to_chat
+from translators.reasoning import (
+    ITEM_SEPARATOR,
+    Segment,
+    ThinkSplitter,
+    output_reasoning_text,
+    reasoning_item,
+)
+from translators.tools import TOOL_CALL_ITEMS, chat_tool_call_to_item, item_tool_call
+from translators.usage import chat_usage_to_responses, responses_usage_to_chat, sum_chat_usage
 
 ResponseStatus = Literal["in_progress", "completed", "incomplete", "failed"]
 ItemStatus = Literal["completed", "incomplete"]
@@ -209,3 +218,132 @@ def _logprobs(choice: Mapping[str, Any], ctx: ResponseContext) -> list[dict[str,
     logprobs = choice.get("logprobs")
     entries = logprobs.get("content") if isinstance(logprobs, Mapping) else None
     return chat_logprobs_to_responses(entries) if isinstance(entries, list) else []
+
+
+class UpstreamFailed(Exception):
+    """The upstream reports the response failed: the Chat client gets its error, not an answer."""
+
+    def __init__(self, body: dict[str, Any], status: int) -> None:
+        super().__init__(body["error"]["message"])
+        self.body = body
+        self.status = status
+
+
+def response_failure(response: Mapping[str, Any]) -> UpstreamFailed:
+    """A response that did not complete, its error in the Chat client's shape."""
+    status = response.get("status")
+    fallback = f"The upstream response ended with status {status!r}."
+    body, code = responses_error_to_chat(response.get("error"), fallback)
+    return UpstreamFailed(body, code)
+
+
+_CHAT_SERVICE_TIERS = frozenset({"auto", "default", "flex", "scale", "priority"})
+
+
+def chat_envelope(ctx: ChatContext, response: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """What a chat.completion and each of its chunks start with; `model` is the upstream's."""
+    model = response.get("model")
+    tier = response.get("service_tier")
+    return {
+        "id": ctx.completion_id,
+        "object": kind,
+        "created": ctx.created,
+        "model": model if isinstance(model, str) and model else ctx.model,
+        "service_tier": tier if tier in _CHAT_SERVICE_TIERS else None,
+        "system_fingerprint": None,
+    }
+
+
+def chat_finish_reason(response: Mapping[str, Any], called_tools: bool) -> str:
+    """A completed or incomplete response's `finish_reason`; a cut-off tool call stays cut off."""
+    if response.get("status") == "incomplete":
+        details = response.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, Mapping) else None
+        return "content_filter" if reason == "content_filter" else "length"
+    return "tool_calls" if called_tools else "stop"
+
+
+def chat_logprobs(ctx: ChatContext, entries: object) -> dict[str, Any] | None:
+    """A choice's `logprobs`, present only when the client asked for them."""
+    if not ctx.include_logprobs:
+        return None
+    content = responses_logprobs_to_chat(entries) if isinstance(entries, list) else []
+    return {"content": content, "refusal": None}
+
+
+def response_to_chat_completion(
+    response: dict[str, Any], ctx: ChatContext, index: int = 0
+) -> dict[str, Any]:
+    """A non-streamed Responses object as the chat.completion a client would have received."""
+    if response.get("status") not in ("completed", "incomplete"):
+        raise response_failure(response)
+    output = response.get("output")
+    items = [i for i in output if isinstance(i, dict)] if isinstance(output, list) else []
+    message, logprobs = _chat_message(items, ctx)
+    usage = response.get("usage")
+    completion = chat_envelope(ctx, response, "chat.completion")
+    completion["choices"] = [
+        {
+            "index": index,
+            "message": message,
+            "logprobs": chat_logprobs(ctx, logprobs),
+            "finish_reason": chat_finish_reason(response, "tool_calls" in message),
+        }
+    ]
+    completion["usage"] = responses_usage_to_chat(usage) if isinstance(usage, Mapping) else None
+    return completion
+
+
+def _chat_message(
+    items: list[dict[str, Any]], ctx: ChatContext
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The assistant message from the output items, and the logprobs of its text."""
+    texts: list[str] = []
+    refusals: list[str] = []
+    annotations: list[dict[str, Any]] = []
+    logprobs: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
+    reasoning: list[str] = []
+    length = 0
+    for item in items:
+        kind = item.get("type")
+        if kind == "message" and isinstance(item.get("content"), list):
+            for part in item["content"]:
+                if not isinstance(part, dict):
+                    continue
+                if part.get("type") == "output_text" and isinstance(part.get("text"), str):
+                    annotations += responses_annotations_to_chat(part.get("annotations"), length)
+                    texts.append(part["text"])
+                    length += len(part["text"])
+                    if isinstance(part.get("logprobs"), list):
+                        logprobs += part["logprobs"]
+                elif part.get("type") == "refusal" and isinstance(part.get("refusal"), str):
+                    refusals.append(part["refusal"])
+        elif kind in TOOL_CALL_ITEMS:
+            calls.append(item_tool_call(item))
+        elif kind == "reasoning" and ctx.options.chat_reasoning_content:
+            text = output_reasoning_text(item)
+            if text:
+                reasoning.append(text)
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(texts) if texts else None,
+        "refusal": "".join(refusals) if refusals else None,
+        "annotations": annotations,
+    }
+    if calls:
+        message["tool_calls"] = calls
+    if reasoning:
+        message["reasoning_content"] = ITEM_SEPARATOR.join(reasoning)
+    return message, logprobs
+
+
+def merge_chat_choices(completions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The n answers of a fanned-out request as one completion: choices 0..n-1, usage summed."""
+    merged = dict(completions[0])
+    merged["choices"] = [
+        {**completion["choices"][0], "index": index} for index, completion in enumerate(completions)
+    ]
+    usages = [c["usage"] for c in completions if isinstance(c.get("usage"), Mapping)]
+    merged["usage"] = sum_chat_usage(usages) if usages else None
+    return merged

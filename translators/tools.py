@@ -313,6 +313,32 @@ def chat_tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
+TOOL_CALL_ITEMS = frozenset({"function_call", "custom_tool_call"})
+
+
+def item_tool_call(item: Mapping[str, Any], payload: str | None = None) -> dict[str, Any]:
+    """A `function_call` or `custom_tool_call` output item as a Chat tool call.
+
+    `payload` replaces the item's arguments or input: "" gives the first delta of a stream.
+    """
+    call_id, name = item.get("call_id") or item.get("id"), item.get("name")
+    call_id = call_id if isinstance(call_id, str) else ""
+    name = name if isinstance(name, str) else ""
+    if item.get("type") == "custom_tool_call":
+        text = item.get("input") if payload is None else payload
+        custom = {"name": name, "input": text if isinstance(text, str) else ""}
+        return {"id": call_id, "type": "custom", "custom": custom}
+    arguments = item.get("arguments") if payload is None else payload
+    return chat_tool_call(call_id, name, arguments if isinstance(arguments, str) else "")
+
+
+def tool_call_delta(index: int, custom: bool, fragment: str) -> dict[str, Any]:
+    """A stream delta adding `fragment` to the arguments or custom input of call `index`."""
+    if custom:
+        return {"index": index, "custom": {"input": fragment}}
+    return {"index": index, "function": {"arguments": fragment}}
+
+
 def custom_call_arguments(text: str) -> str:
     """A custom tool's input as the one-string-argument JSON its function stand-in takes."""
     return orjson.dumps({_CUSTOM_INPUT: text}).decode()

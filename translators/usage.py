@@ -35,3 +35,36 @@ def chat_usage_to_responses(usage: Mapping[str, Any]) -> dict[str, Any]:
         },
         "total_tokens": _count(usage, "total_tokens") or input_tokens + output_tokens,
     }
+
+
+def responses_usage_to_chat(usage: Mapping[str, Any]) -> dict[str, Any]:
+    """Responses usage as Chat `usage` with every detail OpenAI sends (audio, predictions: 0)."""
+    prompt_tokens = _count(usage, "input_tokens")
+    completion_tokens = _count(usage, "output_tokens")
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": _count(usage, "total_tokens") or prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {
+            "cached_tokens": _count(usage.get("input_tokens_details"), "cached_tokens"),
+            "audio_tokens": 0,
+        },
+        "completion_tokens_details": {
+            "reasoning_tokens": _count(usage.get("output_tokens_details"), "reasoning_tokens"),
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def sum_chat_usage(usages: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The usage of n answers to one request (n > 1 fan-out): every counter summed, details too."""
+    total: dict[str, Any] = {}
+    for usage in usages:
+        for key, value in usage.items():
+            if isinstance(value, Mapping):
+                total[key] = sum_chat_usage([total.get(key) or {}, value])
+            elif isinstance(value, int) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+    return total
