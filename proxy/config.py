@@ -39,6 +39,11 @@ class Config:
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
     max_body_bytes: int = 50 * 1024 * 1024
+    store: str | None = None  # None: sqlite under the state directory
+    store_ttl: float = 30 * 24 * 60 * 60.0
+    store_max_bytes: int | None = None
+    seal_key: str | None = None
+    state_dir: str | None = None
     log_format: LogFormat = "auto"
     log_level: str = "info"
     log_bodies: bool = False
@@ -128,6 +133,31 @@ def _url(name: str, value: object) -> str:
     return url
 
 
+def _store_url(name: str, value: object) -> str:
+    url = _text(name, value)
+    parts = urlsplit(url)
+    if (
+        parts.scheme == "memory"
+        or (parts.scheme == "sqlite" and url.removeprefix("sqlite://").strip("/"))
+        or (parts.scheme in ("redis", "rediss") and parts.hostname)
+    ):
+        return url
+    raise ConfigError(
+        name, f"{value!r} is not memory://, sqlite:///path/to/file.db or redis://host:port/db"
+    )
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(name: str, value: object) -> float:
+    """Seconds, or a number with s, m, h or d after it (`30d`)."""
+    if isinstance(value, str) and value.strip()[-1:].lower() in _DURATION_UNITS:
+        text = value.strip()
+        return _positive_float(name, text[:-1]) * _DURATION_UNITS[text[-1].lower()]
+    return _positive_float(name, value)
+
+
 def _level(name: str, value: object) -> str:
     return _choice("debug", "info", "warning", "error", "critical")(name, value)
 
@@ -146,6 +176,11 @@ PARSERS: dict[str, Callable[[str, object], Any]] = {
     "connect_timeout": _positive_float,
     "read_timeout": _positive_float,
     "max_body_bytes": _positive_int,
+    "store": _store_url,
+    "store_ttl": _duration,
+    "store_max_bytes": _positive_int,
+    "seal_key": _text,
+    "state_dir": _text,
     "log_format": _choice("json", "console", "auto"),
     "log_level": _level,
     "log_bodies": _flag,

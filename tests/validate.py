@@ -17,6 +17,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from openai import omit
+from openai._models import construct_type
+from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
@@ -212,4 +214,45 @@ def assert_valid_chat_completion(obj: dict[str, Any]) -> None:
 
 
 def assert_valid_chat_chunk(obj: dict[str, Any]) -> None:
-    _sdk(ChatCompletionChunk, obj)
+    """A chunk; custom tool call deltas, which the SDK types know only whole, are checked here."""
+    _sdk(ChatCompletionChunk, _chunk_without_custom_calls(obj))
+
+
+def _chunk_without_custom_calls(chunk: dict[str, Any]) -> dict[str, Any]:
+    choices = []
+    for choice in chunk.get("choices", []):
+        calls = choice.get("delta", {}).get("tool_calls") or []
+        if any("custom" in call for call in calls):
+            for call in calls:
+                if "custom" in call:
+                    assert set(call) <= {"index", "id", "type", "custom"}, call
+                    assert call.get("type", "custom") == "custom", call
+                    assert set(call["custom"]) <= {"name", "input"}, call
+                    assert all(isinstance(v, str) for v in call["custom"].values()), call
+            kept = [{"index": c["index"]} if "custom" in c else c for c in calls]
+            choice = {**choice, "delta": {**choice["delta"], "tool_calls": kept}}
+        choices.append(choice)
+    return {**chunk, "choices": choices}
+
+
+def assert_valid_chat_stream(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """A chunk stream as `chat.completions.stream()` reads it; returns the accumulated completion.
+
+    Each chunk valid, all sharing id, created and model, and the SDK's own accumulator (fed
+    as the SDK parses chunks, leniently) accepting the stream, unless it holds custom tool call
+    deltas, which that accumulator cannot read (it expects function calls only). Choices must
+    start at index 0 there, as the accumulator appends them in order.
+    """
+    state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
+    same = ("id", "object", "created", "model", "system_fingerprint", "service_tier")
+    readable = True
+    for chunk in chunks:
+        assert_valid_chat_chunk(chunk)
+        assert [chunk.get(k) for k in same] == [chunks[0].get(k) for k in same], chunk
+        readable = readable and chunk == _chunk_without_custom_calls(chunk)
+    if not readable:
+        return {}
+    for chunk in chunks:
+        list(state.handle_chunk(construct_type(type_=ChatCompletionChunk, value=chunk)))
+    snapshot: dict[str, Any] = state.current_completion_snapshot.model_dump(mode="json")
+    return snapshot

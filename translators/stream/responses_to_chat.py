@@ -177,6 +177,8 @@ class ResponsesToChatStream:
 
     def fail(self, message: str, code: str | None = None) -> list[dict[str, Any]]:
         """The upstream broke off: an error chunk, and the stream ends."""
+        if self._phase == "done":
+            return []
         return self._error({"message": message, "code": code})
 
     def _start(self, response: object) -> list[dict[str, Any]]:
