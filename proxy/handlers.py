@@ -11,8 +11,8 @@ from aiohttp import web
 from proxy.inbound import read_body
 from proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from proxy.replies import upstream_error_response
+from proxy.responses_over_chat import responses_over_chat
 from proxy.state import PROXY, RECORD, Proxy
-from proxy.translate import responses_over_chat
 from proxy.upstream import REQUEST_ID, relay_headers
 from translators.errors import RequestError
 
