@@ -91,25 +91,17 @@ def message(*parts: dict[str, Any], item_id: str = "msg_1") -> dict[str, Any]:
     }
 
 
-def function_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+def function_call(
+    call_id: str, name: str, payload: str, *, custom: bool = False, status: str = "completed"
+) -> dict[str, Any]:
+    """A `function_call` item, or with `custom` a `custom_tool_call` item (payload: input)."""
     return {
-        "id": f"fc_{call_id}",
-        "type": "function_call",
-        "status": "completed",
+        "id": f"{'ctc' if custom else 'fc'}_{call_id}",
+        "type": "custom_tool_call" if custom else "function_call",
+        "status": status,
         "call_id": call_id,
         "name": name,
-        "arguments": arguments,
-    }
-
-
-def custom_call(call_id: str, name: str, text_input: str) -> dict[str, Any]:
-    return {
-        "id": f"ctc_{call_id}",
-        "type": "custom_tool_call",
-        "status": "completed",
-        "call_id": call_id,
-        "name": name,
-        "input": text_input,
+        "input" if custom else "arguments": payload,
     }
 
 
@@ -224,7 +216,7 @@ def test_function_and_custom_tool_calls() -> None:
     response = upstream_response(
         [
             function_call("call_a", "get_weather", '{"city":"Paris"}'),
-            custom_call("call_b", "apply_patch", "*** Begin Patch\n*** End Patch"),
+            function_call("call_b", "apply_patch", "*** Begin Patch\n*** End Patch", custom=True),
         ]
     )
     choice = only_message(translate(response))

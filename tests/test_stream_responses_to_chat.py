@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.response_context import make_context
-from tests.test_responses_responses_to_chat import chat_context
+from tests.test_responses_responses_to_chat import chat_context, function_call
 from tests.validate import (
     assert_valid_chat_chunk,
     assert_valid_chat_stream,
@@ -290,14 +290,7 @@ def lifecycle(kind: str, sequence: int, status: str, **fields: Any) -> dict[str,
 
 
 def fc_item(arguments: str, status: str = "completed", call_id: str = "call_9") -> dict[str, Any]:
-    return {
-        "id": f"fc_{call_id}",
-        "type": "function_call",
-        "status": status,
-        "call_id": call_id,
-        "name": "lookup",
-        "arguments": arguments,
-    }
+    return function_call(call_id, "lookup", arguments, status=status)
 
 
 def test_arguments_only_in_done_events_are_sent_once() -> None:
