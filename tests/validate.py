@@ -3,7 +3,9 @@
 The Open Responses schema does not define every item and tool the OpenAI API has (custom tool
 calls, custom and namespace tools) nor the `response.reasoning_text.*` and
 `response.custom_tool_call_input.*` events; those parts are checked by the SDK types alone, the
-rest by both.
+rest by both. Likewise for request bodies: its `CreateResponseBody` knows no `json_object`
+format, `input_audio` parts, custom or hosted tools and their choices, nor raw reasoning text in
+input reasoning items.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from openai._models import construct_type
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
-from openai.types.responses import Response, ResponseStreamEvent
+from openai.types.responses import Response, ResponseInputAudioParam, ResponseStreamEvent
+from openai.types.responses.response_create_params import (
+    ResponseCreateParamsNonStreaming,
+    ResponseCreateParamsStreaming,
+)
 from pydantic import BaseModel, TypeAdapter
 
 SCHEMA_PATH = Path(
@@ -207,6 +213,83 @@ def assert_valid_stream(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
         assert done == set(items), f"every item is closed before {events[-1]['type']}"
     assert [item["id"] for item in response["output"]] == [items[i] for i in sorted(items)]
     return response
+
+
+def materialize(value: Any) -> Any:
+    """pydantic validates `Iterable` fields lazily: walk them so every part is checked."""
+    if isinstance(value, dict):
+        return {key: materialize(item) for key, item in value.items()}
+    if isinstance(value, str | bytes | int | float | bool) or value is None:
+        return value
+    return [materialize(item) for item in value]
+
+
+@functools.cache
+def _part_types() -> frozenset[str]:
+    """The content part `type`s the Open Responses request schema defines."""
+    schemas = _components()["schemas"]
+    return frozenset(
+        value
+        for name, schema in schemas.items()
+        if "ContentParam" in name
+        for value in _enum_values(schema, "type")
+    )
+
+
+def _spec_create_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The request body with what the Open Responses schema does not define left out."""
+    view = dict(body)
+    if isinstance(body.get("input"), list):
+        items, parts = _spec_types("ItemParam"), _part_types()
+        view["input"] = []
+        for item in body["input"]:
+            if item.get("type") not in items:
+                continue
+            item = dict(item)
+            if item["type"] == "reasoning":
+                item.pop("content", None)
+            if isinstance(item.get("content"), list):
+                item["content"] = [p for p in item["content"] if p["type"] in parts]
+            view["input"].append(item)
+    tools = _spec_types("ResponsesToolParam")
+    if isinstance(body.get("tools"), list):
+        view["tools"] = [tool for tool in body["tools"] if tool.get("type") in tools]
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice["type"] == "allowed_tools":
+        allowed = [tool for tool in choice["tools"] if tool["type"] in tools]
+        view["tool_choice"] = {**choice, "tools": allowed}
+        if not allowed:
+            del view["tool_choice"]
+    elif isinstance(choice, dict) and choice["type"] not in tools:
+        del view["tool_choice"]
+    fmt = body.get("text", {}).get("format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_object":
+        view["text"] = {key: value for key, value in body["text"].items() if key != "format"}
+    return view
+
+
+def _sdk_create_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The SDK's message content lists know no `input_audio` parts: each is checked alone."""
+    if not isinstance(body.get("input"), list):
+        return body
+    items = []
+    for item in body["input"]:
+        if item.get("type") == "message" and isinstance(item.get("content"), list):
+            for part in item["content"]:
+                if part["type"] == "input_audio":
+                    _adapter(ResponseInputAudioParam).validate_python(part, strict=True)
+            content = [part for part in item["content"] if part["type"] != "input_audio"]
+            item = {**item, "content": content}
+        items.append(item)
+    return {**body, "input": items}
+
+
+def assert_valid_create_body(body: dict[str, Any]) -> None:
+    """A Responses request: SDK `ResponseCreateParams*` and Open Responses `CreateResponseBody`."""
+    kind = ResponseCreateParamsStreaming if body.get("stream") else ResponseCreateParamsNonStreaming
+    materialize(_adapter(kind).validate_python(_sdk_create_body(body)))
+    errors = _schema_errors("CreateResponseBody", _spec_create_body(body))
+    assert not errors, f"Open Responses CreateResponseBody: {errors}"
 
 
 def assert_valid_chat_completion(obj: dict[str, Any]) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
+from translators.chat_models import AudioPart, ImagePart, RefusalPart, TextPart, UserPart
 from translators.context import Dropped
 from translators.models import ContentPart, InputAudio, InputFile, InputImage, InputText, OutputText
 
@@ -139,4 +142,42 @@ def chat_content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     if len(parts) == 1 and parts[0]["type"] == "text":
         text: str = parts[0]["text"]
         return text
+    return parts
+
+
+def responses_part(part: UserPart) -> dict[str, Any]:
+    """A Chat user content part as a Responses input part (the reverse of `chat_part`)."""
+    if isinstance(part, TextPart):
+        return {"type": "input_text", "text": part.text}
+    if isinstance(part, ImagePart):
+        image = part.image_url
+        return {"type": "input_image", "image_url": image.url, "detail": image.detail or "auto"}
+    if isinstance(part, AudioPart):
+        audio = part.input_audio
+        return {"type": "input_audio", "input_audio": {"data": audio.data, "format": audio.format}}
+    return {"type": "input_file", **msgspec.to_builtins(part.file)}
+
+
+def responses_text(content: str | list[TextPart]) -> str | list[dict[str, Any]]:
+    """System, developer and tool message content: a string stays one, text parts `input_text`."""
+    if isinstance(content, str):
+        return content
+    return [{"type": "input_text", "text": part.text} for part in content]
+
+
+def responses_assistant_parts(
+    content: str | list[TextPart | RefusalPart] | None, refusal: str | None
+) -> list[dict[str, Any]]:
+    """An assistant turn's text and refusal as `output_text` and `refusal` parts."""
+    if isinstance(content, str):
+        parts = [output_text_part(content, [])] if content else []
+    else:
+        parts = [
+            output_text_part(part.text, [])
+            if isinstance(part, TextPart)
+            else refusal_part(part.refusal)
+            for part in content or ()
+        ]
+    if refusal:
+        parts.append(refusal_part(refusal))
     return parts

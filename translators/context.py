@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from translators.errors import RequestError
+
 IdFactory = Callable[[str], str]
 
 
@@ -26,6 +28,7 @@ class Options:
     think_tags: bool = True
     chat_reasoning_content: bool = True
     forward_chat_only_params: bool = False
+    hoist_system: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,28 @@ class Dropped:
 
     param: str
     reason: str
+
+
+def pass_extras(
+    extras: dict[str, Any], body: dict[str, Any], dropped: list[Dropped], reason: str
+) -> None:
+    """Keys neither API defines go upstream untouched, unless they would replace a mapped one."""
+    for key, value in extras.items():
+        if key in body:
+            dropped.append(Dropped(key, reason))
+        else:
+            body[key] = value
+
+
+def refuse_if_strict(options: Options, dropped: list[Dropped]) -> None:
+    """Under `strict`, the first field that would be dropped is a 400 instead."""
+    if options.strict and dropped:
+        first = dropped[0]
+        raise RequestError(
+            f"'{first.param}' is not supported here: {first.reason}.",
+            first.param,
+            "unsupported_parameter",
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import msgspec
 import orjson
 
+from translators import chat_models as chat
 from translators.context import Dropped, ResponseContext, RestoredTool, ToolNames
 from translators.errors import RequestError
 from translators.models import CustomTool, FunctionTool, HostedTool, Namespace, Tool
@@ -179,6 +181,37 @@ def chat_tool_call_to_item(
     return tool_call_item(ctx.new_id(tool_item_prefix(tool.kind)), call_id, tool, payload, status)
 
 
+def responses_tool_call_item(call: chat.FunctionToolCall | chat.CustomToolCall) -> dict[str, Any]:
+    """An assistant's Chat tool call as an input item (the reverse of `item_tool_call`)."""
+    if isinstance(call, chat.CustomToolCall):
+        custom = call.custom
+        return {
+            "type": "custom_tool_call",
+            "call_id": call.id,
+            "name": custom.name,
+            "input": custom.input,
+        }
+    return function_call_input_item(call.id, call.function)
+
+
+def function_call_input_item(call_id: str, function: chat.FunctionCall) -> dict[str, Any]:
+    """A `function_call` input item; legacy `function_call` turns bring their own call id."""
+    return {
+        "type": "function_call",
+        "call_id": call_id,
+        "name": function.name,
+        "arguments": function.arguments,
+    }
+
+
+def tool_output_item(
+    call_id: str, output: str | list[dict[str, Any]], custom: bool
+) -> dict[str, Any]:
+    """A Chat `tool` (or legacy `function`) message as the output item answering its call."""
+    kind = "custom_tool_call_output" if custom else "function_call_output"
+    return {"type": kind, "call_id": call_id, "output": output}
+
+
 _UPSTREAM_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 _HASHED_STEM = 55
@@ -308,6 +341,60 @@ def _custom_description(tool: CustomTool) -> str:
     return text
 
 
+def responses_tools(
+    tools: list[chat.FunctionTool | chat.CustomTool] | None,
+    functions: list[chat.FunctionDefinition] | None,
+) -> list[dict[str, Any]]:
+    """Chat's nested tools and legacy `functions` as flat Responses tools."""
+    out = [
+        _responses_function(tool.function)
+        if isinstance(tool, chat.FunctionTool)
+        else _responses_custom(tool.custom)
+        for tool in tools or ()
+    ]
+    out.extend(_responses_function(function) for function in functions or ())
+    return out
+
+
+def _responses_function(function: chat.FunctionDefinition) -> dict[str, Any]:
+    tool: dict[str, Any] = {"type": "function", "name": function.name}
+    if function.description is not None:
+        tool["description"] = function.description
+    tool["parameters"] = function.parameters
+    # Chat functions are lax unless asked; Responses would make them strict by default.
+    tool["strict"] = bool(function.strict)
+    return tool
+
+
+def _responses_custom(custom: chat.CustomDefinition) -> dict[str, Any]:
+    tool: dict[str, Any] = {"type": "custom", "name": custom.name}
+    if custom.description is not None:
+        tool["description"] = custom.description
+    fmt = custom.format
+    if isinstance(fmt, chat.GrammarInput):
+        grammar = fmt.grammar
+        tool["format"] = {
+            "type": "grammar",
+            "syntax": grammar.syntax,
+            "definition": grammar.definition,
+        }
+    elif fmt is not None:
+        tool["format"] = {"type": "text"}
+    return tool
+
+
+def web_search_tool(options: chat.WebSearchOptions) -> dict[str, Any]:
+    """Chat's `web_search_options` as the Responses `web_search` tool they configure."""
+    tool: dict[str, Any] = {"type": "web_search"}
+    if options.search_context_size is not None:
+        tool["search_context_size"] = options.search_context_size
+    location = options.user_location
+    if location is not None:
+        approximate = msgspec.to_builtins(location.approximate)
+        tool["user_location"] = {"type": location.type, **approximate}
+    return tool
+
+
 def chat_tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
     """One entry of an assistant message's `tool_calls`."""
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
@@ -410,3 +497,40 @@ def _allowed_tools(
         else:
             dropped.append(Dropped(path, f"the hosted tool {tool.get('type')!r} is not offered"))
     return mode, allowed
+
+
+def responses_tool_choice(
+    choice: chat.ToolChoice | None,
+    function_call: Literal["none", "auto"] | chat.ToolName | None,
+    tools: list[dict[str, Any]],
+) -> str | dict[str, Any] | None:
+    """Chat's `tool_choice` (else legacy `function_call`) as Responses' flat tool choice."""
+    declared = {(tool["type"], tool.get("name")) for tool in tools}
+    if choice is None:
+        if isinstance(function_call, chat.ToolName):
+            return _named("function", function_call.name, declared, "function_call.name")
+        return function_call
+    if isinstance(choice, str):
+        return choice
+    if isinstance(choice, chat.AllowedToolsChoice):
+        allowed = choice.allowed_tools
+        named = [
+            _named_choice(tool, declared, f"tool_choice.allowed_tools.tools[{index}]")
+            for index, tool in enumerate(allowed.tools)
+        ]
+        return {"type": "allowed_tools", "mode": allowed.mode, "tools": named}
+    return _named_choice(choice, declared, "tool_choice")
+
+
+def _named_choice(
+    choice: chat.FunctionChoice | chat.CustomChoice, declared: set[tuple[str, Any]], path: str
+) -> dict[str, Any]:
+    if isinstance(choice, chat.FunctionChoice):
+        return _named("function", choice.function.name, declared, f"{path}.function.name")
+    return _named("custom", choice.custom.name, declared, f"{path}.custom.name")
+
+
+def _named(kind: str, name: str, declared: set[tuple[str, Any]], path: str) -> dict[str, Any]:
+    if (kind, name) not in declared:
+        raise RequestError(f"Tool choice '{name}' is not one of the {kind} tools in 'tools'.", path)
+    return {"type": kind, "name": name}
