@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.response_context import counting_ids
-from tests.validate import assert_valid_create_body
+from tests.validate import assert_refusal, assert_valid_create_body
 from translators.chat_models import decode_chat_request
 from translators.context import Options, random_id
 from translators.errors import RequestError
@@ -391,15 +391,7 @@ def test_stream_false_and_options_without_stream_send_no_stream_fields() -> None
 def test_bad_requests_name_the_field(
     body: dict[str, Any] | bytes, param: str | None, code: str | None
 ) -> None:
-    error = refused(body)
-    assert error.status == 400
-    assert error.param == param
-    if code is not None:
-        assert error.code == code
-    envelope = error.body()["error"]
-    assert envelope["type"] == "invalid_request_error"
-    assert envelope["param"] == param
-    assert envelope["message"]
+    assert_refusal(refused(body), param, code)
 
 
 @pytest.mark.parametrize(
@@ -421,8 +413,7 @@ def test_bad_requests_name_the_field(
 )
 def test_strict_refuses_what_would_be_dropped(body: dict[str, Any], param: str) -> None:
     assert dropped(translate(body)) == [param]
-    error = refused(body, strict=True)
-    assert (error.param, error.code, error.status) == (param, "unsupported_parameter", 400)
+    assert_refusal(refused(body, strict=True), param, "unsupported_parameter")
 
 
 def test_strict_accepts_forwarded_chat_only_params() -> None:

@@ -30,6 +30,8 @@ from openai.types.responses.response_create_params import (
 )
 from pydantic import BaseModel, TypeAdapter
 
+from translators.errors import RequestError
+
 SCHEMA_PATH = Path(
     os.environ.get(
         "DIGLOT_OPENRESPONSES_SCHEMA",
@@ -290,6 +292,18 @@ def assert_valid_create_body(body: dict[str, Any]) -> None:
     materialize(_adapter(kind).validate_python(_sdk_create_body(body)))
     errors = _schema_errors("CreateResponseBody", _spec_create_body(body))
     assert not errors, f"Open Responses CreateResponseBody: {errors}"
+
+
+def assert_refusal(error: RequestError, param: str | None, code: str | None) -> None:
+    """A 400 in OpenAI's error shape naming `param` (and `code`, when one is expected)."""
+    assert error.status == 400
+    assert error.param == param
+    if code is not None:
+        assert error.code == code
+    envelope = error.body()["error"]
+    assert envelope["type"] == "invalid_request_error"
+    assert envelope["param"] == param
+    assert envelope["message"]
 
 
 def assert_valid_chat_completion(obj: dict[str, Any]) -> None:
