@@ -46,7 +46,9 @@ def serve_parser() -> argparse.ArgumentParser:
     add("--connect-timeout", metavar="SECONDS", help="upstream connect timeout (default 10)")
     add("--read-timeout", metavar="SECONDS", help="upstream read timeout (default 600)")
     add("--max-body-bytes", metavar="N", help="decoded request body limit (default 50 MiB)")
-    add("--store", metavar="URL", help="sqlite:///FILE (default), memory:// or redis://HOST:PORT/DB")
+    add(
+        "--store", metavar="URL", help="sqlite:///FILE (default), memory:// or redis://HOST:PORT/DB"
+    )
     add("--store-ttl", metavar="DURATION", help="keep stored responses this long (default 30d)")
     add("--store-max-bytes", metavar="N", help="evict the oldest responses beyond this size")
     add("--seal-key", metavar="SECRET", help="key sealing reasoning (default: kept in state dir)")

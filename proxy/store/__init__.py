@@ -1,0 +1,164 @@
+"""Stored responses: one protocol, a backend per module, chosen by the `--store` URL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from proxy.observability import get_logger
+
+Clock = Callable[[], float]
+Order = Literal["asc", "desc"]
+DAY = 24 * 60 * 60
+MAX_CHAIN = 100_000  # a guard against a link cycle, far beyond any real conversation
+log = get_logger()
+
+
+class StoreUnavailable(Exception):
+    """The backend cannot be reached or written; requests that need state get a 503."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One stored response: its own turn only, linked to the one it continues.
+
+    `body` is opaque to the store (the proxy keeps the turn's input items, its response object
+    and so its output and instructions there); `item_ids` are the ids `locate` finds it by.
+    """
+
+    id: str
+    tenant: str
+    previous_id: str | None
+    created_at: float
+    body: bytes
+    item_ids: tuple[str, ...] = field(default=(), compare=False)  # written, never read back
+
+    @property
+    def size(self) -> int:
+        """What the record counts against the byte budget."""
+        return len(self.body) + len(self.id) + len(self.tenant) + 64 + sum(map(len, self.item_ids))
+
+
+class Store(ABC):
+    """What every backend offers; records of another tenant are as absent as deleted ones."""
+
+    def __init__(self, ttl: float, max_bytes: int | None, clock: Clock) -> None:
+        self.ttl = ttl
+        self.max_bytes = max_bytes
+        self.clock = clock
+
+    @abstractmethod
+    async def put(self, record: Record) -> None:
+        """Keep the record; returns only once it is durable as the backend allows."""
+
+    @abstractmethod
+    async def get(self, tenant: str, response_id: str) -> Record | None:
+        """One stored response, without its ancestors."""
+
+    @abstractmethod
+    async def chain(self, tenant: str, response_id: str) -> list[Record] | None:
+        """The response and its ancestors, oldest first, in one round trip where possible.
+
+        None when the response itself is missing; when an ancestor is, the list stops short
+        and its first record still names a `previous_id`.
+        """
+
+    @abstractmethod
+    async def delete(self, tenant: str, response_id: str) -> bool:
+        """Forget the response; False when there was nothing of this tenant's to forget."""
+
+    @abstractmethod
+    async def locate(self, tenant: str, item_ids: list[str]) -> dict[str, Record]:
+        """The records holding each of these item ids (ids not found are left out)."""
+
+    @abstractmethod
+    async def expire(self) -> int:
+        """Remove what outlived the TTL; how many responses went."""
+
+    @abstractmethod
+    async def used_bytes(self) -> int:
+        """What the stored responses count against the byte budget."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections; a closed store raises StoreUnavailable."""
+
+    async def expire_forever(self, interval: float) -> None:
+        """The background sweep; a failed sweep is logged and tried again next time."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                removed = await self.expire()
+            except StoreUnavailable as exc:
+                log.warning("store_expiry_failed", error=str(exc))
+            else:
+                if removed:
+                    log.info("store_expired", responses=removed)
+
+    def expires_at(self, record: Record) -> float:
+        return record.created_at + self.ttl
+
+
+@dataclass(frozen=True, slots=True)
+class ItemPage:
+    """One page of a response's input items."""
+
+    data: list[dict[str, object]]
+    has_more: bool
+
+
+def page_items(
+    items: list[dict[str, object]], limit: int, after: str | None, order: Order
+) -> ItemPage | None:
+    """`limit` items after the one with id `after` in `order`; None when `after` is unknown."""
+    ordered = items if order == "asc" else items[::-1]
+    start = 0
+    if after is not None:
+        ids = [item.get("id") for item in ordered]
+        if after not in ids:
+            return None
+        start = ids.index(after) + 1
+    data = ordered[start : start + limit]
+    return ItemPage(data, start + limit < len(ordered))
+
+
+def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
+    """systemd's STATE_DIRECTORY when set, else the XDG state directory of the user."""
+    environ = os.environ if env is None else env
+    systemd = environ.get("STATE_DIRECTORY")
+    if systemd:
+        return Path(systemd.split(":")[0])
+    xdg = environ.get("XDG_STATE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
+    return base / "diglot"
+
+
+def open_store(url: str, ttl: float, max_bytes: int | None, clock: Clock = time.time) -> Store:
+    """The backend a `--store` URL names (its scheme was checked when the settings loaded)."""
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        from proxy.store.memory import MemoryStore
+
+        return MemoryStore(ttl, max_bytes, clock)
+    if scheme == "sqlite":
+        from proxy.store.sqlite import SqliteStore
+
+        return SqliteStore(sqlite_path(url), ttl, max_bytes, clock)
+    if scheme == "redis":
+        from proxy.store.redis import RedisStore
+
+        return RedisStore(url, ttl, max_bytes, clock)
+    raise ValueError(f"unknown store URL scheme {scheme!r}")
+
+
+def sqlite_path(url: str) -> Path:
+    """`sqlite:///abs/path.db` -> /abs/path.db; `sqlite://rel/path.db` is relative."""
+    path = url.removeprefix("sqlite://")
+    return Path("/" + path.lstrip("/") if path.startswith("/") else path)

@@ -1,0 +1,292 @@
+"""The one contract every store backend keeps, run against memory, a real SQLite file and a
+real redis-server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from proxy.store import DAY, Record, Store, StoreUnavailable, open_store
+from proxy.store.memory import MemoryStore
+from tests.redis_server import redis_server, redis_url
+
+__all__ = ["redis_server", "redis_url"]
+
+TTL = 30 * DAY
+START = 1_700_000_000.0
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+
+MakeStore = Callable[..., Store]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+async def make_store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[MakeStore]:
+    """A factory of stores of one backend, all sharing one place (file, Redis database)."""
+    if request.param == "memory":
+        url = "memory://"
+    elif request.param == "sqlite":
+        url = f"sqlite://{tmp_path}/responses.db"
+    else:
+        url = request.getfixturevalue("redis_url")
+    made: list[Store] = []
+
+    def make(ttl: float = TTL, max_bytes: int | None = None) -> Store:
+        store = open_store(url, ttl, max_bytes, clock)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.close()
+
+
+@pytest.fixture
+def store(make_store: MakeStore) -> Store:
+    return make_store()
+
+
+def record(
+    rid: str,
+    previous: str | None = None,
+    tenant: str = "t1",
+    body: bytes | None = None,
+    items: tuple[str, ...] = (),
+    at: float = START,
+) -> Record:
+    return Record(rid, tenant, previous, at, body or f"body of {rid}".encode(), items)
+
+
+def ids(records: list[Record] | None) -> list[str] | None:
+    return None if records is None else [r.id for r in records]
+
+
+async def test_put_then_get(store: Store) -> None:
+    await store.put(record("resp_a", items=("msg_1",)))
+    got = await store.get("t1", "resp_a")
+    assert got == Record("resp_a", "t1", None, START, b"body of resp_a")
+    assert await store.get("t1", "resp_unknown") is None
+
+
+async def test_chain_is_oldest_first_from_any_point(store: Store) -> None:
+    await store.put(record("resp_a"))
+    await store.put(record("resp_b", "resp_a"))
+    await store.put(record("resp_c", "resp_b"))
+    chain = await store.chain("t1", "resp_c")
+    assert ids(chain) == ["resp_a", "resp_b", "resp_c"]
+    assert chain is not None and [r.body for r in chain] == [
+        b"body of resp_a",
+        b"body of resp_b",
+        b"body of resp_c",
+    ]
+    assert [r.previous_id for r in chain] == [None, "resp_a", "resp_b"]
+    assert ids(await store.chain("t1", "resp_b")) == ["resp_a", "resp_b"]
+    assert await store.chain("t1", "resp_unknown") is None
+
+
+async def test_a_chain_with_a_missing_link_stops_short_naming_it(store: Store) -> None:
+    await store.put(record("resp_a"))
+    await store.put(record("resp_b", "resp_a"))
+    await store.put(record("resp_c", "resp_b"))
+    assert await store.delete("t1", "resp_b")
+    chain = await store.chain("t1", "resp_c")
+    assert ids(chain) == ["resp_c"]
+    assert chain is not None and chain[0].previous_id == "resp_b"
+
+
+async def test_500_turns_cost_linear_space_and_resolve_in_order(store: Store) -> None:
+    body = b"x" * 200
+    previous = None
+    for turn in range(500):
+        rid = f"resp_{turn:03d}"
+        await store.put(record(rid, previous, body=body, items=(f"msg_{turn:03d}",)))
+        previous = rid
+    one = record("resp_000", body=body, items=("msg_000",)).size
+    assert await store.used_bytes() == 500 * one
+    chain = await store.chain("t1", "resp_499")
+    assert ids(chain) == [f"resp_{turn:03d}" for turn in range(500)]
+
+
+async def test_delete(store: Store) -> None:
+    await store.put(record("resp_a", items=("msg_1",)))
+    assert await store.delete("t1", "resp_a") is True
+    assert await store.get("t1", "resp_a") is None
+    assert await store.locate("t1", ["msg_1"]) == {}
+    assert await store.delete("t1", "resp_a") is False
+    assert await store.used_bytes() == 0
+
+
+async def test_locate_finds_items_of_live_responses(store: Store) -> None:
+    await store.put(record("resp_a", items=("msg_1", "fc_1")))
+    await store.put(record("resp_b", "resp_a", items=("msg_2",)))
+    found = await store.locate("t1", ["fc_1", "msg_2", "msg_unknown"])
+    assert {key: value.id for key, value in found.items()} == {
+        "fc_1": "resp_a",
+        "msg_2": "resp_b",
+    }
+    assert found["msg_2"].body == b"body of resp_b"
+
+
+async def test_entries_expire_after_the_ttl(make_store: MakeStore, clock: FakeClock) -> None:
+    store = make_store(ttl=60)
+    await store.put(record("resp_old", items=("msg_old",)))
+    clock.now += 30
+    await store.put(record("resp_new", "resp_old", at=clock.now))
+    clock.now += 31
+    assert await store.get("t1", "resp_old") is None
+    assert await store.chain("t1", "resp_old") is None
+    assert await store.locate("t1", ["msg_old"]) == {}
+    assert await store.delete("t1", "resp_old") is False
+    chain = await store.chain("t1", "resp_new")
+    assert ids(chain) == ["resp_new"]
+    assert await store.expire() == 1
+    assert await store.used_bytes() == record("resp_new", "resp_old").size
+    clock.now += 30
+    assert await store.expire() == 1
+    assert await store.used_bytes() == 0
+
+
+async def test_the_byte_budget_evicts_the_oldest(make_store: MakeStore, clock: FakeClock) -> None:
+    size = record("resp_a", items=("item_resp_a",)).size
+    store = make_store(max_bytes=2 * size)
+    for offset, rid in enumerate(("resp_a", "resp_b", "resp_c")):
+        await store.put(record(rid, at=START + offset, items=(f"item_{rid}",)))
+    assert await store.get("t1", "resp_a") is None
+    assert await store.locate("t1", ["item_resp_a"]) == {}
+    assert (await store.get("t1", "resp_b")) is not None
+    assert (await store.get("t1", "resp_c")) is not None
+    assert await store.used_bytes() == 2 * size
+
+
+async def test_a_response_larger_than_the_budget_is_still_kept(make_store: MakeStore) -> None:
+    store = make_store(max_bytes=10)
+    await store.put(record("resp_a"))
+    await store.put(record("resp_b", at=START + 1))
+    assert await store.get("t1", "resp_a") is None
+    assert await store.get("t1", "resp_b") is not None
+
+
+async def test_another_tenant_sees_nothing(store: Store) -> None:
+    await store.put(record("resp_a", items=("msg_1",)))
+    await store.put(record("resp_b", "resp_a", tenant="t2"))
+    assert await store.get("t2", "resp_a") is None
+    assert await store.chain("t2", "resp_a") is None
+    assert ids(await store.chain("t2", "resp_b")) == ["resp_b"]
+    assert await store.locate("t2", ["msg_1"]) == {}
+    assert await store.delete("t2", "resp_a") is False
+    assert await store.get("t1", "resp_a") is not None
+
+
+async def test_stores_on_one_place_share_responses(make_store: MakeStore) -> None:
+    if isinstance(make_store(), MemoryStore):
+        pytest.skip("memory stores are private to one store object")
+    first, second = make_store(), make_store()
+    await first.put(record("resp_a"))
+    await second.put(record("resp_b", "resp_a"))
+    assert ids(await first.chain("t1", "resp_b")) == ["resp_a", "resp_b"]
+    assert await second.delete("t1", "resp_a")
+    assert await first.get("t1", "resp_a") is None
+
+
+async def test_a_closed_store_is_unavailable(store: Store) -> None:
+    await store.put(record("resp_a"))
+    await store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.get("t1", "resp_a")
+    with pytest.raises(StoreUnavailable):
+        await store.put(record("resp_b"))
+
+
+async def test_the_memory_budget_evicts_the_least_recently_used(clock: FakeClock) -> None:
+    store = MemoryStore(TTL, 2 * record("resp_a").size, clock)
+    await store.put(record("resp_a"))
+    await store.put(record("resp_b"))
+    assert await store.get("t1", "resp_a") is not None
+    await store.put(record("resp_c"))
+    assert await store.get("t1", "resp_b") is None
+    assert await store.get("t1", "resp_a") is not None
+
+
+async def test_an_unwritable_sqlite_path_is_unavailable(tmp_path: Path, clock: FakeClock) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    store = open_store(f"sqlite://{blocker}/responses.db", TTL, None, clock)
+    with pytest.raises(StoreUnavailable, match="sqlite store"):
+        await store.put(record("resp_a"))
+    with pytest.raises(StoreUnavailable):
+        await store.chain("t1", "resp_a")
+    await store.close()
+
+
+async def test_an_unreachable_redis_is_unavailable(free_port: int, clock: FakeClock) -> None:
+    store = open_store(f"redis://:secret@127.0.0.1:{free_port}/0", TTL, None, clock)
+    with pytest.raises(StoreUnavailable, match="redis store") as caught:
+        await store.put(record("resp_a"))
+    assert "secret" not in str(caught.value)
+    with pytest.raises(StoreUnavailable):
+        await store.chain("t1", "resp_a")
+    await store.close()
+
+
+_WRITER = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from proxy.store import Record, open_store
+
+    async def main() -> None:
+        store = open_store("sqlite://" + sys.argv[1], 3600.0, None)
+        await store.put(Record("resp_kept", "t1", None, time.time(), b"acknowledged"))
+        print("stored", flush=True)
+        sys.stdin.read()
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_an_acknowledged_sqlite_write_survives_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "responses.db"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None and writer.stdin is not None
+    try:
+        assert writer.stdout.readline() == "stored\n"
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+        writer.stdin.close()
+        writer.stdout.close()
+    assert writer.returncode == -signal.SIGKILL
+    store = open_store(f"sqlite://{path}", 3600.0, None)
+    try:
+        got = await store.get("t1", "resp_kept")
+    finally:
+        await store.close()
+    assert got is not None and got.body == b"acknowledged"
