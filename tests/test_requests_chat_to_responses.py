@@ -208,6 +208,14 @@ def test_extras_never_override_translated_fields() -> None:
     assert alone.body["reasoning"] == {"summary": "auto"}
 
 
+def test_background_mode_is_not_passed_on() -> None:
+    call = translate({"model": "m", "messages": HI, "background": True})
+    assert "background" not in call.body
+    assert dropped(call) == ["background"]
+    quiet = translate({"model": "m", "messages": HI, "background": False})
+    assert quiet.body["background"] is False
+
+
 def test_small_token_limits_are_passed_as_given() -> None:
     """OpenAI wants at least 16; other backends take less, and clamping would answer longer."""
     assert translate({"model": "m", "messages": HI, "max_tokens": 1}).body["max_output_tokens"] == 1

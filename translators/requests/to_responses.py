@@ -103,7 +103,11 @@ def chat_request_to_responses(
     if params.tool_choice is not None and params.function_call is not None:
         dropped.append(Dropped("function_call", "'tool_choice' replaces it"))
     include_logprobs = _settings(params, options, body, dropped)
-    pass_extras(req.extras, body, dropped, "diglot sets this Responses field itself")
+    extras = req.extras
+    if extras.get("background"):
+        extras = {key: value for key, value in extras.items() if key != "background"}
+        dropped.append(Dropped("background", "a chat completion cannot wait for one"))
+    pass_extras(extras, body, dropped, "diglot sets this Responses field itself")
     refuse_if_strict(options, dropped)
     context = ChatContext(
         completion_id=_completion_id(new_id),
