@@ -9,6 +9,7 @@ from translators.chat_models import (
     AssistantMessage,
     ChatParams,
     ChatRequest,
+    CustomToolCall,
     FunctionMessage,
     JSONObjectFormat,
     JSONSchemaFormat,
@@ -251,7 +252,11 @@ class _Input:
             self._function_result(message)
 
     def _assistant(self, message: AssistantMessage, index: int) -> None:
-        """Reasoning first, then the text and refusal, then the calls, as Responses orders them."""
+        """Reasoning, then text and refusal, then the calls, as Responses orders its output.
+
+        Replayed reasoning and message items get fresh ids and a status: the API's input types
+        for model output ask for both.
+        """
         items = self._items
         if message.reasoning_content:
             items.append(
@@ -267,7 +272,7 @@ class _Input:
                 Dropped(f"messages[{index}].audio", "Responses cannot replay an audio answer")
             )
         for call in message.tool_calls or ():
-            if call.__struct_config__.tag == "custom":
+            if isinstance(call, CustomToolCall):
                 self._custom_calls.add(call.id)
             items.append(responses_tool_call_item(call))
         legacy = message.function_call
