@@ -27,8 +27,9 @@ class _Parser(argparse.ArgumentParser):
 def serve_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="diglot",
-        description="Serve OpenAI Responses clients from a Chat Completions upstream (and "
-        "pass requests through when both speak the same API). Run `diglot demo` to try it.",
+        description="Serve OpenAI Responses clients from a Chat Completions upstream and Chat "
+        "Completions clients from a Responses upstream (and pass requests through when both "
+        "speak the same API). Run `diglot demo` to try it.",
         argument_default=None,
     )
     add = parser.add_argument
@@ -43,6 +44,21 @@ def serve_parser() -> argparse.ArgumentParser:
     add("--max-tokens-field", metavar="max_tokens|max_completion_tokens")
     add("--reasoning-events", metavar="text|summary", help="how reasoning is streamed")
     add("--think-tags", action=argparse.BooleanOptionalAction, help="split <think> blocks")
+    add(
+        "--chat-reasoning-content",
+        action=argparse.BooleanOptionalAction,
+        help="give Chat clients reasoning as `reasoning_content` (default on)",
+    )
+    add(
+        "--forward-chat-only-params",
+        action=argparse.BooleanOptionalAction,
+        help="send Chat-only params (stop, logit_bias, ...) to a Responses upstream as they are",
+    )
+    add(
+        "--hoist-system",
+        action=argparse.BooleanOptionalAction,
+        help="a Chat request's leading system message becomes `instructions`",
+    )
     add("--connect-timeout", metavar="SECONDS", help="upstream connect timeout (default 10)")
     add("--read-timeout", metavar="SECONDS", help="upstream read timeout (default 600)")
     add("--max-body-bytes", metavar="N", help="decoded request body limit (default 50 MiB)")

@@ -36,6 +36,9 @@ class Config:
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     reasoning_events: Literal["text", "summary"] = "text"
     think_tags: bool = True
+    chat_reasoning_content: bool = True
+    forward_chat_only_params: bool = False
+    hoist_system: bool = False
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
     max_body_bytes: int = 50 * 1024 * 1024
@@ -56,6 +59,9 @@ class Config:
             strict=self.strict,
             reasoning_events=self.reasoning_events,
             think_tags=self.think_tags,
+            chat_reasoning_content=self.chat_reasoning_content,
+            forward_chat_only_params=self.forward_chat_only_params,
+            hoist_system=self.hoist_system,
         )
 
 
@@ -173,6 +179,9 @@ PARSERS: dict[str, Callable[[str, object], Any]] = {
     "max_tokens_field": _choice("max_tokens", "max_completion_tokens"),
     "reasoning_events": _choice("text", "summary"),
     "think_tags": _flag,
+    "chat_reasoning_content": _flag,
+    "forward_chat_only_params": _flag,
+    "hoist_system": _flag,
     "connect_timeout": _positive_float,
     "read_timeout": _positive_float,
     "max_body_bytes": _positive_int,

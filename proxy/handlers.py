@@ -8,13 +8,13 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
+from proxy.chat_over_responses import chat_over_responses
 from proxy.inbound import read_body
 from proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from proxy.replies import upstream_error_response
 from proxy.responses_over_chat import responses_over_chat
 from proxy.state import PROXY, RECORD, Proxy
 from proxy.upstream import REQUEST_ID, relay_headers
-from translators.errors import RequestError
 
 log = get_logger()
 
@@ -42,15 +42,11 @@ async def responses(request: web.Request) -> web.StreamResponse:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """POST /v1/chat/completions."""
     proxy, record = request.app[PROXY], request[RECORD]
-    if proxy.config.upstream_api != "chat":
-        record.direction = "chat->responses"
-        raise RequestError(
-            "Chat Completions requests are not supported yet in front of a Responses upstream.",
-            code="unsupported_direction",
-        )
     raw = await read_body(request, proxy.config.max_body_bytes)
     _log_body(proxy, record, raw)
-    return await _passthrough(request, proxy, record, "/chat/completions", raw)
+    if proxy.config.upstream_api == "chat":
+        return await _passthrough(request, proxy, record, "/chat/completions", raw)
+    return await chat_over_responses(request, proxy, record, raw)
 
 
 async def models(request: web.Request) -> web.StreamResponse:

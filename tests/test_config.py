@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from proxy.cli import serve_parser
 from proxy.config import Config, ConfigError, load_config
 from translators.context import Options
 
@@ -133,3 +134,33 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
         load_config({**BASE, "config": str(tmp_path / "nope.toml")}, {})
     assert caught.value.setting == "config"
     assert "cannot read" in str(caught.value)
+
+
+def test_chat_client_options_from_each_source(tmp_path: Path) -> None:
+    assert load_config(BASE, {}).options() == Options(
+        chat_reasoning_content=True, forward_chat_only_params=False, hoist_system=False
+    )
+    path = write(tmp_path, "forward-chat-only-params = true\n")
+    env = {"DIGLOT_CHAT_REASONING_CONTENT": "off", "DIGLOT_HOIST_SYSTEM": "yes"}
+    config = load_config({**BASE, "config": path}, env)
+    assert config.options() == Options(
+        chat_reasoning_content=False, forward_chat_only_params=True, hoist_system=True
+    )
+    config = load_config({**BASE, "config": path, "forward_chat_only_params": False}, env)
+    assert config.forward_chat_only_params is False
+
+
+@pytest.mark.parametrize(
+    "setting", ["chat_reasoning_content", "forward_chat_only_params", "hoist_system"]
+)
+def test_chat_client_options_are_booleans(setting: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(BASE, {"DIGLOT_" + setting.upper(): "sometimes"})
+    assert caught.value.setting == setting
+
+
+def test_chat_client_options_on_the_command_line() -> None:
+    args = ["--no-chat-reasoning-content", "--forward-chat-only-params", "--hoist-system"]
+    config = load_config({**vars(serve_parser().parse_args(args)), **BASE}, {})
+    assert (config.chat_reasoning_content, config.forward_chat_only_params) == (False, True)
+    assert config.hoist_system is True

@@ -1,0 +1,345 @@
+"""Chat Completions clients served from a Responses upstream: request, answer and stream.
+
+`n > 1` is served by n concurrent upstream requests whose answers become choices 0..n-1; one
+that fails hard cancels the others, and so does a client that goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Awaitable, Iterable
+from contextlib import AsyncExitStack, aclosing
+from typing import Any, TypeVar
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from proxy.jsonenc import dumps
+from proxy.observability import CLIENT_GONE, RequestLog, get_logger
+from proxy.replies import json_response, upstream_error_response
+from proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent
+from proxy.state import Proxy
+from proxy.upstream import REQUEST_ID, rate_limit_headers, read_all, upstream_failure
+from translators.chat_models import decode_chat_request
+from translators.context import ChatContext
+from translators.requests import ResponsesCall, chat_request_to_responses
+from translators.responses import UpstreamFailed, merge_chat_choices, response_to_chat_completion
+from translators.stream.responses_to_chat import ResponsesToChatStream
+from translators.usage import sum_chat_usage
+
+DROPPED_HEADER = "x-diglot-dropped-params"
+_SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+_DONE_EVENT = b"data: [DONE]\n\n"
+_FINISHED = frozenset({"response.completed", "response.incomplete"})
+_TERMINAL = _FINISHED | {"response.failed", "error"}
+_T = TypeVar("_T")
+Chunks = list[dict[str, Any]]
+log = get_logger()
+
+
+class _Refused(Exception):
+    """The upstream refused: its error, already shaped as the client's response."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+async def chat_over_responses(
+    request: web.Request, proxy: Proxy, record: RequestLog, raw: bytes
+) -> web.StreamResponse:
+    """POST /v1/chat/completions answered by POSTing {upstream}/responses (n times for n > 1)."""
+    record.direction = "chat->responses"
+    parsed = decode_chat_request(raw)
+    record.model, record.stream = parsed.model, parsed.stream
+    call = chat_request_to_responses(parsed, proxy.options, now=int(time.time()))
+    headers = {REQUEST_ID: record.request_id}
+    if call.dropped:
+        for dropped in call.dropped:
+            log.warning(
+                "field_dropped",
+                request_id=record.request_id,
+                param=dropped.param,
+                reason=dropped.reason,
+            )
+        headers[DROPPED_HEADER] = ", ".join(dropped.param for dropped in call.dropped)
+    if proxy.config.log_bodies:
+        log.info("upstream_request_body", request_id=record.request_id, body=call.body)
+    upstream = _Calls(request, proxy, record, call)
+    try:
+        if parsed.stream:
+            return await _stream(request, upstream, headers)
+        return await _answer(upstream, headers)
+    except _Refused as refused:
+        return refused.response
+    except UpstreamFailed as failed:
+        record.error = failed.body["error"]["message"]
+        return json_response(failed.body, failed.status, {REQUEST_ID: record.request_id})
+
+
+class _Calls:
+    """The one request body sent to the upstream for each choice, and how its answer is checked."""
+
+    __slots__ = ("body", "context", "headers", "n", "proxy", "record", "started", "url")
+
+    def __init__(
+        self, request: web.Request, proxy: Proxy, record: RequestLog, call: ResponsesCall
+    ) -> None:
+        self.proxy = proxy
+        self.record = record
+        self.context = call.context
+        self.n = call.n
+        self.body = dumps(call.body)
+        self.headers = proxy.upstream.headers(
+            request.headers, record.request_id, "application/json"
+        )
+        self.url = proxy.upstream.url("/responses")
+        self.started = time.perf_counter()
+
+    def open(self) -> Any:
+        """One upstream request (an async context manager yielding the upstream's answer)."""
+        return self.proxy.upstream.open("POST", self.url, self.headers, self.body)
+
+    async def check(self, upstream: aiohttp.ClientResponse) -> None:
+        """An upstream error status ends the request with that error."""
+        record = self.record
+        if record.upstream_status is None or upstream.status >= 300:
+            record.upstream_status = upstream.status
+            record.upstream_ms = (time.perf_counter() - self.started) * 1000
+        if upstream.status >= 400:
+            raise _Refused(await upstream_error_response(upstream, record.request_id))
+        if upstream.status >= 300:
+            raise upstream_failure(
+                502, f"The upstream answered HTTP {upstream.status}.", "bad_upstream_response"
+            )
+
+    async def completion(self, index: int) -> tuple[dict[str, Any], dict[str, str]]:
+        """One choice, non-streamed: the chat.completion and the upstream's rate-limit headers."""
+        async with self.open() as upstream:
+            await self.check(upstream)
+            raw = await read_all(upstream)
+            return self.translate(raw, index), rate_limit_headers(upstream.headers)
+
+    def translate(self, raw: bytes, index: int) -> dict[str, Any]:
+        """A whole response object -> a chat.completion (UpstreamFailed if it failed)."""
+        try:
+            response = orjson.loads(raw)
+            if not isinstance(response, dict):
+                raise TypeError("not a JSON object")
+            completion = response_to_chat_completion(response, self.context, index)
+        except UpstreamFailed:
+            raise
+        except Exception as exc:
+            log.warning("bad_upstream_response", request_id=self.record.request_id, error=repr(exc))
+            raise upstream_failure(
+                502, "The upstream sent a response diglot cannot read.", "bad_upstream_response"
+            ) from None
+        _count_usage(self.record, response.get("usage"))
+        return completion
+
+
+async def _answer(upstream: _Calls, headers: dict[str, str]) -> web.Response:
+    """Non-streamed: one completion, or n merged into one with their choices and usage."""
+    if upstream.n == 1:
+        completion, limits = await upstream.completion(0)
+    else:
+        answers = await _all(upstream.completion(index) for index in range(upstream.n))
+        completion = merge_chat_choices([answer for answer, _ in answers])
+        limits = answers[0][1]
+    return json_response(completion, 200, {**limits, **headers})
+
+
+async def _all(calls: Iterable[Awaitable[_T]]) -> list[_T]:
+    """Results in order; the first failure cancels the rest and is raised (so is cancellation)."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        failures = [task.exception() for task in done]  # retrieves every one, raises the first
+        for failure in failures:
+            if failure is not None:
+                raise failure
+        return [task.result() for task in tasks]
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+class _StreamRelay:
+    """Feeds one upstream Responses stream through one choice's translator until it ends."""
+
+    __slots__ = ("closed", "decoder", "record", "translator")
+
+    def __init__(self, ctx: ChatContext, index: int, record: RequestLog) -> None:
+        self.translator = ResponsesToChatStream(ctx, index)
+        self.decoder = SSEDecoder()
+        self.record = record
+        self.closed = False
+
+    def data(self, data: bytes) -> Chunks:
+        """Chunks for one piece of the upstream body."""
+        try:
+            return self._events(self.decoder.feed(data))
+        except SSEError as exc:
+            return self.fail(f"The upstream stream is malformed: {exc}")
+
+    def end(self) -> Chunks:
+        """The upstream body ended (the translator reports an unfinished answer as an error)."""
+        chunks = self._events(self.decoder.close())
+        if not self.closed:
+            chunks += self._failing(self.translator.finish())
+        self.closed = True
+        return chunks
+
+    def fail(self, message: str) -> Chunks:
+        self.closed = True
+        return self._failing(self.translator.fail(message, "server_error"))
+
+    def _failing(self, chunks: Chunks) -> Chunks:
+        for chunk in chunks:
+            if "error" in chunk:
+                self.record.error = chunk["error"].get("message")
+        return chunks
+
+    def _events(self, sse_events: list[SSEEvent]) -> Chunks:
+        out: Chunks = []
+        for sse in sse_events:
+            if sse.data == DONE:
+                return out + self.end()
+            try:
+                event = orjson.loads(sse.data)
+            except orjson.JSONDecodeError:
+                return out + self.fail("The upstream sent a stream event that is not JSON.")
+            if not isinstance(event, dict):
+                return out + self.fail("The upstream sent a stream event that is not an object.")
+            kind = event.get("type")
+            try:
+                out += self.translator.feed(event)
+            except Exception as exc:
+                log.warning(
+                    "bad_upstream_event", request_id=self.record.request_id, error=repr(exc)
+                )
+                return out + self.fail("The upstream sent a stream event diglot cannot read.")
+            if kind in _TERMINAL:
+                self.closed = True
+                if kind in _FINISHED and isinstance(event.get("response"), dict):
+                    _count_usage(self.record, event["response"].get("usage"))
+                else:
+                    self._failing(out)
+                return out
+        return out
+
+
+async def _translated(
+    upstream: aiohttp.ClientResponse, relay: _StreamRelay
+) -> AsyncGenerator[Chunks, None]:
+    """The chunks of one choice as the upstream's bytes arrive; always ends the choice."""
+    pieces = upstream.content.iter_any()
+    while not relay.closed:
+        try:
+            data = await pieces.__anext__()
+        except StopAsyncIteration:
+            chunks = relay.end()
+        except TimeoutError:
+            chunks = relay.fail("The upstream stopped sending in the middle of the answer.")
+        except aiohttp.ClientError as exc:
+            chunks = relay.fail(f"The upstream connection broke mid-stream: {exc}")
+        else:
+            chunks = relay.data(data)
+        if chunks:
+            yield chunks
+
+
+def _encode(chunks: Chunks) -> bytes:
+    """Chat framing: `data: <json>` and a blank line per chunk, no event names."""
+    return b"".join([b"data: " + dumps(chunk) + b"\n\n" for chunk in chunks])
+
+
+async def _stream(
+    request: web.Request, upstream: _Calls, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Opens the n upstream streams (an error status answers instead), then relays them."""
+    async with AsyncExitStack() as stack:
+        if upstream.n == 1:
+            answers = [await stack.enter_async_context(upstream.open())]
+        else:
+            opening = (stack.enter_async_context(upstream.open()) for _ in range(upstream.n))
+            answers = await _all(opening)
+        for answer in answers:
+            await upstream.check(answer)
+        response = web.StreamResponse(
+            status=200,
+            headers={**_SSE_HEADERS, **rate_limit_headers(answers[0].headers), **headers},
+        )
+        await response.prepare(request)
+        try:
+            if upstream.n == 1:
+                await _relay_one(response, answers[0], upstream)
+            else:
+                await _relay_many(response, answers, upstream)
+            await response.write(_DONE_EVENT)
+            await response.write_eof()
+        except ConnectionResetError:
+            upstream.record.error = CLIENT_GONE
+        return response
+
+
+async def _relay_one(
+    response: web.StreamResponse, answer: aiohttp.ClientResponse, upstream: _Calls
+) -> None:
+    relay = _StreamRelay(upstream.context, 0, upstream.record)
+    async with aclosing(_translated(answer, relay)) as chunks:
+        async for piece in chunks:
+            await response.write(_encode(piece))
+
+
+async def _relay_many(
+    response: web.StreamResponse, answers: list[aiohttp.ClientResponse], upstream: _Calls
+) -> None:
+    """The n choices interleaved as they arrive; one usage chunk summing all; an error ends all."""
+    queue: asyncio.Queue[Chunks | None] = asyncio.Queue()
+
+    async def pump(index: int, answer: aiohttp.ClientResponse) -> None:
+        relay = _StreamRelay(upstream.context, index, upstream.record)
+        try:
+            async with aclosing(_translated(answer, relay)) as chunks:
+                async for piece in chunks:
+                    queue.put_nowait(piece)
+        finally:
+            queue.put_nowait(None)
+
+    pumps = [asyncio.create_task(pump(i, answer)) for i, answer in enumerate(answers)]
+    usages: Chunks = []
+    try:
+        running = len(pumps)
+        while running:
+            piece = await queue.get()
+            if piece is None:
+                running -= 1
+                continue
+            out: Chunks = []
+            for chunk in piece:
+                held = not chunk.get("choices") and "usage" in chunk
+                (usages if held else out).append(chunk)
+            if out:
+                await response.write(_encode(out))
+            if any("error" in chunk for chunk in out):
+                return
+        if usages:
+            total = {**usages[0], "usage": sum_chat_usage([c["usage"] or {} for c in usages])}
+            await response.write(_encode([total]))
+    finally:
+        for task in pumps:
+            task.cancel()
+
+
+def _count_usage(record: RequestLog, usage: object) -> None:
+    """Token counts for the log line, summed over the n upstream answers."""
+    if isinstance(usage, dict):
+        record.input_tokens = _plus(record.input_tokens, usage.get("input_tokens"))
+        record.output_tokens = _plus(record.output_tokens, usage.get("output_tokens"))
+
+
+def _plus(total: int | None, value: object) -> int | None:
+    return (total or 0) + value if isinstance(value, int) else total
