@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -514,3 +515,41 @@ def test_golden_fixture(path: Path) -> None:
     completion = response_to_chat_completion(case["response"], ctx)
     assert completion == case["expected"]
     assert_valid_chat_completion(completion)
+
+
+def test_malformed_upstream_answers_never_raise_anything_else() -> None:
+    """Fixture answers with fields dropped or junk: a valid completion, or UpstreamFailed."""
+    rng = random.Random(5)
+    answers = [json.loads(path.read_text())["response"] for path in sorted(FIXTURES.glob("*.json"))]
+    for _ in range(500):
+        answer = rng.choice(answers)
+        for _ in range(rng.randint(1, 3)):
+            answer = mutate(answer, rng)
+        try:
+            completion = response_to_chat_completion(answer, chat_context(include_logprobs=True))
+        except UpstreamFailed as failed:
+            assert failed.status in (400, 429, 500)
+            continue
+        assert_valid_chat_completion(completion)
+
+
+GARBAGE: list[Any] = [None, 7, -1, "", "x", [], {}, [1], {"a": 1}, True, 2.5]
+
+
+def mutate(value: Any, rng: random.Random) -> Any:
+    """A copy with one field somewhere (possibly nested) dropped or replaced by junk."""
+    if isinstance(value, dict) and value:
+        key = rng.choice(list(value))
+        copy = dict(value)
+        roll = rng.random()
+        if roll < 0.3:
+            del copy[key]
+        elif roll < 0.6:
+            copy[key] = rng.choice(GARBAGE)
+        else:
+            copy[key] = mutate(value[key], rng)
+        return copy
+    if isinstance(value, list) and value:
+        index = rng.randrange(len(value))
+        return [*value[:index], mutate(value[index], rng), *value[index + 1 :]]
+    return rng.choice(GARBAGE)

@@ -7,13 +7,14 @@ events, itself validated) or are written out here, each validated as a Responses
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.response_context import make_context
-from tests.test_responses_responses_to_chat import chat_context, function_call
+from tests.test_responses_responses_to_chat import chat_context, function_call, mutate
 from tests.validate import (
     assert_valid_chat_chunk,
     assert_valid_chat_stream,
@@ -611,3 +612,19 @@ def test_golden_fixture(path: Path) -> None:
     assert chunks == case["chunks"]
     body = [c for c in chunks if "error" not in c]
     assert_valid_chat_stream(body)
+
+
+def test_malformed_upstream_events_never_raise() -> None:
+    """Every fixture stream with fields dropped or replaced by junk: chunks stay valid."""
+    rng = random.Random(4)
+    streams = [json.loads(path.read_text())["events"] for path in sorted(FIXTURES.glob("*.json"))]
+    for _ in range(300):
+        machine = ResponsesToChatStream(chat_context(include_usage=True, include_logprobs=True))
+        chunks: list[dict[str, Any]] = []
+        for item in rng.choice(streams):
+            chunks += machine.feed(mutate(item, rng) if rng.random() < 0.3 else item)
+        chunks += machine.finish()
+        errors = [c for c in chunks if "error" in c]
+        assert errors in ([], [chunks[-1]])
+        for body in chunks[: len(chunks) - len(errors)]:
+            assert_valid_chat_chunk(body)

@@ -54,7 +54,26 @@ def chat_logprobs_to_responses(entries: list[dict[str, Any]]) -> list[dict[str, 
 
 def responses_logprobs_to_chat(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Responses `output_text` logprobs as Chat `logprobs.content`: one shape, normalised alike."""
-    return chat_logprobs_to_responses(entries)
+    return chat_logprobs_to_responses([entry for entry in entries if _is_token_logprob(entry)])
+
+
+def _is_token_logprob(entry: object) -> bool:
+    """A readable entry: token, number, byte list if any, and top alternatives alike."""
+    if not isinstance(entry, dict) or not _is_logprob(entry):
+        return False
+    top = entry.get("top_logprobs")
+    return top is None or (isinstance(top, list) and all(_is_logprob(t) for t in top))
+
+
+def _is_logprob(entry: object) -> bool:
+    if not isinstance(entry, dict):
+        return False
+    raw = entry.get("bytes")
+    return (
+        isinstance(entry.get("token"), str)
+        and isinstance(entry.get("logprob"), int | float)
+        and (raw is None or (isinstance(raw, list) and all(isinstance(b, int) for b in raw)))
+    )
 
 
 def responses_annotations_to_chat(annotations: object, offset: int) -> list[dict[str, Any]]:

@@ -186,7 +186,8 @@ def _choice_output(
     if reasoning:
         status: ItemStatus = cut if not parts and not calls else "completed"
         mode = ctx.options.reasoning_events
-        output.append(reasoning_item(ctx.new_id("rs"), reasoning, mode, status))
+        sealed = ctx.seal(reasoning) if ctx.seal is not None else None
+        output.append(reasoning_item(ctx.new_id("rs"), reasoning, mode, status, sealed))
     if parts:
         output.append(message_item(ctx.new_id("msg"), parts, "completed" if calls else cut))
     output.extend(chat_tool_call_to_item(call, ctx, cut) for call in calls)
@@ -249,7 +250,7 @@ def chat_envelope(ctx: ChatContext, response: Mapping[str, Any], kind: str) -> d
         "object": kind,
         "created": ctx.created,
         "model": model if isinstance(model, str) and model else ctx.model,
-        "service_tier": tier if tier in _CHAT_SERVICE_TIERS else None,
+        "service_tier": tier if isinstance(tier, str) and tier in _CHAT_SERVICE_TIERS else None,
         "system_fingerprint": None,
     }
 

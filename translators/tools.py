@@ -400,7 +400,7 @@ def chat_tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
-TOOL_CALL_ITEMS = frozenset({"function_call", "custom_tool_call"})
+TOOL_CALL_ITEMS = ("function_call", "custom_tool_call")  # a tuple: safe to test any value
 
 
 def item_tool_call(item: Mapping[str, Any], payload: str | None = None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ def _count(details: object, *keys: str) -> int:
     if isinstance(details, Mapping):
         for key in keys:
             value = details.get(key)
-            if isinstance(value, int):
+            if isinstance(value, int) and not isinstance(value, bool):
                 return value
     return 0
 

@@ -137,6 +137,16 @@ class _ToolCall(_Item):
         return self.rest(item.get("input" if self._custom else "arguments"))
 
 
+def _output_index(event: Mapping[str, Any]) -> int | None:
+    index = event.get("output_index")
+    return index if isinstance(index, int) else None
+
+
+def _part_index(event: Mapping[str, Any], key: str) -> int:
+    index = event.get(key)
+    return index if isinstance(index, int) else 0
+
+
 _Part = TypeVar("_Part", bound=_Item)
 _Handler = Callable[["ResponsesToChatStream", dict[str, Any]], list[dict[str, Any]]]
 _UPSTREAM_ENDED = "The upstream stream ended before the response finished."
@@ -157,7 +167,7 @@ class ResponsesToChatStream:
         self._index = index
         self._phase: Literal["new", "open", "done"] = "new"
         self._envelope: dict[str, Any] = {}
-        self._items: dict[object, _Item] = {}
+        self._items: dict[int | None, _Item] = {}
         self._seen = 0  # output indexes below this have been announced or streamed
         self._calls = 0  # tool calls opened so far: the next one's Chat index
         self._reasoned = False  # some reasoning text was sent: the next item's is set apart
@@ -166,7 +176,8 @@ class ResponsesToChatStream:
         """The chunks for one parsed upstream event (often none)."""
         if self._phase == "done":
             return []
-        handler = _HANDLERS.get(event.get("type"))
+        kind = event.get("type")
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         return handler(self, event) if handler is not None else []
 
     def finish(self) -> list[dict[str, Any]]:
@@ -216,14 +227,14 @@ class ResponsesToChatStream:
 
     def _item(self, event: Mapping[str, Any], kind: type[_Part]) -> _Part | None:
         """The item an event belongs to, created if the upstream never announced it."""
-        key = event.get("output_index")
+        key = _output_index(event)
         item = self._items.get(key)
         if item is None:
             item = self._items[key] = kind()
             self._note(key)
         return item if isinstance(item, kind) else None
 
-    def _note(self, key: object) -> None:
+    def _note(self, key: int | None) -> None:
         """Output indexes below `_seen` are the upstream's to finish; above, the terminal's."""
         if isinstance(key, int) and key >= self._seen:
             self._seen = key + 1
@@ -235,7 +246,7 @@ class ResponsesToChatStream:
         chunks = self._start(None) if self._phase == "new" else []
         message = self._item(event, _Message)
         if message is not None:
-            delta = message.delta(field, event.get("content_index", 0), text)
+            delta = message.delta(field, _part_index(event, "content_index"), text)
             logprobs = None
             if self._ctx.include_logprobs and field == "content":
                 logprobs = chat_logprobs(self._ctx, event.get("logprobs"))
@@ -246,7 +257,8 @@ class ResponsesToChatStream:
         message = self._item(event, _Message)
         if message is None:
             return []
-        return self._chunks(message.rest(field, event.get("content_index", 0), event.get(key)))
+        index = _part_index(event, "content_index")
+        return self._chunks(message.rest(field, index, event.get(key)))
 
     def _reasoning(
         self, event: dict[str, Any], field: ReasoningField, whole: bool
@@ -257,7 +269,7 @@ class ResponsesToChatStream:
         item = self._item(event, _Reasoning)
         if item is None or not text or not isinstance(text, str):
             return []
-        index = event.get("content_index" if field == "text" else "summary_index", 0)
+        index = _part_index(event, "content_index" if field == "text" else "summary_index")
         return self._reasoning_chunks(item.add(field, index, text, self._reasoned, whole))
 
     def _reasoning_chunks(self, text: str) -> list[dict[str, Any]]:
@@ -269,23 +281,23 @@ class ResponsesToChatStream:
     def _call_delta(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """An arguments or input fragment; one for a call never announced waits for its end."""
         fragment = event.get("delta")
-        call = self._items.get(event.get("output_index"))
+        call = self._items.get(_output_index(event))
         if not fragment or not isinstance(fragment, str) or not isinstance(call, _ToolCall):
             return []
         return [self._chunk(call.delta(fragment))]
 
     def _call_done(self, event: dict[str, Any], key: str) -> list[dict[str, Any]]:
-        call = self._items.get(event.get("output_index"))
+        call = self._items.get(_output_index(event))
         return self._chunks(call.rest(event.get(key))) if isinstance(call, _ToolCall) else []
 
     def _item_added(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         item = event.get("item")
-        self._note(event.get("output_index"))
+        self._note(_output_index(event))
         if not isinstance(item, Mapping) or item.get("type") not in TOOL_CALL_ITEMS:
             return []
-        return self._chunks(self._open_call(event.get("output_index"), item)[1])
+        return self._chunks(self._open_call(_output_index(event), item)[1])
 
-    def _open_call(self, key: object, item: Mapping[str, Any]) -> tuple[_ToolCall, list[Delta]]:
+    def _open_call(self, key: int | None, item: Mapping[str, Any]) -> tuple[_ToolCall, list[Delta]]:
         call = _ToolCall(self._calls, item)
         self._calls += 1
         self._items[key] = call
@@ -296,9 +308,9 @@ class ResponsesToChatStream:
         item = event.get("item")
         if not isinstance(item, Mapping):
             return []
-        return self._chunks(self._close(event.get("output_index"), item))
+        return self._chunks(self._close(_output_index(event), item))
 
-    def _close(self, key: object, item: Mapping[str, Any]) -> list[Delta]:
+    def _close(self, key: int | None, item: Mapping[str, Any]) -> list[Delta]:
         """The deltas that complete an item from its final state; the item is then forgotten."""
         kind = item.get("type")
         known = self._items.pop(key, None)
@@ -328,9 +340,8 @@ class ResponsesToChatStream:
         output = response.get("output")
         if isinstance(output, list):
             deltas: list[Delta] = []
-            for key in [k for k in self._items if isinstance(k, int) and k < len(output)]:
-                deltas += self._close(key, output[key])
-            for key in range(self._seen, len(output)):
+            unfinished = [k for k in self._items if k is not None and 0 <= k < len(output)]
+            for key in [*unfinished, *range(self._seen, len(output))]:
                 if isinstance(output[key], Mapping):
                     deltas += self._close(key, output[key])
             chunks += map(self._chunk, deltas)
