@@ -115,6 +115,12 @@ class _Calls:
                 502, f"The upstream answered HTTP {upstream.status}.", "bad_upstream_response"
             )
 
+    async def opened(self, stack: AsyncExitStack) -> aiohttp.ClientResponse:
+        """One upstream stream, open and checked, released when `stack` closes."""
+        answer: aiohttp.ClientResponse = await stack.enter_async_context(self.open())
+        await self.check(answer)
+        return answer
+
     async def completion(self, index: int) -> tuple[dict[str, Any], dict[str, str]]:
         """One choice, non-streamed: the chat.completion and the upstream's rate-limit headers."""
         async with self.open() as upstream:
@@ -262,12 +268,9 @@ async def _stream(
     """Opens the n upstream streams (an error status answers instead), then relays them."""
     async with AsyncExitStack() as stack:
         if upstream.n == 1:
-            answers = [await stack.enter_async_context(upstream.open())]
+            answers = [await upstream.opened(stack)]
         else:
-            opening = (stack.enter_async_context(upstream.open()) for _ in range(upstream.n))
-            answers = await _all(opening)
-        for answer in answers:
-            await upstream.check(answer)
+            answers = await _all(upstream.opened(stack) for _ in range(upstream.n))
         response = web.StreamResponse(
             status=200,
             headers={**_SSE_HEADERS, **rate_limit_headers(answers[0].headers), **headers},

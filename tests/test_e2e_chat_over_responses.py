@@ -406,15 +406,15 @@ async def test_n_2_stream_interleaves_both_choices_with_one_usage_chunk(
     assert len(fake.received) == 2
 
 
+@pytest.mark.parametrize("stream", [False, True])
 async def test_n_2_one_upstream_refusal_answers_and_cancels_the_other(
-    make_proxy: MakeProxy, fake: CountingUpstream
+    make_proxy: MakeProxy, fake: CountingUpstream, stream: bool
 ) -> None:
     refusal = {"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}}
     fake.script(Hang(), Reply(refusal, status=429, headers={"Retry-After": "7"}))
     proxy = await make_proxy("responses")
-    resp = await proxy.post(
-        "/v1/chat/completions", json={"model": "fake-model", "messages": HI, "n": 2}
-    )
+    body = {"model": "fake-model", "messages": HI, "n": 2, "stream": stream}
+    resp = await proxy.post("/v1/chat/completions", json=body)
     assert resp.status == 429
     assert resp.headers["Retry-After"] == "7"
     assert await resp.json() == {
