@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Awaitable, Iterable
-from contextlib import AsyncExitStack, aclosing
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, aclosing
 from typing import Any, TypeVar
 
 import aiohttp
@@ -98,7 +98,7 @@ class _Calls:
         self.url = proxy.upstream.url("/responses")
         self.started = time.perf_counter()
 
-    def open(self) -> Any:
+    def open(self) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
         """One upstream request (an async context manager yielding the upstream's answer)."""
         return self.proxy.upstream.open("POST", self.url, self.headers, self.body)
 

@@ -29,6 +29,8 @@ from fixtures.fake_responses_upstream import (
     stream_events,
     usage,
 )
+from proxy.app import create_app
+from proxy.config import Config
 from tests.validate import (
     assert_valid_chat_chunk,
     assert_valid_chat_completion,
@@ -573,6 +575,33 @@ async def test_upstream_error_status_keeps_retry_after_when_streaming(
     assert await resp.json() == {
         "error": {"message": "overloaded", "type": "server_error", "param": None, "code": None}
     }
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(b"<html>not json</html>", content_type="text/html"),
+        Reply(b"[]"),
+        Reply(b"", status=304),
+    ],
+)
+async def test_an_unreadable_upstream_answer_is_a_502(
+    make_proxy: MakeProxy, fake: FakeUpstream, reply: Reply
+) -> None:
+    fake.script(reply)
+    proxy = await make_proxy("responses")
+    resp = await proxy.post("/v1/chat/completions", json={"model": "fake-model", "messages": HI})
+    assert resp.status == 502
+    error = (await resp.json())["error"]
+    assert (error["type"], error["code"]) == ("server_error", "bad_upstream_response")
+
+
+async def test_an_unreachable_upstream_is_a_502(aiohttp_client: Any, free_port: int) -> None:
+    config = Config(upstream=f"http://127.0.0.1:{free_port}/v1", upstream_api="responses")
+    proxy = await aiohttp_client(create_app(config))
+    resp = await proxy.post("/v1/chat/completions", json={"model": "fake-model", "messages": HI})
+    assert resp.status == 502
+    assert (await resp.json())["error"]["code"] == "upstream_unreachable"
 
 
 async def test_response_failed_mid_stream_becomes_an_error_chunk(
