@@ -300,6 +300,26 @@ async def test_raw_stream_with_usage_is_valid_and_framed_like_openai(
     }
 
 
+async def test_chunks_arrive_before_the_upstream_finishes(
+    make_proxy: MakeProxy, fake: FakeUpstream
+) -> None:
+    release = asyncio.Event()
+    events = framed(stream_events(response(message_item("first second"))))
+    fake.script(StreamReply(events, done=False, hold=release, hold_after=5))
+    proxy = await make_proxy("responses")
+    resp = await proxy.post(
+        "/v1/chat/completions", json={"model": "fake-model", "messages": HI, "stream": True}
+    )
+    received = b""
+    while received.count(b"\n\n") < 2:
+        received += await asyncio.wait_for(resp.content.readany(), 5)
+    assert deltas(chat_chunks(received + b"data: [DONE]\n\n"), "content") == ["", "first "]
+    assert fake.parts_sent == 5
+    release.set()
+    rest = chat_chunks(received + await resp.read())
+    assert "".join(deltas(rest, "content")) == "first second"
+
+
 async def test_sdk_raw_stream_with_include_usage(client: AsyncOpenAI, fake: FakeUpstream) -> None:
     fake.script(responses_stream(response(message_item("One two"), usage_=usage(3, 2))))
     stream = await client.chat.completions.create(
