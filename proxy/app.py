@@ -10,9 +10,11 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from proxy import handlers
+from proxy import handlers, stored_responses
 from proxy.config import Config
-from proxy.observability import CLIENT_GONE, RequestLog, get_logger
+from proxy.conversation import install_store, open_state
+from proxy.metrics import install_metrics, observe_request
+from proxy.observability import CLIENT_GONE, CURRENT_RECORD, RequestLog, get_logger
 from proxy.replies import json_response
 from proxy.state import PROXY, RECORD, Proxy
 from proxy.upstream import REQUEST_ID, Upstream
@@ -27,7 +29,11 @@ def create_app(config: Config) -> web.Application:
     """One app per process; the upstream session opens on startup and closes on cleanup."""
     app = web.Application(middlewares=[observe], client_max_size=config.max_body_bytes)
     upstream = Upstream(config)
-    app[PROXY] = Proxy(config=config, options=config.options(), upstream=upstream)
+    store, sealer = open_state(config)
+    app[PROXY] = Proxy(
+        config=config, options=config.options(), upstream=upstream, store=store, sealer=sealer
+    )
+    install_store(app, store, expire=config.upstream_api == "chat")
 
     async def open_upstream(_: web.Application) -> None:
         await upstream.start()
@@ -37,10 +43,17 @@ def create_app(config: Config) -> web.Application:
 
     app.on_startup.append(open_upstream)
     app.on_cleanup.append(close_upstream)
+    install_metrics(app)
     for prefix in ("/v1", ""):
         app.router.add_post(prefix + "/responses", handlers.responses)
         app.router.add_post(prefix + "/chat/completions", handlers.chat_completions)
         app.router.add_get(prefix + "/models", handlers.models, allow_head=False)
+        stored = prefix + "/responses/{response_id}"
+        app.router.add_get(stored, stored_responses.get_response, allow_head=False)
+        app.router.add_delete(stored, stored_responses.delete_response)
+        app.router.add_get(
+            stored + "/input_items", stored_responses.list_input_items, allow_head=False
+        )
     return app
 
 
@@ -73,9 +86,9 @@ def request_id(request: web.Request) -> str:
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every answer in OpenAI's error shape when it fails, and one log line per request."""
-    started = time.perf_counter()
-    record = RequestLog(request_id=request_id(request))
+    record = RequestLog(request_id=request_id(request), started=time.perf_counter())
     request[RECORD] = record
+    token = CURRENT_RECORD.set(record)
     status = 500
     try:
         response = await _shaped(request, handler, record)
@@ -86,7 +99,11 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         record.error = CLIENT_GONE
         raise
     finally:
-        _log_request(request, record, status, started)
+        CURRENT_RECORD.reset(token)
+        ended = time.perf_counter()
+        record.first_byte = record.first_byte or ended  # an unstreamed answer goes out whole
+        _log_request(request, record, status, ended)
+        observe_request(request, record, status, ended)
 
 
 async def _shaped(request: web.Request, handler: Handler, record: RequestLog) -> web.StreamResponse:
@@ -125,7 +142,7 @@ def _http_error(request: web.Request, record: RequestLog, exc: web.HTTPException
     return response
 
 
-def _log_request(request: web.Request, record: RequestLog, status: int, started: float) -> None:
+def _log_request(request: web.Request, record: RequestLog, status: int, ended: float) -> None:
     fields = {
         "request_id": record.request_id,
         "method": request.method,
@@ -135,10 +152,26 @@ def _log_request(request: web.Request, record: RequestLog, status: int, started:
         "stream": record.stream,
         "status": status,
         "upstream_status": record.upstream_status,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        "duration_ms": _ms(ended - record.started),
+        "ttfb_ms": None if record.first_byte is None else _ms(record.first_byte - record.started),
         "upstream_ms": None if record.upstream_ms is None else round(record.upstream_ms, 2),
+        "upstream_total_ms": _upstream_total_ms(record, ended),
         "input_tokens": record.input_tokens,
         "output_tokens": record.output_tokens,
+        "dropped": record.dropped or None,
+        "upstream_error": record.fault(),
+        "upstream_retries": record.upstream_retries or None,
         "error": record.error,
     }
     log.info("request", **{key: value for key, value in fields.items() if value is not None})
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def _upstream_total_ms(record: RequestLog, ended: float) -> float | None:
+    """From the upstream request to the end of its answer (or of diglot's wait for it)."""
+    if record.upstream_started is None:
+        return None
+    return _ms((record.upstream_ended or ended) - record.upstream_started)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -50,7 +51,10 @@ def get_logger() -> Any:
 
 @dataclass(slots=True)
 class RequestLog:
-    """What one request's log line reports; handlers fill it in as they learn things."""
+    """What one request's log line reports; handlers fill it in as they learn things.
+
+    Times are `time.perf_counter()` readings; the metrics are derived from them at request end.
+    """
 
     request_id: str
     direction: Direction = "local"
@@ -61,9 +65,33 @@ class RequestLog:
     input_tokens: int | None = None
     output_tokens: int | None = None
     error: str | None = None
+    started: float = 0.0
+    first_byte: float | None = None  # the client's response headers went out
+    streaming: bool = False  # an event stream was opened to the client
+    upstream_started: float | None = None
+    upstream_answered: float | None = None  # the upstream's response headers arrived
+    upstream_ended: float | None = None  # the upstream's body ended (or was given up on)
+    upstream_error: str | None = None  # one of proxy.upstream.FAULT_KINDS
+    upstream_retries: int = 0
+    dropped: tuple[str, ...] = ()  # request fields dropped in translation
+
+    def upstream_fault(self, kind: str) -> None:
+        """Remember the first upstream fault; later ones are its consequences."""
+        if self.upstream_error is None:
+            self.upstream_error = kind
+
+    def fault(self) -> str | None:
+        """The upstream fault to report: one noted, else the class of an upstream HTTP error."""
+        if self.upstream_error is None and self.upstream_status and self.upstream_status >= 400:
+            return "http_5xx" if self.upstream_status >= 500 else "http_4xx"
+        return self.upstream_error
 
     def usage(self, usage: object) -> None:
         """Record token counts from a Responses `usage` object when there is one."""
         if isinstance(usage, dict):
             self.input_tokens = usage.get("input_tokens")
             self.output_tokens = usage.get("output_tokens")
+
+
+# The record of the request being handled, for code that is not handed it (the upstream client).
+CURRENT_RECORD: ContextVar[RequestLog | None] = ContextVar("diglot_request", default=None)

@@ -9,12 +9,19 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from proxy.conversation import Turn, begin_turn
 from proxy.jsonenc import dumps
 from proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from proxy.replies import json_response, upstream_error_response
 from proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent, encode_events
 from proxy.state import Proxy
-from proxy.upstream import REQUEST_ID, rate_limit_headers, read_all, upstream_failure
+from proxy.upstream import (
+    REQUEST_ID,
+    rate_limit_headers,
+    read_all,
+    require_event_stream,
+    upstream_failure,
+)
 from translators.context import ResponseContext
 from translators.models import decode_responses_request
 from translators.requests import responses_request_to_chat
@@ -34,7 +41,15 @@ async def responses_over_chat(
     record.direction = "responses->chat"
     parsed = decode_responses_request(raw)
     record.model, record.stream = parsed.model, parsed.stream
-    call = responses_request_to_chat(parsed, proxy.options, now=int(time.time()))
+    turn = await begin_turn(proxy.store, proxy.sealer, request.headers, parsed, raw)
+    call = responses_request_to_chat(
+        parsed,
+        proxy.options,
+        now=int(time.time()),
+        history=turn.history,
+        sealing=proxy.sealer.sealing,
+    )
+    record.dropped = tuple(dropped.param for dropped in call.dropped)
     for dropped in call.dropped:
         log.warning(
             "field_dropped",
@@ -57,18 +72,30 @@ async def responses_over_chat(
                 502, f"The upstream answered HTTP {upstream.status}.", "bad_upstream_response"
             )
         if parsed.stream:
-            return await _stream(request, upstream, call.context, record)
-        return _answer(await read_all(upstream), upstream, call.context, record)
+            require_event_stream(upstream)
+            return await _stream(request, upstream, call.context, record, turn)
+        return await _answer(await read_all(upstream), upstream, call.context, record, turn)
 
 
-def _answer(
-    raw: bytes, upstream: aiohttp.ClientResponse, ctx: ResponseContext, record: RequestLog
+async def _answer(
+    raw: bytes,
+    upstream: aiohttp.ClientResponse,
+    ctx: ResponseContext,
+    record: RequestLog,
+    turn: Turn,
 ) -> web.Response:
     """A whole chat.completion -> a whole response object."""
     try:
         completion = orjson.loads(raw)
-        if not isinstance(completion, dict):
-            raise TypeError("not a JSON object")
+    except orjson.JSONDecodeError as exc:
+        raise upstream_failure(
+            502, f"The upstream's answer is not JSON ({exc}).", "bad_upstream_response", "bad_json"
+        ) from None
+    if not isinstance(completion, dict):
+        raise upstream_failure(
+            502, "The upstream's answer is JSON but not an object.", "bad_upstream_response"
+        )
+    try:
         response = chat_completion_to_response(completion, ctx)
     except Exception as exc:
         log.warning("bad_upstream_response", request_id=record.request_id, error=repr(exc))
@@ -78,6 +105,7 @@ def _answer(
     record.usage(response.get("usage"))
     headers = rate_limit_headers(upstream.headers)
     headers[REQUEST_ID] = record.request_id
+    await turn.keep(response)
     return json_response(response, 200, headers)
 
 
@@ -100,18 +128,18 @@ class _ChatStreamRelay:
         try:
             return self._events(self.decoder.feed(data))
         except SSEError as exc:
-            return self.fail(f"The upstream stream is malformed: {exc}")
+            return self.fail(f"The upstream stream is malformed: {exc}", "bad_sse")
 
     def end(self) -> list[dict[str, Any]]:
         """The upstream body ended (the translator fails the response if it was unfinished)."""
         events = self._events(self.decoder.close())
         if not self.closed:
-            events += self._track(self.translator.finish())
+            events += self._track(self.translator.finish(), "broken_stream")
         self.closed = True
         return events
 
-    def fail(self, message: str) -> list[dict[str, Any]]:
-        events = self._track(self.translator.fail(message, _FAILED))
+    def fail(self, message: str, kind: str) -> list[dict[str, Any]]:
+        events = self._track(self.translator.fail(message, _FAILED), kind)
         self.closed = True
         return events
 
@@ -119,27 +147,33 @@ class _ChatStreamRelay:
         out: list[dict[str, Any]] = []
         for sse in sse_events:
             if sse.data == DONE:
-                out += self._track(self.translator.finish())
+                out += self._track(self.translator.finish(), "broken_stream")
                 self.closed = True
                 return out
             try:
                 chunk = orjson.loads(sse.data)
             except orjson.JSONDecodeError:
-                return out + self.fail("The upstream sent a stream chunk that is not JSON.")
+                return out + self.fail(
+                    "The upstream sent a stream chunk that is not JSON.", "bad_json"
+                )
             if not isinstance(chunk, dict):
-                return out + self.fail("The upstream sent a stream chunk that is not an object.")
+                return out + self.fail(
+                    "The upstream sent a stream chunk that is not an object.", "bad_json"
+                )
             try:
-                out += self._track(self.translator.feed(chunk))
+                out += self._track(self.translator.feed(chunk), "error_event")
             except Exception as exc:
                 log.warning(
                     "bad_upstream_chunk", request_id=self.record.request_id, error=repr(exc)
                 )
-                return out + self.fail("The upstream sent a stream chunk diglot cannot read.")
+                return out + self.fail(
+                    "The upstream sent a stream chunk diglot cannot read.", "bad_response"
+                )
             if self.closed:
                 return out
         return out
 
-    def _track(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _track(self, events: list[dict[str, Any]], fault: str) -> list[dict[str, Any]]:
         """Notice the terminal event: it closes the relay and carries usage and errors."""
         if events and events[-1]["type"] in _TERMINAL:
             self.closed = True
@@ -147,6 +181,7 @@ class _ChatStreamRelay:
             self.record.usage(response.get("usage"))
             if response.get("error"):
                 self.record.error = response["error"].get("message")
+                self.record.upstream_fault(fault)
         return events
 
 
@@ -155,6 +190,7 @@ async def _stream(
     upstream: aiohttp.ClientResponse,
     ctx: ResponseContext,
     record: RequestLog,
+    turn: Turn,
 ) -> web.StreamResponse:
     """Translate chunk by chunk as they arrive; always end with one terminal event."""
     relay = _ChatStreamRelay(ctx, record)
@@ -174,12 +210,18 @@ async def _stream(
             except StopAsyncIteration:
                 events = relay.end()
             except TimeoutError:
-                events = relay.fail("The upstream stopped sending in the middle of the answer.")
+                events = relay.fail(
+                    "The upstream stopped sending in the middle of the answer.", "timeout"
+                )
             except aiohttp.ClientError as exc:
-                events = relay.fail(f"The upstream connection broke mid-stream: {exc}")
+                events = relay.fail(
+                    f"The upstream connection broke mid-stream: {exc}", "broken_stream"
+                )
             else:
                 events = relay.data(data)
             if events:
+                if relay.closed and events[-1]["type"] in _TERMINAL:
+                    await turn.keep(events[-1]["response"])  # stored before the client sees it
                 await response.write(encode_events(events))
         await response.write_eof()
     except ConnectionResetError:

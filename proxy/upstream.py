@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 
 import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
 from proxy.config import Config
+from proxy.observability import CURRENT_RECORD, RequestLog
 from translators.errors import RequestError
 
 HOP_BY_HOP = frozenset(
@@ -38,11 +41,38 @@ _NOT_FORWARDED_UP = HOP_BY_HOP | {
 }
 _NOT_RELAYED_DOWN = HOP_BY_HOP | {"x-request-id"}
 REQUEST_ID = "x-request-id"
+# What went wrong upstream, as counted in the log line and the metrics (a closed set of labels).
+FAULT_KINDS = (
+    "refused",  # no connection could be made
+    "reset",  # the connection closed before an answer
+    "timeout",
+    "bad_json",  # an answer or stream chunk that is not the JSON it should be
+    "bad_sse",  # a stream that is not server-sent events
+    "bad_response",  # well-formed, but not an answer diglot can use (a redirect, a wrong shape)
+    "broken_stream",  # the body or stream broke or ended before the answer was complete
+    "error_event",  # the upstream put an error object in its stream
+    "http_4xx",
+    "http_5xx",
+)
 
 
-def upstream_failure(status: int, message: str, code: str) -> RequestError:
-    """502/504: the upstream could not be reached or did not answer in time."""
+def upstream_failure(status: int, message: str, code: str, kind: str | None = None) -> RequestError:
+    """502/504 for a failed upstream, counted against the request (timeout unless told)."""
+    record = CURRENT_RECORD.get()
+    if record is not None:
+        record.upstream_fault(kind or ("timeout" if status == 504 else "bad_response"))
     return RequestError(message, code=code, status=status, error_type="server_error")
+
+
+def _send_failure(exc: Exception) -> RequestError:
+    """The 502/504 for a request that got no answer."""
+    if isinstance(exc, TimeoutError):
+        return upstream_failure(504, "The upstream did not answer in time.", "upstream_timeout")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        message = f"The upstream could not be reached: {exc}"
+        return upstream_failure(502, message, "upstream_unreachable", "refused")
+    message = f"The upstream closed the connection without answering: {exc}"
+    return upstream_failure(502, message, "upstream_connection_lost", "reset")
 
 
 def _connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
@@ -133,24 +163,61 @@ class Upstream:
     async def open(
         self, method: str, url: URL, headers: dict[str, str], body: bytes | None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send one request; unreachable -> 502, no answer in time -> 504."""
-        assert self._session is not None, "Upstream.start() was not awaited"
-        try:
-            response = await self._session.request(
-                method, url, headers=headers, data=body, allow_redirects=False
-            )
-        except TimeoutError:
-            raise upstream_failure(
-                504, "The upstream did not answer in time.", "upstream_timeout"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise upstream_failure(
-                502, f"The upstream could not be reached: {exc}", "upstream_unreachable"
-            ) from None
+        """Send one request; unreachable -> 502, no answer in time -> 504; timed for metrics."""
+        record = CURRENT_RECORD.get()
+        started = time.perf_counter()
+        response = await self._send(method, url, headers, body, record)
+        if record is not None:
+            if record.upstream_started is None:
+                record.upstream_started = started
+            record.upstream_answered = time.perf_counter()
+            response.content.on_eof(partial(_ended, record))
         try:
             yield response
         finally:
+            if record is not None and not response.content.is_eof():
+                _ended(record)
             response.release()
+
+    async def _send(
+        self,
+        method: str,
+        url: URL,
+        headers: dict[str, str],
+        body: bytes | None,
+        record: RequestLog | None,
+    ) -> aiohttp.ClientResponse:
+        """One retry, only when no connection was made (so not a byte of the request went out)."""
+        assert self._session is not None, "Upstream.start() was not awaited"
+        for attempt in range(2):
+            try:
+                return await self._session.request(
+                    method, url, headers=headers, data=body, allow_redirects=False
+                )
+            except aiohttp.ClientConnectorError as exc:
+                if attempt or isinstance(exc, aiohttp.ClientSSLError):
+                    raise _send_failure(exc) from None
+                if record is not None:
+                    record.upstream_retries += 1
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise _send_failure(exc) from None
+        raise AssertionError("unreachable")
+
+
+def _ended(record: RequestLog) -> None:
+    record.upstream_ended = time.perf_counter()
+
+
+def require_event_stream(response: aiohttp.ClientResponse) -> None:
+    """A streamed request needs events back; another declared type is a 502 naming it."""
+    if "Content-Type" in response.headers and response.content_type != "text/event-stream":
+        raise upstream_failure(
+            502,
+            f"The upstream answered a streaming request with {response.content_type}, "
+            "not an event stream.",
+            "bad_upstream_response",
+            "bad_sse",
+        )
 
 
 async def read_all(response: aiohttp.ClientResponse) -> bytes:
@@ -163,5 +230,5 @@ async def read_all(response: aiohttp.ClientResponse) -> bytes:
         ) from None
     except aiohttp.ClientError as exc:
         raise upstream_failure(
-            502, f"The upstream connection broke: {exc}", "upstream_error"
+            502, f"The upstream connection broke: {exc}", "upstream_error", "broken_stream"
         ) from None

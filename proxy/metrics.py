@@ -1,0 +1,248 @@
+"""Prometheus metrics at GET /metrics, observed once per request from its log record."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from proxy.observability import RequestLog
+from proxy.state import RECORD
+
+# Whole requests and streams: from milliseconds to a long agent turn.
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+# diglot's own share: it should stay in the sub-millisecond buckets.
+_OVERHEAD = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+_STORE = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1)
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_UNMATCHED = "unmatched"
+_SSE = "text/event-stream"
+
+
+class _Timings(NamedTuple):
+    """The histogram children of one (direction, stream) pair, looked up once."""
+
+    total: Any
+    upstream: Any
+    overhead: Any
+    first_byte: Any
+    upstream_first_byte: Any
+    overhead_first_byte: Any
+
+
+class Metrics:
+    """One registry per app: the process metrics plus diglot's own, labelled with small sets."""
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        timing = ["direction", "stream"]
+        self.requests = Counter(
+            "diglot_requests",
+            "Requests answered, by route, direction and HTTP status (499: the client went away).",
+            ["route", "direction", "status"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "diglot_request_duration_seconds",
+            "Whole request time, from arrival to the end of the answer.",
+            timing,
+            buckets=_LATENCY,
+            registry=registry,
+        )
+        self.upstream_duration = Histogram(
+            "diglot_upstream_duration_seconds",
+            "Upstream time: from sending the upstream request to the last byte of its answer.",
+            timing,
+            buckets=_LATENCY,
+            registry=registry,
+        )
+        self.overhead = Histogram(
+            "diglot_overhead_seconds",
+            "diglot's own time: the request's time not spent waiting for the upstream.",
+            timing,
+            buckets=_OVERHEAD,
+            registry=registry,
+        )
+        self.first_byte = Histogram(
+            "diglot_time_to_first_byte_seconds",
+            "From arrival to the client's response headers (the whole answer when not streamed).",
+            timing,
+            buckets=_LATENCY,
+            registry=registry,
+        )
+        self.upstream_first_byte = Histogram(
+            "diglot_upstream_time_to_first_byte_seconds",
+            "From sending the upstream request to the upstream's response headers.",
+            timing,
+            buckets=_LATENCY,
+            registry=registry,
+        )
+        self.overhead_first_byte = Histogram(
+            "diglot_overhead_time_to_first_byte_seconds",
+            "diglot's own share of the time to first byte.",
+            timing,
+            buckets=_OVERHEAD,
+            registry=registry,
+        )
+        self.active_streams = Gauge(
+            "diglot_active_streams",
+            "Event streams open to clients.",
+            ["direction"],
+            registry=registry,
+        )
+        self.warnings = Counter(
+            "diglot_translation_warnings",
+            "Request fields dropped in translation, by top-level field.",
+            ["direction", "param"],
+            registry=registry,
+        )
+        self.upstream_errors = Counter(
+            "diglot_upstream_errors",
+            "Upstream faults by kind (see proxy.upstream.FAULT_KINDS).",
+            ["direction", "kind"],
+            registry=registry,
+        )
+        self.upstream_retries = Counter(
+            "diglot_upstream_retries",
+            "Upstream requests sent again after a connection could not be made.",
+            ["direction"],
+            registry=registry,
+        )
+        self.store_ops = Counter(
+            "diglot_store_operations",
+            "Conversation store operations by operation and outcome (ok or error).",
+            ["op", "outcome"],
+            registry=registry,
+        )
+        self.store_duration = Histogram(
+            "diglot_store_operation_duration_seconds",
+            "Conversation store operation time.",
+            ["op"],
+            buckets=_STORE,
+            registry=registry,
+        )
+        self._timings: dict[tuple[str, bool], _Timings] = {}
+        self._counts: dict[tuple[str, str, int], Any] = {}
+
+    def observe(self, route: str, record: RequestLog, status: int, ended: float) -> None:
+        """Everything one finished request contributes; called once, from the middleware."""
+        key = (route, record.direction, status)
+        count = self._counts.get(key)
+        if count is None:
+            count = self._counts[key] = self.requests.labels(route, record.direction, str(status))
+        count.inc()
+        if record.direction == "local":
+            return
+        timings = self._timing(record.direction, bool(record.stream))
+        total = ended - record.started
+        first_byte = (record.first_byte or ended) - record.started
+        timings.total.observe(total)
+        timings.first_byte.observe(first_byte)
+        if record.upstream_started is not None:
+            upstream = (record.upstream_ended or ended) - record.upstream_started
+            timings.upstream.observe(upstream)
+            timings.overhead.observe(max(total - upstream, 0.0))
+        if record.upstream_answered is not None and record.upstream_started is not None:
+            upstream_first = record.upstream_answered - record.upstream_started
+            timings.upstream_first_byte.observe(upstream_first)
+            timings.overhead_first_byte.observe(max(first_byte - upstream_first, 0.0))
+        self._faults(record)
+
+    def _faults(self, record: RequestLog) -> None:
+        kind = record.fault()
+        if kind is not None:
+            self.upstream_errors.labels(record.direction, kind).inc()
+        if record.upstream_retries:
+            self.upstream_retries.labels(record.direction).inc(record.upstream_retries)
+        for param in record.dropped:
+            field = _FIELD.match(param)
+            self.warnings.labels(record.direction, field[0] if field else "other").inc()
+
+    def _timing(self, direction: str, stream: bool) -> _Timings:
+        key = (direction, stream)
+        timings = self._timings.get(key)
+        if timings is None:
+            labels = (direction, "true" if stream else "false")
+            timings = self._timings[key] = _Timings(
+                self.duration.labels(*labels),
+                self.upstream_duration.labels(*labels),
+                self.overhead.labels(*labels),
+                self.first_byte.labels(*labels),
+                self.upstream_first_byte.labels(*labels),
+                self.overhead_first_byte.labels(*labels),
+            )
+        return timings
+
+    def store_op(self, op: str, ok: bool, seconds: float) -> None:
+        """One conversation store operation (op: a fixed name such as get, put, delete)."""
+        self.store_ops.labels(op, "ok" if ok else "error").inc()
+        self.store_duration.labels(op).observe(seconds)
+
+    @contextmanager
+    def store_timer(self, op: str) -> Iterator[None]:
+        """Time a store operation; one that raises counts as an error."""
+        started = time.perf_counter()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            self.store_op(op, ok, time.perf_counter() - started)
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+def install_metrics(app: web.Application) -> Metrics:
+    """Give the app its registry, GET /metrics and the hook that notices streams opening."""
+    metrics = app[METRICS] = Metrics()
+    app.router.add_get("/metrics", _scrape, allow_head=False)
+    app.on_response_prepare.append(_prepared)
+    return metrics
+
+
+def observe_request(request: web.Request, record: RequestLog, status: int, ended: float) -> None:
+    """Count one finished request and close its stream gauge (no-op without metrics)."""
+    metrics = request.app.get(METRICS)
+    if metrics is None:
+        return
+    if record.streaming:
+        metrics.active_streams.labels(record.direction).dec()
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else _UNMATCHED
+    metrics.observe(route, record, status, ended)
+
+
+async def _prepared(request: web.Request, response: web.StreamResponse) -> None:
+    """The client's response headers are going out: time to first byte, and maybe a stream."""
+    record = request.get(RECORD)
+    if record is None or record.first_byte is not None:
+        return
+    record.first_byte = time.perf_counter()
+    if response.content_type == _SSE:
+        record.streaming = True
+        request.app[METRICS].active_streams.labels(record.direction).inc()
+
+
+async def _scrape(request: web.Request) -> web.Response:
+    """GET /metrics in Prometheus' text format."""
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
