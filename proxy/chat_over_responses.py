@@ -21,7 +21,13 @@ from proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from proxy.replies import json_response, upstream_error_response
 from proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent
 from proxy.state import Proxy
-from proxy.upstream import REQUEST_ID, rate_limit_headers, read_all, upstream_failure
+from proxy.upstream import (
+    REQUEST_ID,
+    rate_limit_headers,
+    read_all,
+    require_event_stream,
+    upstream_failure,
+)
 from translators.chat_models import decode_chat_request
 from translators.context import ChatContext
 from translators.requests import ResponsesCall, chat_request_to_responses
@@ -56,6 +62,7 @@ async def chat_over_responses(
     record.model, record.stream = parsed.model, parsed.stream
     call = chat_request_to_responses(parsed, proxy.options, now=int(time.time()))
     headers = {REQUEST_ID: record.request_id}
+    record.dropped = tuple(dropped.param for dropped in call.dropped)
     if call.dropped:
         for dropped in call.dropped:
             log.warning(
@@ -64,7 +71,7 @@ async def chat_over_responses(
                 param=dropped.param,
                 reason=dropped.reason,
             )
-        headers[DROPPED_HEADER] = ", ".join(dropped.param for dropped in call.dropped)
+        headers[DROPPED_HEADER] = ", ".join(record.dropped)
     if proxy.config.log_bodies:
         log.info("upstream_request_body", request_id=record.request_id, body=call.body)
     upstream = _Calls(request, proxy, record, call)
@@ -76,6 +83,7 @@ async def chat_over_responses(
         return refused.response
     except UpstreamFailed as failed:
         record.error = failed.body["error"]["message"]
+        record.upstream_fault("error_event")
         return json_response(failed.body, failed.status, {REQUEST_ID: record.request_id})
 
 
@@ -119,6 +127,7 @@ class _Calls:
         """One upstream stream, open and checked, released when `stack` closes."""
         answer: aiohttp.ClientResponse = await stack.enter_async_context(self.open())
         await self.check(answer)
+        require_event_stream(answer)
         return answer
 
     async def completion(self, index: int) -> tuple[dict[str, Any], dict[str, str]]:
@@ -132,8 +141,18 @@ class _Calls:
         """A whole response object -> a chat.completion (UpstreamFailed if it failed)."""
         try:
             response = orjson.loads(raw)
-            if not isinstance(response, dict):
-                raise TypeError("not a JSON object")
+        except orjson.JSONDecodeError as exc:
+            raise upstream_failure(
+                502,
+                f"The upstream's answer is not JSON ({exc}).",
+                "bad_upstream_response",
+                "bad_json",
+            ) from None
+        if not isinstance(response, dict):
+            raise upstream_failure(
+                502, "The upstream's answer is JSON but not an object.", "bad_upstream_response"
+            )
+        try:
             completion = response_to_chat_completion(response, self.context, index)
         except UpstreamFailed:
             raise
@@ -188,24 +207,26 @@ class _StreamRelay:
         try:
             return self._events(self.decoder.feed(data))
         except SSEError as exc:
-            return self.fail(f"The upstream stream is malformed: {exc}")
+            return self.fail(f"The upstream stream is malformed: {exc}", "bad_sse")
 
     def end(self) -> Chunks:
         """The upstream body ended (the translator reports an unfinished answer as an error)."""
         chunks = self._events(self.decoder.close())
         if not self.closed:
-            chunks += self._failing(self.translator.finish())
+            chunks += self._failing(self.translator.finish(), "broken_stream")
         self.closed = True
         return chunks
 
-    def fail(self, message: str) -> Chunks:
+    def fail(self, message: str, fault: str) -> Chunks:
+        """The upstream broke off (`fault` is its kind in the log line and metrics)."""
         self.closed = True
-        return self._failing(self.translator.fail(message, "server_error"))
+        return self._failing(self.translator.fail(message, "server_error"), fault)
 
-    def _failing(self, chunks: Chunks) -> Chunks:
+    def _failing(self, chunks: Chunks, fault: str) -> Chunks:
         for chunk in chunks:
             if "error" in chunk:
                 self.record.error = chunk["error"].get("message")
+                self.record.upstream_fault(fault)
         return chunks
 
     def _events(self, sse_events: list[SSEEvent]) -> Chunks:
@@ -216,9 +237,13 @@ class _StreamRelay:
             try:
                 event = orjson.loads(sse.data)
             except orjson.JSONDecodeError:
-                return out + self.fail("The upstream sent a stream event that is not JSON.")
+                return out + self.fail(
+                    "The upstream sent a stream event that is not JSON.", "bad_json"
+                )
             if not isinstance(event, dict):
-                return out + self.fail("The upstream sent a stream event that is not an object.")
+                return out + self.fail(
+                    "The upstream sent a stream event that is not an object.", "bad_json"
+                )
             kind = event.get("type")
             try:
                 out += self.translator.feed(event)
@@ -226,13 +251,15 @@ class _StreamRelay:
                 log.warning(
                     "bad_upstream_event", request_id=self.record.request_id, error=repr(exc)
                 )
-                return out + self.fail("The upstream sent a stream event diglot cannot read.")
+                return out + self.fail(
+                    "The upstream sent a stream event diglot cannot read.", "bad_response"
+                )
             if kind in _TERMINAL:
                 self.closed = True
                 if kind in _FINISHED and isinstance(event.get("response"), dict):
                     _count_usage(self.record, event["response"].get("usage"))
                 else:
-                    self._failing(out)
+                    self._failing(out, "error_event")
                 return out
         return out
 
@@ -248,9 +275,11 @@ async def _translated(
         except StopAsyncIteration:
             chunks = relay.end()
         except TimeoutError:
-            chunks = relay.fail("The upstream stopped sending in the middle of the answer.")
+            chunks = relay.fail(
+                "The upstream stopped sending in the middle of the answer.", "timeout"
+            )
         except aiohttp.ClientError as exc:
-            chunks = relay.fail(f"The upstream connection broke mid-stream: {exc}")
+            chunks = relay.fail(f"The upstream connection broke mid-stream: {exc}", "broken_stream")
         else:
             chunks = relay.data(data)
         if chunks:

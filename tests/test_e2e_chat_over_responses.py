@@ -489,6 +489,8 @@ async def test_dropped_params_are_logged_and_listed_in_a_header(
         ("stop", "d-1", "warning"),
         ("logit_bias", "d-1", "warning"),
     ]
+    [line] = [entry for entry in logs if entry["event"] == "request"]
+    assert line["dropped"] == ("stop", "logit_bias")
 
 
 async def test_dropped_params_on_a_stream_are_listed_too(
@@ -555,6 +557,7 @@ async def test_a_failed_upstream_response_is_an_error_in_the_clients_shape(
     }
     [line] = [entry for entry in logs if entry["event"] == "request"]
     assert (line["status"], line["error"]) == (status, error["message"])
+    assert line["upstream_error"] == "error_event"
 
 
 async def test_the_sdk_raises_the_upstreams_error(client: AsyncOpenAI, fake: FakeUpstream) -> None:
@@ -616,6 +619,21 @@ async def test_an_unreadable_upstream_answer_is_a_502(
     assert (error["type"], error["code"]) == ("server_error", "bad_upstream_response")
 
 
+async def test_a_stream_answered_without_events_is_a_502(
+    make_proxy: MakeProxy, fake: FakeUpstream
+) -> None:
+    fake.script(Reply(response(message_item("not streamed"))))
+    proxy = await make_proxy("responses")
+    resp = await proxy.post(
+        "/v1/chat/completions", json={"model": "fake-model", "messages": HI, "stream": True}
+    )
+    assert resp.status == 502
+    error = (await resp.json())["error"]
+    assert error["message"] == (
+        "The upstream answered a streaming request with application/json, not an event stream."
+    )
+
+
 async def test_an_unreachable_upstream_is_a_502(aiohttp_client: Any, free_port: int) -> None:
     config = Config(upstream=f"http://127.0.0.1:{free_port}/v1", upstream_api="responses")
     proxy = await aiohttp_client(create_app(config))
@@ -649,16 +667,37 @@ async def test_response_failed_mid_stream_becomes_an_error_chunk(
 
 
 @pytest.mark.parametrize(
-    ("tail", "then", "message"),
+    ("tail", "then", "message", "fault"),
     [
-        ([], "drop", "The upstream connection broke mid-stream"),
-        ([b"data: {not json\n\n"], "end", "The upstream sent a stream event that is not JSON."),
-        ([b"data: [1]\n\n"], "end", "The upstream sent a stream event that is not an object."),
-        ([], "end", "The upstream stream ended before the response finished."),
+        ([], "drop", "The upstream connection broke mid-stream", "broken_stream"),
+        (
+            [b"data: {not json\n\n"],
+            "end",
+            "The upstream sent a stream event that is not JSON.",
+            "bad_json",
+        ),
+        (
+            [b"data: [1]\n\n"],
+            "end",
+            "The upstream sent a stream event that is not an object.",
+            "bad_json",
+        ),
+        ([], "end", "The upstream stream ended before the response finished.", "broken_stream"),
+        (
+            [b"data: " + b"x" * (17 * 1024 * 1024)],
+            "end",
+            "The upstream stream is malformed",
+            "bad_sse",
+        ),
     ],
 )
 async def test_a_broken_upstream_stream_ends_with_an_error_chunk_and_done(
-    make_proxy: MakeProxy, fake: FakeUpstream, tail: list[bytes], then: str, message: str
+    make_proxy: MakeProxy,
+    fake: FakeUpstream,
+    tail: list[bytes],
+    then: str,
+    message: str,
+    fault: str,
 ) -> None:
     events = framed(stream_events(response(message_item("cut short"))))[:5]
     fake.script(StreamReply([*events, *tail], done=False, then=then))  # type: ignore[arg-type]
@@ -678,6 +717,7 @@ async def test_a_broken_upstream_stream_ends_with_an_error_chunk_and_done(
     assert error["error"]["type"] == "server_error"
     [line] = [entry for entry in logs if entry["event"] == "request"]
     assert line["error"].startswith(message)
+    assert line["upstream_error"] == fault
 
 
 async def test_the_sdk_raises_on_a_mid_stream_error(
