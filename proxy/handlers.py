@@ -96,6 +96,9 @@ async def _passthrough(
                     break
                 except (TimeoutError, aiohttp.ClientError) as exc:
                     record.error = f"upstream broke mid-body: {exc!r}"
+                    record.upstream_fault(
+                        "timeout" if isinstance(exc, TimeoutError) else "broken_stream"
+                    )
                     _abort(request)
                     return response
                 await response.write(chunk)

@@ -71,6 +71,10 @@ def _send_failure(exc: Exception) -> RequestError:
     if isinstance(exc, aiohttp.ClientConnectorError):
         message = f"The upstream could not be reached: {exc}"
         return upstream_failure(502, message, "upstream_unreachable", "refused")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        message = f"The upstream's answer is not valid HTTP: {' '.join(exc.message.split())}"
+        return upstream_failure(502, message, "bad_upstream_response", "bad_response")
+
     message = f"The upstream closed the connection without answering: {exc}"
     return upstream_failure(502, message, "upstream_connection_lost", "reset")
 
