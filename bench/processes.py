@@ -52,6 +52,15 @@ class Processes:
         text = path.read_text(errors="replace") if path.exists() else ""
         return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
+    def error_lines(self, prefix: str) -> list[str]:
+        """Logged errors and tracebacks, from the logs of the processes named `prefix`*."""
+        found: list[str] = []
+        for path in sorted(self._logs.glob(f"{prefix}*.log")):
+            for line in path.read_text(errors="replace").splitlines():
+                if '"level":"error"' in line or line.startswith(("Traceback", "Error handling")):
+                    found.append(f"{path.stem}: {line}")
+        return found
+
     def stop_all(self) -> None:
         """SIGTERM each, then SIGKILL whatever is still alive after five seconds."""
         for proc, _ in self._procs:

@@ -323,7 +323,17 @@ def bench(settings: Settings, procs: Processes, body_files: dict[tuple[str, bool
     lines += unloaded_table(quiet, stacks["burst"].targets, unloaded)
     by_scenario = {s.name: stacks[s.pacing].targets for s in settings.scenarios}
     lines += verdicts(settings.scenarios, by_scenario, loaded, unloaded)
+    lines += logged_errors(procs)
     print("\n".join(lines), flush=True)
+
+
+def logged_errors(procs: Processes) -> list[str]:
+    """diglot's logged errors during the run: a client that hangs up must not cause one."""
+    found = procs.error_lines("diglot-")
+    if not found:
+        return ["", "diglot logged no errors during the run"]
+    first = found[0] if len(found[0]) <= 300 else found[0][:300] + "..."
+    return ["", f"diglot logged {len(found)} error lines during the run; the first:", f"  {first}"]
 
 
 def write_bodies(folder: Path) -> dict[tuple[str, bool], Path]:

@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from proxy import handlers
+from proxy import handlers, stored_responses
 from proxy.config import Config
+from proxy.conversation import install_store, open_state
 from proxy.metrics import install_metrics, observe_request
 from proxy.observability import CLIENT_GONE, CURRENT_RECORD, RequestLog, get_logger
 from proxy.replies import json_response
@@ -28,7 +29,11 @@ def create_app(config: Config) -> web.Application:
     """One app per process; the upstream session opens on startup and closes on cleanup."""
     app = web.Application(middlewares=[observe], client_max_size=config.max_body_bytes)
     upstream = Upstream(config)
-    app[PROXY] = Proxy(config=config, options=config.options(), upstream=upstream)
+    store, sealer = open_state(config)
+    app[PROXY] = Proxy(
+        config=config, options=config.options(), upstream=upstream, store=store, sealer=sealer
+    )
+    install_store(app, store, expire=config.upstream_api == "chat")
 
     async def open_upstream(_: web.Application) -> None:
         await upstream.start()
@@ -43,6 +48,12 @@ def create_app(config: Config) -> web.Application:
         app.router.add_post(prefix + "/responses", handlers.responses)
         app.router.add_post(prefix + "/chat/completions", handlers.chat_completions)
         app.router.add_get(prefix + "/models", handlers.models, allow_head=False)
+        stored = prefix + "/responses/{response_id}"
+        app.router.add_get(stored, stored_responses.get_response, allow_head=False)
+        app.router.add_delete(stored, stored_responses.delete_response)
+        app.router.add_get(
+            stored + "/input_items", stored_responses.list_input_items, allow_head=False
+        )
     return app
 
 

@@ -9,6 +9,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from proxy.conversation import Turn, begin_turn
 from proxy.jsonenc import dumps
 from proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from proxy.replies import json_response, upstream_error_response
@@ -40,7 +41,14 @@ async def responses_over_chat(
     record.direction = "responses->chat"
     parsed = decode_responses_request(raw)
     record.model, record.stream = parsed.model, parsed.stream
-    call = responses_request_to_chat(parsed, proxy.options, now=int(time.time()))
+    turn = await begin_turn(proxy.store, proxy.sealer, request.headers, parsed, raw)
+    call = responses_request_to_chat(
+        parsed,
+        proxy.options,
+        now=int(time.time()),
+        history=turn.history,
+        sealing=proxy.sealer.sealing,
+    )
     record.dropped = tuple(dropped.param for dropped in call.dropped)
     for dropped in call.dropped:
         log.warning(
@@ -65,12 +73,16 @@ async def responses_over_chat(
             )
         if parsed.stream:
             require_event_stream(upstream)
-            return await _stream(request, upstream, call.context, record)
-        return _answer(await read_all(upstream), upstream, call.context, record)
+            return await _stream(request, upstream, call.context, record, turn)
+        return await _answer(await read_all(upstream), upstream, call.context, record, turn)
 
 
-def _answer(
-    raw: bytes, upstream: aiohttp.ClientResponse, ctx: ResponseContext, record: RequestLog
+async def _answer(
+    raw: bytes,
+    upstream: aiohttp.ClientResponse,
+    ctx: ResponseContext,
+    record: RequestLog,
+    turn: Turn,
 ) -> web.Response:
     """A whole chat.completion -> a whole response object."""
     try:
@@ -93,6 +105,7 @@ def _answer(
     record.usage(response.get("usage"))
     headers = rate_limit_headers(upstream.headers)
     headers[REQUEST_ID] = record.request_id
+    await turn.keep(response)
     return json_response(response, 200, headers)
 
 
@@ -177,6 +190,7 @@ async def _stream(
     upstream: aiohttp.ClientResponse,
     ctx: ResponseContext,
     record: RequestLog,
+    turn: Turn,
 ) -> web.StreamResponse:
     """Translate chunk by chunk as they arrive; always end with one terminal event."""
     relay = _ChatStreamRelay(ctx, record)
@@ -206,6 +220,8 @@ async def _stream(
             else:
                 events = relay.data(data)
             if events:
+                if relay.closed and events[-1]["type"] in _TERMINAL:
+                    await turn.keep(events[-1]["response"])  # stored before the client sees it
                 await response.write(encode_events(events))
         await response.write_eof()
     except ConnectionResetError:

@@ -1,4 +1,4 @@
-"""What every handler shares: the configuration, the translation options and the upstream."""
+"""What every handler shares: configuration, translation options, upstream, store, sealer."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from aiohttp import web
 
 from proxy.config import Config
 from proxy.observability import RequestLog
+from proxy.seal import Sealer
+from proxy.store import Store
 from proxy.upstream import Upstream
 from translators.context import Options
 
@@ -17,6 +19,8 @@ class Proxy:
     config: Config
     options: Options
     upstream: Upstream
+    store: Store
+    sealer: Sealer
 
 
 PROXY = web.AppKey("proxy", Proxy)

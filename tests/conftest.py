@@ -30,7 +30,9 @@ async def fake_server(aiohttp_server: Any, fake: FakeUpstream) -> TestServer:
 
 
 def proxy_config(upstream: str, api: str = "chat", **overrides: Any) -> Config:
-    return Config(upstream=upstream, upstream_api=api, **overrides)  # type: ignore[arg-type]
+    """Stored responses in memory and a fixed seal key: tests write nothing to disk."""
+    settings = {"store": "memory://", "seal_key": "test seal key", **overrides}
+    return Config(upstream=upstream, upstream_api=api, **settings)  # type: ignore[arg-type]
 
 
 @pytest.fixture

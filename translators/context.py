@@ -10,6 +10,7 @@ from typing import Any, Literal
 from translators.errors import RequestError
 
 IdFactory = Callable[[str], str]
+Seal = Callable[[str], str]
 
 
 def random_id(prefix: str) -> str:
@@ -29,6 +30,15 @@ class Options:
     chat_reasoning_content: bool = True
     forward_chat_only_params: bool = False
     hoist_system: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sealing:
+    """Reasoning a stateless client carries as `encrypted_content`: sealed by the proxy, opened
+    again (raising ValueError for a blob it did not seal) when the client sends it back."""
+
+    seal: Seal
+    open: Callable[[str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +103,7 @@ class ResponseContext:
     options: Options
     include_logprobs: bool = False
     new_id: IdFactory = random_id
+    seal: Seal | None = None  # set when the client asked for `reasoning.encrypted_content`
 
 
 @dataclass(slots=True)

@@ -124,6 +124,13 @@ class UnsupportedItem:
     type: str
 
 
+@dataclass(frozen=True, slots=True)
+class ItemReference:
+    """An `item_reference`: a stored item the proxy puts in its place before translating."""
+
+    id: str
+
+
 InputItem = (
     MessageItem
     | FunctionCallItem
@@ -132,6 +139,7 @@ InputItem = (
     | CustomToolCallOutputItem
     | ReasoningItem
     | UnsupportedItem
+    | ItemReference
 )
 
 _ITEM_CLASSES: dict[str, type[_Item]] = {
@@ -362,6 +370,11 @@ def _input(value: object) -> str | list[InputItem]:
     return [_item(item, index) for index, item in enumerate(value)]
 
 
+def decode_items(items: list[Any]) -> list[InputItem]:
+    """Stored items (as JSON values) decoded as the input items they were or became."""
+    return [_item(item, index) for index, item in enumerate(items)]
+
+
 def _item(item: object, index: int) -> InputItem:
     path = f"input[{index}]"
     if not isinstance(item, dict):
@@ -370,12 +383,12 @@ def _item(item: object, index: int) -> InputItem:
     if kind is None:
         kind = "message" if "role" in item else "item_reference" if "id" in item else None
     if kind == "item_reference":
-        raise RequestError(
-            "Input items of type 'item_reference' need stored conversation state, which this "
-            "server does not keep; send the referenced item itself.",
-            f"{path}.id",
-            "unsupported_value",
-        )
+        reference = item.get("id")
+        if not isinstance(reference, str):
+            raise RequestError(
+                f"Invalid type for '{path}.id': expected a string.", f"{path}.id", "invalid_type"
+            )
+        return ItemReference(reference)
     cls = _ITEM_CLASSES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         if kind in _UNSUPPORTED_ITEMS:

@@ -103,13 +103,22 @@ def reasoning_part(mode: ReasoningMode, text: str) -> dict[str, Any]:
 
 
 def reasoning_item(
-    item_id: str, text: str | None, mode: ReasoningMode, status: str
+    item_id: str, text: str | None, mode: ReasoningMode, status: str, sealed: str | None = None
 ) -> dict[str, Any]:
-    """The `reasoning` output item; `text` None gives the empty item a stream announces first."""
+    """The `reasoning` output item; `text` None gives the empty item a stream announces first.
+
+    `sealed` is the text as `encrypted_content`, for clients that carry it to the next turn.
+    """
     parts = [] if text is None else [reasoning_part(mode, text)]
+    item: dict[str, Any] = {"id": item_id, "type": "reasoning", "status": status}
     if mode == "summary":
-        return {"id": item_id, "type": "reasoning", "status": status, "summary": parts}
-    return {"id": item_id, "type": "reasoning", "status": status, "summary": [], "content": parts}
+        item["summary"] = parts
+    else:
+        item["summary"] = []
+        item["content"] = parts
+    if sealed is not None:
+        item["encrypted_content"] = sealed
+    return item
 
 
 def reasoning_item_text(item: ReasoningItem) -> str:

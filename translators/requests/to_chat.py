@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 import msgspec
 
 from translators.content import chat_content, chat_part
-from translators.context import Dropped, IdFactory, Options, ResponseContext, random_id
+from translators.context import Dropped, IdFactory, Options, ResponseContext, Sealing, random_id
 from translators.errors import RequestError
 from translators.models import (
     ContentPart,
@@ -19,6 +19,7 @@ from translators.models import (
     FunctionCallOutputItem,
     InputItem,
     InputText,
+    ItemReference,
     MessageItem,
     OutputText,
     Params,
@@ -39,6 +40,7 @@ from translators.tools import (
 )
 
 _LOGPROBS = "message.output_text.logprobs"
+_ENCRYPTED_REASONING = "reasoning.encrypted_content"
 _PASSED = (
     "temperature",
     "top_p",
@@ -81,19 +83,30 @@ class ChatCall:
 
 
 def responses_request_to_chat(
-    req: ResponsesRequest, options: Options, *, now: int, new_id: IdFactory = random_id
+    req: ResponsesRequest,
+    options: Options,
+    *,
+    now: int,
+    new_id: IdFactory = random_id,
+    history: Sequence[InputItem] | None = None,
+    sealing: Sealing | None = None,
 ) -> ChatCall:
-    """Maps, consumes, passes on or drops every field of a validated Responses request."""
+    """Maps, consumes, passes on or drops every field of a validated Responses request.
+
+    `history` is the conversation `previous_response_id` names, already resolved by the
+    caller; `sealing` opens `encrypted_content` reasoning and seals it when asked to.
+    """
     params = req.params
-    _refuse_stateful(params)
+    _refuse_stateful(params, history is not None)
     dropped: list[Dropped] = []
     namer = ToolNamer()
     tools = chat_tools(req.tools, namer, dropped)
     choice, allowed = chat_tool_choice(params.tool_choice, namer, dropped)
     if allowed is not None:
         tools = [tool for tool in tools if tool["function"]["name"] in allowed]
-    history = _History(namer, dropped, options)
-    body: dict[str, Any] = {"model": params.model, "messages": history.build(params, req.input)}
+    builder = _History(namer, dropped, options, sealing)
+    messages = builder.build(params, req.input, history or ())
+    body: dict[str, Any] = {"model": params.model, "messages": messages}
     if tools:
         body["tools"] = tools
         if choice is not None:
@@ -122,12 +135,15 @@ def responses_request_to_chat(
         options=options,
         include_logprobs=include_logprobs,
         new_id=new_id,
+        seal=sealing.seal if sealing and _ENCRYPTED_REASONING in (params.include or ()) else None,
     )
     return ChatCall(body, context, dropped)
 
 
-def _refuse_stateful(params: Params) -> None:
+def _refuse_stateful(params: Params, resolved: bool) -> None:
     for field, message in _STATEFUL.items():
+        if field == "previous_response_id" and resolved:
+            continue
         if getattr(params, field) is not None:
             raise RequestError(message, field, "unsupported_parameter")
     if params.background:
@@ -210,7 +226,7 @@ def _echo(params: Params) -> dict[str, Any]:
         "top_logprobs": params.top_logprobs or 0,
         "max_output_tokens": params.max_output_tokens,
         "max_tool_calls": params.max_tool_calls,
-        "previous_response_id": None,
+        "previous_response_id": params.previous_response_id,
         "reasoning": {
             "effort": reasoning.effort if reasoning else None,
             "summary": reasoning.summary if reasoning else None,
@@ -231,10 +247,22 @@ def _echo(params: Params) -> dict[str, Any]:
 class _History:
     """Input items -> Chat messages; one owner for the open assistant turn and pending reasoning."""
 
-    __slots__ = ("_assistant", "_dropped", "_media", "_messages", "_namer", "_options", "_thought")
+    __slots__ = (
+        "_assistant",
+        "_dropped",
+        "_media",
+        "_messages",
+        "_namer",
+        "_options",
+        "_sealing",
+        "_thought",
+    )
 
-    def __init__(self, namer: ToolNamer, dropped: list[Dropped], options: Options) -> None:
+    def __init__(
+        self, namer: ToolNamer, dropped: list[Dropped], options: Options, sealing: Sealing | None
+    ) -> None:
         self._namer = namer
+        self._sealing = sealing
         self._dropped = dropped
         self._options = options
         self._messages: list[dict[str, Any]] = []
@@ -242,16 +270,20 @@ class _History:
         self._thought: list[tuple[int, str]] = []
         self._media: list[dict[str, Any]] = []
 
-    def build(self, params: Params, items: str | Sequence[InputItem]) -> list[dict[str, Any]]:
+    def build(
+        self, params: Params, items: str | Sequence[InputItem], history: Sequence[InputItem]
+    ) -> list[dict[str, Any]]:
+        """Earlier turns' items (negative indexes) first, then this request's input."""
         messages = self._messages
         if params.instructions is not None:
             messages.append(
                 {"role": self._options.instructions_role, "content": params.instructions}
             )
-        if isinstance(items, str):
+        if isinstance(items, str) and not history:
             messages.append({"role": "user", "content": items})
             return messages
-        for index, item in enumerate(items):
+        new = [MessageItem(role="user", content=items)] if isinstance(items, str) else items
+        for index, item in enumerate([*history, *new], -len(history)):
             if type(item) is FunctionCallOutputItem or type(item) is CustomToolCallOutputItem:
                 self._tool_output(item.call_id, item.output, index)
                 continue
@@ -264,11 +296,13 @@ class _History:
             elif type(item) is CustomToolCallItem:
                 self._custom_tool_call(item)
             elif type(item) is ReasoningItem:
-                text = reasoning_item_text(item)
+                text = self._reasoning_text(item, index)
                 if text:
                     self._thought.append((index, text))
             elif type(item) is UnsupportedItem:
                 self._unsupported(item, index)
+            elif type(item) is ItemReference:
+                _refuse_reference(index)
         self._flush_media()
         self._orphan_reasoning()
         return messages
@@ -374,6 +408,22 @@ class _History:
             )
         self._thought.clear()
 
+    def _reasoning_text(self, item: ReasoningItem, index: int) -> str:
+        """Readable reasoning, else what a sealed `encrypted_content` holds."""
+        text = reasoning_item_text(item)
+        if text or item.encrypted_content is None or self._sealing is None:
+            return text
+        try:
+            return self._sealing.open(item.encrypted_content)
+        except ValueError:
+            path = f"input[{index}].encrypted_content"
+            raise RequestError(
+                f"Invalid value for '{path}': the reasoning cannot be opened; it was altered, "
+                "cut short or sealed by another server.",
+                path,
+                "invalid_encrypted_content",
+            ) from None
+
     def _unsupported(self, item: UnsupportedItem, index: int) -> None:
         self._assistant = None
         self._dropped.append(
@@ -391,6 +441,15 @@ def _text_only(content: str | list[ContentPart], path: str) -> str | list[dict[s
             _refuse_part(part.__struct_config__.tag, f"{path}[{position}]", "system and developer")
         parts.append({"type": "text", "text": part.text})
     return chat_content(parts) if parts else ""
+
+
+def _refuse_reference(index: int) -> NoReturn:
+    raise RequestError(
+        "Input items of type 'item_reference' need stored conversation state, which is not "
+        "available here; send the referenced item itself.",
+        f"input[{index}].id",
+        "unsupported_value",
+    )
 
 
 def _refuse_part(kind: object, path: str, roles: str) -> NoReturn:

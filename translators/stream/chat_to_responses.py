@@ -194,7 +194,8 @@ class ChatToResponsesStream:
         item = self._open
         if not isinstance(item, ReasoningItem):
             mode = self._ctx.options.reasoning_events
-            item = ReasoningItem(self._out, self._next_index(), self._ctx.new_id("rs"), mode)
+            item_id = self._ctx.new_id("rs")
+            item = ReasoningItem(self._out, self._next_index(), item_id, mode, self._ctx.seal)
             self._open = item
             self._items.append(item)
         item.add(self._out, text)

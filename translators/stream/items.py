@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Literal, NamedTuple
 
 from translators.content import message_item, output_text_part, refusal_part
-from translators.context import RestoredTool
+from translators.context import RestoredTool, Seal
 from translators.reasoning import ReasoningMode, reasoning_item, reasoning_part
 from translators.responses import ItemStatus
 from translators.stream.emitter import Emitter
@@ -184,11 +184,19 @@ _REASONING_EVENTS = {
 class ReasoningItem(OutputItem):
     """A reasoning item streamed as raw reasoning text or as one summary part."""
 
-    __slots__ = ("_events", "_fragments", "_mode")
+    __slots__ = ("_events", "_fragments", "_mode", "_seal")
 
-    def __init__(self, out: Emitter, output_index: int, item_id: str, mode: ReasoningMode) -> None:
+    def __init__(
+        self,
+        out: Emitter,
+        output_index: int,
+        item_id: str,
+        mode: ReasoningMode,
+        seal: Seal | None = None,
+    ) -> None:
         super().__init__(output_index, item_id)
         self._mode = mode
+        self._seal = seal
         self._events = _REASONING_EVENTS[mode]
         self._fragments: list[str] = []
         item = reasoning_item(item_id, None, mode, "in_progress")
@@ -217,7 +225,9 @@ class ReasoningItem(OutputItem):
         }
 
     def _snapshot(self, status: ItemStatus) -> dict[str, Any]:
-        return reasoning_item(self.item_id, _joined(self._fragments), self._mode, status)
+        text = _joined(self._fragments)
+        sealed = self._seal(text) if self._seal is not None else None
+        return reasoning_item(self.item_id, text, self._mode, status, sealed)
 
     def _finish(self, out: Emitter, final: dict[str, Any]) -> None:
         part = (final["summary"] if self._mode == "summary" else final["content"])[0]

@@ -1,0 +1,222 @@
+"""Conversation state for Responses clients of a chat upstream: chains, references, storage.
+
+A chat backend keeps nothing between requests, so diglot keeps each stored response's own
+turn (its input items, its response object) and rebuilds the conversation from the chain of
+`previous_response_id` links when a client continues it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import secrets
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from proxy.config import Config
+from proxy.jsonenc import dumps
+from proxy.observability import get_logger
+from proxy.seal import Sealer
+from proxy.store import Record, Store, StoreUnavailable, default_state_dir, open_store
+from translators.errors import RequestError
+from translators.models import InputItem, ItemReference, ResponsesRequest, decode_items
+
+log = get_logger()
+_ENCRYPTED_REASONING = "reasoning.encrypted_content"
+_ID_PREFIXES = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "custom_tool_call": "ctc",
+    "custom_tool_call_output": "ctco",
+    "reasoning": "rs",
+}
+_EXPIRY_INTERVAL = 60.0
+
+
+def tenant_of(headers: Mapping[str, str]) -> str:
+    """Whose stored responses a request may see: a hash of its bearer key, never the key."""
+    scheme, _, key = headers.get("Authorization", "").partition(" ")
+    secret = key.strip() if scheme.lower() == "bearer" else ""
+    return hashlib.sha256(b"diglot tenant\0" + secret.encode()).hexdigest()[:32]
+
+
+def store_unavailable(exc: StoreUnavailable, need: str) -> RequestError:
+    """The 503 of a request that needs stored state while the store is down."""
+    log.warning("store_unavailable", error=str(exc))
+    return RequestError(
+        f"The response store is unavailable, so {need}; try again shortly.",
+        code="store_unavailable",
+        status=503,
+        error_type="server_error",
+    )
+
+
+def not_found(response_id: str) -> RequestError:
+    return RequestError(f"Response with id '{response_id}' not found.", None, None, 404)
+
+
+@dataclass(slots=True)
+class Turn:
+    """One Responses request's dealings with the store: what it continues and what it keeps."""
+
+    store: Store
+    tenant: str
+    previous_id: str | None = None
+    history: list[InputItem] | None = None
+    input_items: list[dict[str, Any]] | None = None  # as stored, when the response is kept
+    references: dict[int, dict[str, Any]] = field(default_factory=dict)  # input index -> item
+    _bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def body(self, record: Record) -> dict[str, Any]:
+        """A record's body, decoded once per request."""
+        body = self._bodies.get(record.id)
+        if body is None:
+            body = self._bodies[record.id] = orjson.loads(record.body)
+        return body
+
+    async def keep(self, response: dict[str, Any]) -> None:
+        """Store the finished response before the client sees it end; unstored, it says so."""
+        if self.input_items is None:
+            return
+        item_ids = [item["id"] for item in self.input_items]
+        item_ids += [item["id"] for item in response["output"] if isinstance(item.get("id"), str)]
+        record = Record(
+            id=response["id"],
+            tenant=self.tenant,
+            previous_id=self.previous_id,
+            created_at=float(response["created_at"]),
+            body=dumps({"input": self.input_items, "response": response}),
+            item_ids=tuple(item_ids),
+        )
+        try:
+            await self.store.put(record)
+        except StoreUnavailable as exc:
+            log.warning("response_not_stored", response_id=response["id"], error=str(exc))
+            response["store"] = False
+
+
+async def begin_turn(
+    store: Store, sealer: Sealer, headers: Mapping[str, str], req: ResponsesRequest, raw: bytes
+) -> Turn:
+    """Resolve `previous_response_id` and `item_reference`s; note what will be stored."""
+    params = req.params
+    turn = Turn(store, tenant_of(headers), previous_id=params.previous_response_id)
+    if params.include and _ENCRYPTED_REASONING in params.include:
+        sealer.ready()
+    if params.previous_response_id is not None:
+        turn.history = await _history(turn, params.previous_response_id)
+    if not isinstance(req.input, str) and any(type(i) is ItemReference for i in req.input):
+        req.input = await _resolve_references(turn, req.input)
+    if params.store is not False:
+        turn.input_items = _stored_input(orjson.loads(raw)["input"], turn.references)
+    return turn
+
+
+async def _history(turn: Turn, response_id: str) -> list[InputItem]:
+    """Every stored item of the chain, oldest turn first: its input, then its output."""
+    try:
+        chain = await turn.store.chain(turn.tenant, response_id)
+    except StoreUnavailable as exc:
+        raise store_unavailable(exc, "'previous_response_id' cannot be resolved") from None
+    if not chain:
+        raise _previous_not_found(response_id)
+    if chain[0].previous_id is not None:
+        raise _previous_not_found(chain[0].previous_id)
+    items: list[Any] = []
+    for record in chain:
+        body = turn.body(record)
+        items += body["input"]
+        items += body["response"]["output"]
+    return decode_items(items)
+
+
+def _previous_not_found(response_id: str) -> RequestError:
+    return RequestError(
+        f"Previous response with id '{response_id}' not found.",
+        "previous_response_id",
+        "previous_response_not_found",
+    )
+
+
+async def _resolve_references(turn: Turn, items: Sequence[InputItem]) -> list[InputItem]:
+    """Each `item_reference` replaced by the stored item it names (of this tenant only)."""
+    wanted = [item.id for item in items if type(item) is ItemReference]
+    try:
+        found = await turn.store.locate(turn.tenant, wanted)
+    except StoreUnavailable as exc:
+        raise store_unavailable(exc, "'item_reference' input items cannot be resolved") from None
+    resolved: list[InputItem] = []
+    for index, item in enumerate(items):
+        if type(item) is not ItemReference:
+            resolved.append(item)
+            continue
+        record = found.get(item.id)
+        stored = None if record is None else _find_item(turn.body(record), item.id)
+        if stored is None:
+            raise RequestError(
+                f"Item with id '{item.id}' not found.", f"input[{index}].id", "item_not_found"
+            )
+        turn.references[index] = stored
+        resolved += decode_items([stored])
+    return resolved
+
+
+def _find_item(body: dict[str, Any], item_id: str) -> dict[str, Any] | None:
+    for item in (*body["response"]["output"], *body["input"]):
+        if item.get("id") == item_id:
+            found: dict[str, Any] = item
+            return found
+    return None
+
+
+def _stored_input(
+    raw_input: str | list[Any], references: dict[int, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The turn's input as kept: a string as a user message, references resolved, and every
+    item with an id no other item of the list has."""
+    if isinstance(raw_input, str):
+        raw_input = [{"role": "user", "content": raw_input}]
+    items: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, given in enumerate(raw_input):
+        item = dict(references.get(index, given))
+        kind = item.setdefault("type", "message")
+        if kind == "message" and isinstance(item.get("content"), str):
+            part = "output_text" if item.get("role") == "assistant" else "input_text"
+            item["content"] = [{"type": part, "text": item["content"]}]
+        item_id = item.get("id")
+        if not isinstance(item_id, str) or item_id in seen:
+            item_id = item["id"] = f"{_ID_PREFIXES.get(kind, 'item')}_{secrets.token_hex(24)}"
+        seen.add(item_id)
+        items.append(item)
+    return items
+
+
+def open_state(config: Config) -> tuple[Store, Sealer]:
+    """The store and the sealer a configuration names (neither touches disk until used)."""
+    state_dir = Path(config.state_dir) if config.state_dir else default_state_dir()
+    url = config.store or f"sqlite://{state_dir.resolve() / 'responses.db'}"
+    store = open_store(url, config.store_ttl, config.store_max_bytes)
+    return store, Sealer(config.seal_key, state_dir)
+
+
+def install_store(app: web.Application, store: Store, expire: bool) -> None:
+    """Expire entries in the background while the app runs; close the store when it stops."""
+
+    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(store.expire_forever(_EXPIRY_INTERVAL)) if expire else None
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await store.close()
+
+    app.cleanup_ctx.append(lifecycle)

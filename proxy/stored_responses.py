@@ -1,0 +1,119 @@
+"""GET and DELETE /v1/responses/{id} and its input items: from diglot's store, or relayed to a
+Responses upstream, which owns its own state."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from aiohttp import web
+from yarl import URL
+
+from proxy.conversation import not_found, store_unavailable, tenant_of
+from proxy.replies import json_response, upstream_error_response
+from proxy.state import PROXY, RECORD, Proxy
+from proxy.store import Order, Record, StoreUnavailable, page_items
+from proxy.upstream import REQUEST_ID, read_all, relay_headers
+from translators.errors import RequestError
+
+_MAX_LIMIT = 100
+
+
+async def get_response(request: web.Request) -> web.StreamResponse:
+    """GET /v1/responses/{response_id}: the stored response object."""
+    proxy = request.app[PROXY]
+    if proxy.config.upstream_api == "responses":
+        return await _relay(request, proxy)
+    record = await _stored(request, proxy)
+    return _json(request, orjson.loads(record.body)["response"])
+
+
+async def delete_response(request: web.Request) -> web.StreamResponse:
+    """DELETE /v1/responses/{response_id}."""
+    proxy = request.app[PROXY]
+    if proxy.config.upstream_api == "responses":
+        return await _relay(request, proxy)
+    response_id = request.match_info["response_id"]
+    try:
+        deleted = await proxy.store.delete(tenant_of(request.headers), response_id)
+    except StoreUnavailable as exc:
+        raise store_unavailable(exc, "the response cannot be deleted") from None
+    if not deleted:
+        raise not_found(response_id)
+    return _json(request, {"id": response_id, "object": "response.deleted", "deleted": True})
+
+
+async def list_input_items(request: web.Request) -> web.StreamResponse:
+    """GET /v1/responses/{response_id}/input_items: a page of the items the response was given."""
+    proxy = request.app[PROXY]
+    if proxy.config.upstream_api == "responses":
+        return await _relay(request, proxy)
+    limit, after, order = _page_query(request)
+    record = await _stored(request, proxy)
+    page = page_items(orjson.loads(record.body)["input"], limit, after, order)
+    if page is None:
+        raise RequestError(
+            f"Invalid value for 'after': the response has no input item with id '{after}'.",
+            "after",
+        )
+    data = page.data
+    return _json(
+        request,
+        {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": page.has_more,
+        },
+    )
+
+
+def _page_query(request: web.Request) -> tuple[int, str | None, Order]:
+    query = request.query
+    limit_text = query.get("limit", "20")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= _MAX_LIMIT:
+        raise RequestError(
+            f"Invalid value for 'limit': expected an integer from 1 to {_MAX_LIMIT}.", "limit"
+        )
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise RequestError("Invalid value for 'order': expected 'asc' or 'desc'.", "order")
+    return int(limit_text), query.get("after") or None, "asc" if order == "asc" else "desc"
+
+
+async def _stored(request: web.Request, proxy: Proxy) -> Record:
+    response_id = request.match_info["response_id"]
+    try:
+        record = await proxy.store.get(tenant_of(request.headers), response_id)
+    except StoreUnavailable as exc:
+        raise store_unavailable(exc, "stored responses cannot be read") from None
+    if record is None:
+        raise not_found(response_id)
+    return record
+
+
+def _json(request: web.Request, body: dict[str, Any]) -> web.Response:
+    return json_response(body, 200, {REQUEST_ID: request[RECORD].request_id})
+
+
+async def _relay(request: web.Request, proxy: Proxy) -> web.StreamResponse:
+    """The same request to the Responses upstream; its answer (small JSON) relayed as is."""
+    record = request[RECORD]
+    record.direction = "passthrough"
+    path = "/responses/" + quote(request.match_info["response_id"], safe="")
+    if request.path.endswith("/input_items"):
+        path += "/input_items"
+    query = request.rel_url.raw_query_string
+    url = URL(proxy.config.upstream + path + (f"?{query}" if query else ""), encoded=True)
+    headers = proxy.upstream.headers(request.headers, record.request_id, None)
+    async with proxy.upstream.open(request.method, url, headers, None) as upstream:
+        record.upstream_status = upstream.status
+        if upstream.status >= 400:
+            return await upstream_error_response(upstream, record.request_id)
+        body = await read_all(upstream)
+        response_headers = relay_headers(upstream.headers)
+        response_headers[REQUEST_ID] = record.request_id
+        response_headers.popall("Content-Length", None)
+        return web.Response(body=body, status=upstream.status, headers=response_headers)
