@@ -83,7 +83,7 @@ def scenarios(quick: bool, gap_ms: float, connections: int) -> tuple[Scenario, .
     )
     chosen = [Scenario("non-stream", False, "burst", connections, True), spaced]
     if not quick:
-        chosen.append(Scenario("stream, events back to back", True, "burst", connections, True))
+        chosen.append(Scenario("stream, events back to back", True, "burst", connections, False))
     return tuple(chosen)
 
 
@@ -288,7 +288,7 @@ def header(settings: Settings, nproc: int) -> list[str]:
         f"pinning: {pinning}",
         f"method: per scenario, every target in turn, {settings.rounds} rounds x "
         f"{settings.seconds} s, order rotated each round, after a {settings.warmup} s warm-up; "
-        f"unloaded: {settings.unloaded_rounds} x 1 s with 1 connection",
+        f"unloaded (non-stream): {settings.unloaded_rounds} x 1 s with 1 connection",
         "requests: a small Responses or Chat request (instructions, question, one function tool);"
         " streams answer 100 SSE events, one socket write each",
         "CPU/request: utime+stime of the serving process (/proc/<pid>/stat, "
@@ -365,7 +365,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         rounds=args.rounds or (3 if args.quick else 4),
         seconds=args.seconds,
         warmup=1,
-        unloaded_rounds=1 if args.quick else 2,
+        unloaded_rounds=2 if args.quick else 3,
         event_gap_ms=args.event_gap_ms,
         scenarios=scenarios(args.quick, args.event_gap_ms, args.connections),
         cores=(cpus[0], cpus[1]) if pinned else (None, None),
