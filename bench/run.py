@@ -372,8 +372,8 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     )
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -385,7 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     nproc = len(os.sched_getaffinity(0))
     if settings.cores[1] is not None:
         os.sched_setaffinity(0, {settings.cores[1]})
-    signal.signal(signal.SIGTERM, _terminate)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored
+        signal.signal(signum, _interrupt)
     started = time.monotonic()
     print("\n".join(header(settings, nproc)), flush=True)
     with tempfile.TemporaryDirectory(prefix="diglot-bench-") as scratch:
