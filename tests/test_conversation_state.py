@@ -3,6 +3,7 @@ every store backend, two replicas on one Redis, retrieval, tenancy, and sealed r
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -492,3 +493,29 @@ async def test_a_damaged_blob_is_refused(
     assert error["param"] == "input[1].encrypted_content"
     assert error["code"] == "invalid_encrypted_content"
     assert len(fake.received) == 1
+
+
+async def test_a_streamed_response_is_stored_before_it_ends(
+    make_proxy: MakeProxy, fake: FakeUpstream
+) -> None:
+    fake.script(StreamReply(text_chunks("Hi", "!")))
+    proxy = await make_proxy("chat")
+    store = proxy.server.app[PROXY].store
+    storing, release = asyncio.Event(), asyncio.Event()
+    put = store.put
+
+    async def held_put(record: Any) -> None:
+        storing.set()
+        await release.wait()
+        await put(record)
+
+    store.put = held_put  # type: ignore[method-assign]
+    answer = await proxy.post("/v1/responses", json={"model": "m", "input": "x", "stream": True})
+    await storing.wait()
+    before = answer.content.read_nowait()
+    assert b"response.completed" not in before  # nothing ends the stream while it is stored
+    release.set()
+    events = sse_events(before + await answer.read())
+    assert events[-1]["type"] == "response.completed"
+    stored = await proxy.get(f"/v1/responses/{events[-1]['response']['id']}")
+    assert await stored.json() == events[-1]["response"]
