@@ -352,7 +352,7 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds (~1 minute)")
     parser.add_argument(
-        "--rounds", type=int, help="measured rounds per target (default 4, quick 3)"
+        "--rounds", type=int, help="measured rounds per target (default 4, quick 2)"
     )
     parser.add_argument("--seconds", type=int, default=1, help="seconds per measured window")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
@@ -362,10 +362,10 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     cpus = sorted(os.sched_getaffinity(0))
     pinned = not args.no_pin and len(cpus) >= 2
     return Settings(
-        rounds=args.rounds or (3 if args.quick else 4),
+        rounds=args.rounds or (2 if args.quick else 4),
         seconds=args.seconds,
         warmup=1,
-        unloaded_rounds=2 if args.quick else 3,
+        unloaded_rounds=1 if args.quick else 3,
         event_gap_ms=args.event_gap_ms,
         scenarios=scenarios(args.quick, args.event_gap_ms, args.connections),
         cores=(cpus[0], cpus[1]) if pinned else (None, None),
