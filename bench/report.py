@@ -22,7 +22,7 @@ class Window:
     p99_ms: float
     cpu_s: float
     upstream_cpu_s: float
-    outside_cpu_s: float  # CPU that processes outside this benchmark used meanwhile
+    outside_share: float  # CPUs' worth that programs outside this benchmark used meanwhile
     errors: int
 
 
@@ -53,7 +53,7 @@ def summarise(windows: Sequence[Window]) -> Summary:
         cpu_ms_per_request=1000 * cpu / requests if requests else math.nan,
         cpu_busy=cpu / seconds,
         upstream_busy=sum(w.upstream_cpu_s for w in windows) / seconds,
-        outside_busy=sum(w.outside_cpu_s for w in windows) / seconds,
+        outside_busy=statistics.mean(w.outside_share for w in windows),
         errors=sum(w.errors for w in windows),
         cpu_ms_per_round=tuple(
             1000 * w.cpu_s / w.requests if w.requests else math.nan for w in windows

@@ -199,10 +199,11 @@ def measure(
     settle(pids)
     before = [cpu_seconds(pid) for pid in (target.pid, upstream_pid)]
     accounted_before = sum(cpu_seconds(pid) for pid in pids) + own_seconds()
-    machine_before = machine_busy_seconds()
+    machine_before, wall_before = machine_busy_seconds(), time.monotonic()
     result = run_wrk(target, body_file, seconds, connections, cpu)
     settle(pids)
     machine = machine_busy_seconds() - machine_before
+    wall = time.monotonic() - wall_before
     accounted = sum(cpu_seconds(pid) for pid in pids) + own_seconds() - accounted_before
     return Window(
         requests=result["requests"],
@@ -211,7 +212,7 @@ def measure(
         p99_ms=result["p99_us"] / 1000,
         cpu_s=cpu_seconds(target.pid) - before[0],
         upstream_cpu_s=cpu_seconds(upstream_pid) - before[1],
-        outside_cpu_s=max(0.0, machine - accounted),
+        outside_share=max(0.0, machine - accounted) / wall,
         errors=sum(result[key] for key in ("connect", "read", "write", "status", "timeout")),
     )
 
