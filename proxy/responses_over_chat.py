@@ -47,7 +47,7 @@ async def responses_over_chat(
         proxy.options,
         now=int(time.time()),
         history=turn.history,
-        sealing=proxy.sealer.sealing,
+        sealing=proxy.sealer.sealing(turn.tenant),
     )
     record.dropped = tuple(dropped.param for dropped in call.dropped)
     for dropped in call.dropped:

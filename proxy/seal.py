@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
 import secrets
@@ -22,7 +23,7 @@ from translators.errors import RequestError
 
 _VERSION = b"\x01"
 _NONCE = 12
-_CONTEXT = b"diglot sealed reasoning v1"  # authenticated with every blob
+_CONTEXT = b"diglot sealed reasoning v1\0"  # with the tenant, authenticated in every blob
 KEY_FILE = "seal.key"
 
 
@@ -42,16 +43,18 @@ def key_in(state_dir: Path) -> bytes:
         key = path.read_bytes()
     except FileNotFoundError:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key = secrets.token_bytes(32)
+        draft = state_dir / f".{KEY_FILE}.{secrets.token_hex(8)}"
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            key = path.read_bytes()
-        else:
             with os.fdopen(descriptor, "wb") as handle:
-                handle.write(key)
+                handle.write(secrets.token_bytes(32))
                 handle.flush()
                 os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(draft, path)  # whole or not at all; the first process to link wins
+        finally:
+            draft.unlink()
+        key = path.read_bytes()
     if len(key) != 32:
         raise OSError(f"{path} does not hold a 32-byte key")
     return key
@@ -64,7 +67,6 @@ class Sealer:
         self._secret = secret
         self._state_dir = state_dir
         self._aead: AESGCM | None = None
-        self.sealing = Sealing(seal=self.seal, open=self.open)  # what the translators are given
 
     def ready(self) -> AESGCM:
         """Load the key now; a key that cannot be had is a 503 for the request needing it."""
@@ -82,14 +84,20 @@ class Sealer:
         self._aead = AESGCM(key)
         return self._aead
 
-    def seal(self, text: str) -> str:
+    def sealing(self, tenant: str) -> Sealing:
+        """What the translators are given for one request: blobs bound to its tenant."""
+        return Sealing(
+            seal=lambda text: self.seal(text, tenant), open=lambda blob: self.open(blob, tenant)
+        )
+
+    def seal(self, text: str, tenant: str) -> str:
         """base64url(version, nonce, ciphertext and tag) without padding."""
         nonce = secrets.token_bytes(_NONCE)
-        sealed = self.ready().encrypt(nonce, text.encode(), _CONTEXT)
+        sealed = self.ready().encrypt(nonce, text.encode(), _CONTEXT + tenant.encode())
         return base64.urlsafe_b64encode(_VERSION + nonce + sealed).rstrip(b"=").decode()
 
-    def open(self, blob: str) -> str:
-        """The text of a blob this key sealed; anything else is a SealError."""
+    def open(self, blob: str, tenant: str) -> str:
+        """The text of a blob this key sealed for this tenant; anything else is a SealError."""
         cipher = self.ready()
         try:
             raw = base64.urlsafe_b64decode(blob + "=" * (-len(blob) % 4))
@@ -98,7 +106,9 @@ class Sealer:
         if raw[:1] != _VERSION or len(raw) < 1 + _NONCE + 16:
             raise SealError("not a sealed blob")
         try:
-            plain = cipher.decrypt(raw[1 : 1 + _NONCE], raw[1 + _NONCE :], _CONTEXT)
+            plain = cipher.decrypt(
+                raw[1 : 1 + _NONCE], raw[1 + _NONCE :], _CONTEXT + tenant.encode()
+            )
         except InvalidTag:
-            raise SealError("the blob was altered or sealed with another key") from None
+            raise SealError("the blob was altered, or sealed with another key or tenant") from None
         return plain.decode()

@@ -519,3 +519,32 @@ async def test_a_streamed_response_is_stored_before_it_ends(
     assert events[-1]["type"] == "response.completed"
     stored = await proxy.get(f"/v1/responses/{events[-1]['response']['id']}")
     assert await stored.json() == events[-1]["response"]
+
+
+async def test_a_blob_opens_only_for_the_key_it_was_sealed_for(
+    make_proxy: MakeProxy, fake: FakeUpstream
+) -> None:
+    fake.responder = deepseek
+    proxy = await make_proxy("chat")
+    stateless = {
+        "store": False,
+        "include": ["reasoning.encrypted_content"],
+        "tools": [WEATHER_TOOL],
+    }
+    alice, bob = {"Authorization": "Bearer sk-alice"}, {"Authorization": "Bearer sk-bob"}
+    first = await proxy.post(
+        "/v1/responses", json={"model": "m", "input": "Go", **stateless}, headers=alice
+    )
+    reasoning, call = (await first.json())["output"]
+    opaque = {
+        "type": "reasoning",
+        "summary": [],
+        "encrypted_content": reasoning["encrypted_content"],
+    }
+    replay = [{"role": "user", "content": "Go"}, opaque, call, tool_result(0)]
+    body = {"model": "m", "input": replay, **stateless}
+    refused = await proxy.post("/v1/responses", json=body, headers=bob)
+    assert refused.status == 400
+    assert (await refused.json())["error"]["param"] == "input[1].encrypted_content"
+    accepted = await proxy.post("/v1/responses", json=body, headers=alice)
+    assert accepted.status == 200

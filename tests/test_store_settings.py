@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from proxy.cli import serve_parser
 from proxy.config import ConfigError, load_config
 from proxy.store import DAY, default_state_dir, sqlite_path
 
@@ -69,3 +70,18 @@ def test_sqlite_paths() -> None:
     assert sqlite_path("sqlite:///var/lib/diglot/r.db") == Path("/var/lib/diglot/r.db")
     assert sqlite_path("sqlite:////var/lib/diglot/r.db") == Path("/var/lib/diglot/r.db")
     assert sqlite_path("sqlite://data/r.db") == Path("data/r.db")
+
+
+def test_command_line_flags() -> None:
+    args = [
+        *("--upstream", "http://127.0.0.1:8000/v1", "--upstream-api", "chat"),
+        *("--store", "sqlite:///var/lib/diglot/r.db", "--store-ttl", "7d"),
+        *("--store-max-bytes", "1048576", "--seal-key", "k", "--state-dir", "/srv/diglot"),
+    ]
+    config = load_config(vars(serve_parser().parse_args(args)), {})
+    assert (config.store, config.store_ttl, config.store_max_bytes) == (
+        "sqlite:///var/lib/diglot/r.db",
+        7 * DAY,
+        1048576,
+    )
+    assert (config.seal_key, config.state_dir) == ("k", "/srv/diglot")
