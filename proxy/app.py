@@ -11,8 +11,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from proxy import handlers, stored_responses
+from proxy.auth import install_client_auth
 from proxy.config import Config
 from proxy.conversation import install_store, open_state
+from proxy.health import install_health
+from proxy.limits import Overloaded
 from proxy.metrics import install_metrics, observe_request
 from proxy.observability import CLIENT_GONE, CURRENT_RECORD, RequestLog, get_logger
 from proxy.replies import json_response
@@ -43,6 +46,8 @@ def create_app(config: Config) -> web.Application:
 
     app.on_startup.append(open_upstream)
     app.on_cleanup.append(close_upstream)
+    install_client_auth(app, config)
+    install_health(app, config)
     install_metrics(app)
     for prefix in ("/v1", ""):
         app.router.add_post(prefix + "/responses", handlers.responses)
@@ -111,7 +116,10 @@ async def _shaped(request: web.Request, handler: Handler, record: RequestLog) ->
         return await handler(request)
     except RequestError as exc:
         record.error = exc.code
-        return _error(record, exc.status, exc.body())
+        response = _error(record, exc.status, exc.body())
+        if isinstance(exc, Overloaded):
+            response.headers["Retry-After"] = exc.retry_after
+        return response
     except web.HTTPException as exc:
         record.error = exc.reason
         return _http_error(request, record, exc)

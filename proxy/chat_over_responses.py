@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 from proxy.jsonenc import dumps
+from proxy.limits import check_item_count
 from proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from proxy.replies import json_response, upstream_error_response
 from proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent
@@ -60,6 +61,7 @@ async def chat_over_responses(
     record.direction = "chat->responses"
     parsed = decode_chat_request(raw)
     record.model, record.stream = parsed.model, parsed.stream
+    check_item_count(len(parsed.params.messages), proxy.config.max_input_items, "messages")
     call = chat_request_to_responses(parsed, proxy.options, now=int(time.time()))
     headers = {REQUEST_ID: record.request_id}
     record.dropped = tuple(dropped.param for dropped in call.dropped)

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from proxy.app import create_app
-from proxy.app import serve as serve_app
 from proxy.config import Config, ConfigError, load_config
 from proxy.demo import run_demo
 from proxy.observability import configure_logging, get_logger
+from proxy.service import run as run_service
 
 USAGE_ERROR = 2
 
@@ -59,9 +59,24 @@ def serve_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         help="a Chat request's leading system message becomes `instructions`",
     )
-    add("--connect-timeout", metavar="SECONDS", help="upstream connect timeout (default 10)")
-    add("--read-timeout", metavar="SECONDS", help="upstream read timeout (default 600)")
+    add("--upstream-connect-timeout", metavar="SECONDS", help="upstream connect timeout (def. 10)")
+    add("--upstream-read-timeout", metavar="SECONDS", help="wait for each upstream read (def. 600)")
+    add("--upstream-idle-timeout", metavar="SECONDS", help="silence allowed mid-stream (def. 600)")
+    add("--connect-timeout", help=argparse.SUPPRESS)
+    add("--read-timeout", help=argparse.SUPPRESS)
     add("--max-body-bytes", metavar="N", help="decoded request body limit (default 50 MiB)")
+    add("--max-input-items", metavar="N", help="input items/messages per request (def. 20000)")
+    add("--max-upstream-requests", metavar="N", help="concurrent upstream requests (def. 512)")
+    add("--upstream-queue-timeout", metavar="SECONDS", help="wait for a slot, then 429 (def. 10)")
+    add(
+        "--client-api-key",
+        dest="client_api_keys",
+        action="append",
+        metavar="KEY",
+        help="accept only clients bearing this key (repeatable)",
+    )
+    add("--client-api-keys-file", metavar="FILE", help="client keys, one per line (SIGHUP reloads)")
+    add("--drain-timeout", metavar="SECONDS", help="on SIGTERM, wait this long for requests (30)")
     add(
         "--store", metavar="URL", help="sqlite:///FILE (default), memory:// or redis://HOST:PORT/DB"
     )
@@ -100,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(config: Config) -> None:
-    """Run until SIGINT/SIGTERM."""
+    """Run until SIGINT/SIGTERM, then drain."""
     configure_logging(config.log_format, config.log_level)
     get_logger().info(
         "listening",
@@ -109,4 +124,4 @@ def serve(config: Config) -> None:
         upstream=config.upstream,
         upstream_api=config.upstream_api,
     )
-    serve_app(create_app(config), config.host, config.port)
+    run_service(create_app(config), config.host, config.port, config.drain_timeout)

@@ -42,6 +42,13 @@ class Config:
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
     max_body_bytes: int = 50 * 1024 * 1024
+    upstream_idle_timeout: float = 600.0
+    max_input_items: int = 20_000
+    max_upstream_requests: int = 512
+    upstream_queue_timeout: float = 10.0
+    client_api_keys: tuple[str, ...] = ()
+    client_api_keys_file: str | None = None
+    drain_timeout: float = 30.0
     store: str | None = None  # None: sqlite under the state directory
     store_ttl: float = 30 * 24 * 60 * 60.0
     store_max_bytes: int | None = None
@@ -139,6 +146,24 @@ def _url(name: str, value: object) -> str:
     return url
 
 
+def _keys(name: str, value: object) -> tuple[str, ...]:
+    """One or more keys: a list (CLI, TOML) or a comma-separated string (environment)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise ConfigError(name, "expected one or more keys")
+    return tuple(_text(name, item) for item in items)
+
+
+def _readable_file(name: str, value: object) -> str:
+    path = _text(name, value)
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(name, f"cannot read {path}: {exc.strerror}") from None
+    return path
+
+
 def _store_url(name: str, value: object) -> str:
     url = _text(name, value)
     parts = urlsplit(url)
@@ -185,6 +210,13 @@ PARSERS: dict[str, Callable[[str, object], Any]] = {
     "connect_timeout": _positive_float,
     "read_timeout": _positive_float,
     "max_body_bytes": _positive_int,
+    "upstream_idle_timeout": _positive_float,
+    "max_input_items": _positive_int,
+    "max_upstream_requests": _positive_int,
+    "upstream_queue_timeout": _positive_float,
+    "client_api_keys": _keys,
+    "client_api_keys_file": _readable_file,
+    "drain_timeout": _positive_float,
     "store": _store_url,
     "store_ttl": _duration,
     "store_max_bytes": _positive_int,
@@ -195,6 +227,11 @@ PARSERS: dict[str, Callable[[str, object], Any]] = {
     "log_bodies": _flag,
 }
 REQUIRED = ("upstream", "upstream_api")
+# Newer names of settings, accepted wherever the older name is (the newer one wins).
+ALIASES = {
+    "connect_timeout": "upstream_connect_timeout",
+    "read_timeout": "upstream_read_timeout",
+}
 ENV_PREFIX = "DIGLOT_"
 
 
@@ -213,11 +250,15 @@ def read_file(path: str) -> dict[str, object]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
     settings: dict[str, object] = {}
+    fields = {alias: name for name, alias in ALIASES.items()}
     for key, value in data.items():
         name = key.replace("-", "_")
-        if name not in PARSERS:
+        if name in fields:
+            settings[fields[name]] = value
+        elif name not in PARSERS:
             raise ConfigError(key, f"unknown setting in {path}")
-        settings[name] = value
+        else:
+            settings.setdefault(name, value)
     return settings
 
 
@@ -227,9 +268,10 @@ def load_config(cli: Mapping[str, object | None], env: Mapping[str, str]) -> Con
     from_file = read_file(str(config_path)) if config_path else {}
     values: dict[str, Any] = {}
     for name, parse in PARSERS.items():
-        raw: object | None = cli.get(name)
+        names = (ALIASES[name], name) if name in ALIASES else (name,)
+        raw: object | None = next((cli[key] for key in names if cli.get(key) is not None), None)
         if raw is None:
-            raw = env.get(env_name(name)) or None
+            raw = next((env[env_name(key)] for key in names if env.get(env_name(key))), None)
         if raw is None:
             raw = from_file.get(name)
         if raw is not None:

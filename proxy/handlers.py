@@ -10,6 +10,7 @@ from aiohttp import web
 
 from proxy.chat_over_responses import chat_over_responses
 from proxy.inbound import read_body
+from proxy.limits import check_item_count, too_deep
 from proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from proxy.replies import upstream_error_response
 from proxy.responses_over_chat import responses_over_chat
@@ -20,10 +21,12 @@ log = get_logger()
 
 
 class _Peek(msgspec.Struct):
-    """The two fields a passthrough log line reports; everything else is skipped unparsed."""
+    """What a passthrough log line reports and the limits count; the rest is skipped unparsed."""
 
     model: str | None = None
     stream: bool | None = None
+    input: str | list[msgspec.Raw] | None = None
+    messages: list[msgspec.Raw] | None = None
 
 
 _peek = msgspec.json.Decoder(_Peek)
@@ -54,6 +57,13 @@ async def models(request: web.Request) -> web.StreamResponse:
     return await _passthrough(request, request.app[PROXY], request[RECORD], "/models", None)
 
 
+def _check_items(peeked: _Peek, limit: int) -> None:
+    if isinstance(peeked.input, list):
+        check_item_count(len(peeked.input), limit, "input")
+    if peeked.messages is not None:
+        check_item_count(len(peeked.messages), limit, "messages")
+
+
 def _log_body(proxy: Proxy, record: RequestLog, raw: bytes) -> None:
     if proxy.config.log_bodies:
         body = raw.decode("utf-8", "replace")
@@ -70,9 +80,13 @@ async def _passthrough(
         content_type = request.headers.get("Content-Type", "application/json")
         try:
             peeked = _peek.decode(raw)
-            record.model, record.stream = peeked.model, peeked.stream
         except msgspec.DecodeError:
             pass
+        except RecursionError:
+            raise too_deep() from None
+        else:
+            record.model, record.stream = peeked.model, peeked.stream
+            _check_items(peeked, proxy.config.max_input_items)
     headers = proxy.upstream.headers(request.headers, record.request_id, content_type)
     url = proxy.upstream.url(path, request.query_string)
     started = time.perf_counter()

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from proxy.conversation import Turn, begin_turn
 from proxy.jsonenc import dumps
+from proxy.limits import check_item_count
 from proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from proxy.replies import json_response, upstream_error_response
 from proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent, encode_events
@@ -41,6 +42,8 @@ async def responses_over_chat(
     record.direction = "responses->chat"
     parsed = decode_responses_request(raw)
     record.model, record.stream = parsed.model, parsed.stream
+    if not isinstance(parsed.input, str):
+        check_item_count(len(parsed.input), proxy.config.max_input_items, "input")
     turn = await begin_turn(proxy.store, proxy.sealer, request.headers, parsed, raw)
     call = responses_request_to_chat(
         parsed,

@@ -12,6 +12,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from proxy.config import Config
+from proxy.limits import UpstreamSlots
 from proxy.observability import CURRENT_RECORD, RequestLog
 from translators.errors import RequestError
 
@@ -123,6 +124,8 @@ class Upstream:
         )
         self._urls: dict[str, URL] = {}
         self._session: aiohttp.ClientSession | None = None
+        self.slots = UpstreamSlots(config.max_upstream_requests, config.upstream_queue_timeout)
+        self._idle_timeout = config.upstream_idle_timeout
 
     async def start(self) -> None:
         """Open the pool; called from the app's startup (a session needs a running loop)."""
@@ -165,6 +168,17 @@ class Upstream:
 
     @asynccontextmanager
     async def open(
+        self, method: str, url: URL, headers: dict[str, str], body: bytes | None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One exchange in one of the --max-upstream-requests slots, held to its last byte."""
+        async with self.slots.slot(), self._exchange(method, url, headers, body) as response:
+            protocol = response.connection.protocol if response.connection else None
+            if protocol is not None and response.content_type == "text/event-stream":
+                protocol.read_timeout = self._idle_timeout  # the gaps between events
+            yield response
+
+    @asynccontextmanager
+    async def _exchange(
         self, method: str, url: URL, headers: dict[str, str], body: bytes | None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send one request; unreachable -> 502, no answer in time -> 504; timed for metrics."""

@@ -1,0 +1,71 @@
+"""Limits that keep one client or one burst from taking the proxy or its backend down."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from translators.errors import RequestError
+
+
+class Overloaded(RequestError):
+    """429: every upstream slot stayed busy for the whole wait; the client should retry."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(
+            "Too many concurrent requests; please retry after a short wait.",
+            code="rate_limit_exceeded",
+            status=429,
+            error_type="rate_limit_error",
+        )
+        self.retry_after = str(max(1, math.ceil(retry_after)))
+
+
+class UpstreamSlots:
+    """At most `limit` upstream requests at once; the rest queue for at most `wait` seconds."""
+
+    __slots__ = ("_semaphore", "_wait", "waiting")
+
+    def __init__(self, limit: int, wait: float) -> None:
+        self._semaphore = asyncio.Semaphore(limit)
+        self._wait = wait
+        self.waiting = 0  # requests queued for a slot right now
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one slot for the whole exchange, stream included."""
+        if self._semaphore.locked():
+            self.waiting += 1
+            try:
+                async with asyncio.timeout(self._wait):
+                    await self._semaphore.acquire()
+            except TimeoutError:
+                raise Overloaded(self._wait) from None
+            finally:
+                self.waiting -= 1
+        else:
+            await self._semaphore.acquire()
+        try:
+            yield
+        finally:
+            self._semaphore.release()
+
+
+def check_item_count(count: int, limit: int, param: str) -> None:
+    """A 400 in OpenAI's words for an array longer than --max-input-items."""
+    if count > limit:
+        raise RequestError(
+            f"Invalid '{param}': array too long. Expected an array with maximum length {limit}, "
+            f"but got an array with length {count} instead.",
+            param,
+            "array_above_max_length",
+        )
+
+
+def too_deep(param: str | None = None) -> RequestError:
+    """The 400 for a body nested deeper than the JSON decoder goes."""
+    return RequestError(
+        "The request body is nested too deeply to be decoded.", param, "invalid_json"
+    )

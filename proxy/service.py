@@ -1,0 +1,78 @@
+"""Running as a service: readiness to systemd, watchdog pings, SIGHUP reloads, SIGTERM drains."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+
+from proxy import systemd
+from proxy.auth import CLIENT_KEYS
+from proxy.health import READINESS
+from proxy.observability import get_logger
+
+log = get_logger()
+
+
+def run(
+    app: web.Application,
+    host: str,
+    port: int,
+    drain_timeout: float,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then let in-flight requests finish for up to drain_timeout."""
+    asyncio.run(_serve(app, host, port, drain_timeout, on_ready))
+
+
+def reload(app: web.Application) -> None:
+    """What SIGHUP re-reads without touching open connections: the client keys file."""
+    app[CLIENT_KEYS].reload()
+
+
+async def _serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    drain_timeout: float,
+    on_ready: Callable[[str], None] | None,
+) -> None:
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handler_cancellation=True,  # a client that goes away cancels its upstream request
+        auto_decompress=False,  # proxy.inbound decodes bodies itself, under the size limit
+        shutdown_timeout=drain_timeout,
+    )
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload, app)
+    watchdog: asyncio.Task[None] | None = None
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        systemd.notify("READY=1\nSTATUS=Serving")
+        if on_ready is not None:
+            on_ready(f"diglot listening on {site.name}")
+        interval = systemd.watchdog_interval()
+        if interval is not None:
+            watchdog = asyncio.create_task(systemd.keep_watchdog_fed(interval))
+        await stop.wait()
+        log.info("draining", timeout_s=drain_timeout)
+        systemd.notify("STOPPING=1\nSTATUS=Draining")
+        app[READINESS].draining = True
+    finally:
+        await runner.cleanup()
+        if watchdog is not None:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+    log.info("stopped")
