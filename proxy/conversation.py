@@ -186,15 +186,17 @@ def _stored_input(
     items: list[dict[str, Any]] = []
     seen: set[str] = set()
     for index, given in enumerate(raw_input):
-        item = dict(references.get(index, given))
-        kind = item.setdefault("type", "message")
+        fields = references.get(index, given)
+        kind = fields.get("type", "message")
+        item_id = fields.get("id")
+        if not isinstance(item_id, str) or item_id in seen:
+            item_id = f"{_ID_PREFIXES.get(kind, 'item')}_{secrets.token_hex(24)}"
+        seen.add(item_id)
+        item = {"id": item_id, "type": kind, **fields}
+        item["id"], item["type"] = item_id, kind
         if kind == "message" and isinstance(item.get("content"), str):
             part = "output_text" if item.get("role") == "assistant" else "input_text"
             item["content"] = [{"type": part, "text": item["content"]}]
-        item_id = item.get("id")
-        if not isinstance(item_id, str) or item_id in seen:
-            item_id = item["id"] = f"{_ID_PREFIXES.get(kind, 'item')}_{secrets.token_hex(24)}"
-        seen.add(item_id)
         items.append(item)
     return items
 

@@ -290,3 +290,12 @@ async def test_an_acknowledged_sqlite_write_survives_kill_9(tmp_path: Path) -> N
     finally:
         await store.close()
     assert got is not None and got.body == b"acknowledged"
+
+
+async def test_the_sqlite_file_is_private(tmp_path: Path, clock: FakeClock) -> None:
+    store = open_store(f"sqlite://{tmp_path}/state/responses.db", TTL, None, clock)
+    await store.put(record("resp_a"))
+    await store.close()
+    for path in (tmp_path / "state").iterdir():
+        assert path.stat().st_mode & 0o077 == 0, path
+    assert (tmp_path / "state").stat().st_mode & 0o077 == 0
