@@ -4,6 +4,7 @@ Responses-only fake upstream."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,8 @@ import orjson
 import pytest
 from agents import Agent, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
 from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openai import AsyncOpenAI
 from structlog.testing import capture_logs
 
@@ -869,3 +872,129 @@ async def test_openai_agents_chat_completions_model_runs_a_tool_calling_agent(
         "call_id": "call_a",
         "output": "sunny",
     }
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_PART = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "image_url", "input_audio", "file", "refusal", "bogus"])},
+    optional={
+        "text": _json,
+        "image_url": _json | st.just({"url": "https://x.test/a.png", "detail": "low"}),
+        "input_audio": _json,
+        "file": _json,
+        "refusal": _json,
+    },
+)
+_MESSAGE = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "developer", "user", "assistant", "tool", "function"])},
+    optional={
+        "content": st.text(max_size=5) | st.lists(_PART, max_size=2) | _json,
+        "name": _json,
+        "tool_calls": _json
+        | st.just([{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]),
+        "tool_call_id": _json,
+        "reasoning_content": _json,
+    },
+)
+_VALID_MESSAGE = st.sampled_from(
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "developer", "content": [{"type": "text", "text": "Rules."}]},
+        {"role": "user", "content": "hi"},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Look:"},
+                {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}},
+            ],
+        },
+        {"role": "assistant", "content": "Hello.", "reasoning_content": "Greeting."},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "done"},
+        {"role": "user", "content": "hi", "name": "ann"},
+    ]
+)
+# Each parameter: a value the API accepts, or any JSON at all.
+_CHAT_PARAMS: dict[str, list[Any]] = {
+    "tools": [[WEATHER_TOOL], [{"type": "custom", "custom": {"name": "sql"}}]],
+    "tool_choice": ["auto", "required", {"type": "function", "function": {"name": "get_weather"}}],
+    "functions": [[{"name": "f", "parameters": {"type": "object"}}]],
+    "function_call": ["auto", {"name": "f"}],
+    "stream_options": [{"include_usage": True}],
+    "response_format": [
+        {"type": "json_object"},
+        {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+    ],
+    "reasoning_effort": ["low", "high"],
+    "max_tokens": [16],
+    "max_completion_tokens": [16],
+    "logprobs": [True],
+    "top_logprobs": [2],
+    "stop": [["\n"], "END"],
+    "metadata": [{"k": "v"}],
+    "store": [True, False],
+    "web_search_options": [{}, {"search_context_size": "low"}],
+    "temperature": [0.2],
+    "seed": [7],
+}
+
+
+def _mostly(valid: st.SearchStrategy[Any], anything: st.SearchStrategy[Any]) -> Any:
+    """Valid nine times in ten, so that bodies with several fields get past validation too."""
+    return st.integers(0, 9).flatmap(lambda pick: anything if pick == 0 else valid)
+
+
+_CHAT_BODIES = st.fixed_dictionaries(
+    {
+        "model": _mostly(st.just("fake-model"), _json),
+        "messages": _mostly(
+            st.lists(_mostly(_VALID_MESSAGE, _MESSAGE), min_size=1, max_size=3), _json
+        ),
+    },
+    optional={
+        "stream": _mostly(st.booleans(), _json),
+        "n": _mostly(st.sampled_from([1, 2]), _json),
+        **{key: _mostly(st.sampled_from(v), _json) for key, v in _CHAT_PARAMS.items()},
+    },
+)
+
+
+def _any_answer(received: Received) -> Script:
+    final = response(reasoning_item("Hm."), message_item("ok"))
+    return responses_stream(final) if received.json().get("stream") else Reply(final)
+
+
+@settings(
+    max_examples=120,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=_CHAT_BODIES)
+async def test_no_chat_body_produces_a_500(
+    make_proxy: MakeProxy, fake: FakeUpstream, body: dict[str, Any]
+) -> None:
+    fake.responder = _any_answer
+    proxy = await make_proxy("responses")
+    resp = await proxy.post("/v1/chat/completions", data=json.dumps(body))
+    payload = await resp.read()
+    assert resp.status in (200, 400), payload
+    if resp.status == 400:
+        error = orjson.loads(payload)["error"]
+        assert error["type"] == "invalid_request_error" and error["message"]
+    elif resp.headers["Content-Type"].startswith("text/event-stream"):
+        assert_valid_chat_stream([c for c in chat_chunks(payload) if "error" not in c])
+    else:
+        assert_valid_chat_completion(orjson.loads(payload))
