@@ -72,6 +72,7 @@ class Turn:
     history: list[InputItem] | None = None
     input_items: list[dict[str, Any]] | None = None  # as stored, when the response is kept
     references: dict[int, dict[str, Any]] = field(default_factory=dict)  # input index -> item
+    known_ids: set[str] = field(default_factory=set)  # item ids of the chain continued
     _bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def body(self, record: Record) -> dict[str, Any]:
@@ -115,7 +116,8 @@ async def begin_turn(
     if not isinstance(req.input, str) and any(type(i) is ItemReference for i in req.input):
         req.input = await _resolve_references(turn, req.input)
     if params.store is not False:
-        turn.input_items = _stored_input(orjson.loads(raw)["input"], turn.references)
+        raw_input = orjson.loads(raw)["input"]
+        turn.input_items = _stored_input(raw_input, turn.references, set(turn.known_ids))
     return turn
 
 
@@ -129,12 +131,18 @@ async def _history(turn: Turn, response_id: str) -> list[InputItem]:
         raise _previous_not_found(response_id)
     if chain[0].previous_id is not None:
         raise _previous_not_found(chain[0].previous_id)
-    items: list[Any] = []
-    for record in chain:
-        body = turn.body(record)
+    items = chain_items([turn.body(record) for record in chain])
+    turn.known_ids.update(item["id"] for item in items if isinstance(item.get("id"), str))
+    return decode_items(items)
+
+
+def chain_items(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stored turns' items in conversation order: each turn's input, then its output."""
+    items: list[dict[str, Any]] = []
+    for body in bodies:
         items += body["input"]
         items += body["response"]["output"]
-    return decode_items(items)
+    return items
 
 
 def _previous_not_found(response_id: str) -> RequestError:
@@ -177,14 +185,13 @@ def _find_item(body: dict[str, Any], item_id: str) -> dict[str, Any] | None:
 
 
 def _stored_input(
-    raw_input: str | list[Any], references: dict[int, dict[str, Any]]
+    raw_input: str | list[Any], references: dict[int, dict[str, Any]], seen: set[str]
 ) -> list[dict[str, Any]]:
-    """The turn's input as kept: a string as a user message, references resolved, and every
-    item with an id no other item of the list has."""
+    """The turn's input as kept: a string as a user message, references resolved, every item
+    with a status and an id no other item of the conversation (`seen` so far) has."""
     if isinstance(raw_input, str):
         raw_input = [{"role": "user", "content": raw_input}]
     items: list[dict[str, Any]] = []
-    seen: set[str] = set()
     for index, given in enumerate(raw_input):
         fields = references.get(index, given)
         kind = fields.get("type", "message")
@@ -194,9 +201,13 @@ def _stored_input(
         seen.add(item_id)
         item = {"id": item_id, "type": kind, **fields}
         item["id"], item["type"] = item_id, kind
+        item.setdefault("status", "completed")
         if kind == "message" and isinstance(item.get("content"), str):
-            part = "output_text" if item.get("role") == "assistant" else "input_text"
-            item["content"] = [{"type": part, "text": item["content"]}]
+            text = item["content"]
+            if item.get("role") == "assistant":
+                item["content"] = [{"type": "output_text", "text": text, "annotations": []}]
+            else:
+                item["content"] = [{"type": "input_text", "text": text}]
         items.append(item)
     return items
 

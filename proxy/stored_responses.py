@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 from yarl import URL
 
-from proxy.conversation import not_found, store_unavailable, tenant_of
+from proxy.conversation import chain_items, not_found, store_unavailable, tenant_of
 from proxy.replies import json_response, upstream_error_response
 from proxy.state import PROXY, RECORD, Proxy
 from proxy.store import Order, Record, StoreUnavailable, page_items
@@ -45,13 +45,22 @@ async def delete_response(request: web.Request) -> web.StreamResponse:
 
 
 async def list_input_items(request: web.Request) -> web.StreamResponse:
-    """GET /v1/responses/{response_id}/input_items: a page of the items the response was given."""
+    """GET /v1/responses/{response_id}/input_items: a page of the items the response was made
+    from, those of the responses it continues included."""
     proxy = request.app[PROXY]
     if proxy.config.upstream_api == "responses":
         return await _relay(request, proxy)
     limit, after, order = _page_query(request)
-    record = await _stored(request, proxy)
-    page = page_items(orjson.loads(record.body)["input"], limit, after, order)
+    response_id = request.match_info["response_id"]
+    try:
+        chain = await proxy.store.chain(tenant_of(request.headers), response_id)
+    except StoreUnavailable as exc:
+        raise store_unavailable(exc, "stored responses cannot be read") from None
+    if not chain:
+        raise not_found(response_id)
+    bodies = [orjson.loads(record.body) for record in chain]
+    items = chain_items(bodies[:-1]) + bodies[-1]["input"]
+    page = page_items(items, limit, after, order)
     if page is None:
         raise RequestError(
             f"Invalid value for 'after': the response has no input item with id '{after}'.",

@@ -548,3 +548,38 @@ async def test_a_blob_opens_only_for_the_key_it_was_sealed_for(
     assert (await refused.json())["error"]["param"] == "input[1].encrypted_content"
     accepted = await proxy.post("/v1/responses", json=body, headers=alice)
     assert accepted.status == 200
+
+
+async def test_input_items_cover_the_conversation_a_response_continues(
+    make_proxy: MakeProxy, fake: FakeUpstream
+) -> None:
+    fake.script(
+        Reply(completion(None, tool_calls=[PARIS_CALL], finish_reason="tool_calls")),
+        Reply(completion("Sunny.")),
+    )
+    proxy = await make_proxy("chat")
+    first = {"model": "m", "input": "Weather in Paris?", "tools": [WEATHER_TOOL]}
+    one = await create(proxy, first)
+    call = one["output"][0]
+    second = {
+        "model": "m",
+        "previous_response_id": one["id"],
+        "tools": [WEATHER_TOOL],
+        "input": [call, {"type": "function_call_output", "call_id": "call_1", "output": "sunny"}],
+    }
+    two = await create(proxy, second)
+    listed = await (await proxy.get(f"/v1/responses/{two['id']}/input_items?order=asc")).json()
+    TypeAdapter(ResponseItemList).validate_python(listed)
+    data = listed["data"]
+    assert [(item["type"], item.get("role")) for item in data] == [
+        ("message", "user"),
+        ("function_call", None),
+        ("function_call", None),
+        ("function_call_output", None),
+    ]
+    assert data[1] == call
+    assert data[2]["id"] != call["id"] and data[2]["call_id"] == "call_1"
+    assert len({item["id"] for item in data}) == 4
+    newest = await (await proxy.get(f"/v1/responses/{two['id']}/input_items?limit=1")).json()
+    assert [item["id"] for item in newest["data"]] == [data[-1]["id"]]
+    assert newest["has_more"] is True
