@@ -645,28 +645,49 @@ async def test_an_unreachable_upstream_is_a_502(aiohttp_client: Any, free_port: 
     assert (await resp.json())["error"]["code"] == "upstream_unreachable"
 
 
-async def test_response_failed_mid_stream_becomes_an_error_chunk(
-    make_proxy: MakeProxy, fake: FakeUpstream
+FAILED_EVENT = {
+    "type": "response.failed",
+    "response": response(status="failed", error={"code": "server_error", "message": "Died."}),
+}
+ERROR_EVENT = {"type": "error", "code": "rate_limit_exceeded", "message": "Died.", "param": None}
+
+
+@pytest.mark.parametrize(
+    ("event", "kind", "code"),
+    [
+        (FAILED_EVENT, "server_error", "server_error"),
+        (ERROR_EVENT, "rate_limit_error", "rate_limit_exceeded"),
+    ],
+)
+async def test_a_failure_mid_stream_becomes_an_error_chunk(
+    make_proxy: MakeProxy, fake: FakeUpstream, event: dict[str, Any], kind: str, code: str
 ) -> None:
-    events = stream_events(response(message_item("partial")))[:-1]
-    failed = response(status="failed", error={"code": "server_error", "message": "Model died."})
-    events.append({"type": "response.failed", "response": failed})
+    events = [*stream_events(response(message_item("partial")))[:-4], event]
     fake.script(StreamReply(framed(events), done=False))
     proxy = await make_proxy("responses")
-    resp = await proxy.post(
-        "/v1/chat/completions", json={"model": "fake-model", "messages": HI, "stream": True}
-    )
-    chunks = chat_chunks(await resp.read())
+    with capture_logs() as logs:
+        resp = await proxy.post(
+            "/v1/chat/completions", json={"model": "fake-model", "messages": HI, "stream": True}
+        )
+        raw = await resp.read()
+    assert raw.endswith(b"\n\ndata: [DONE]\n\n")
+    chunks = chat_chunks(raw)
     assert_valid_chat_stream(chunks[:-1])
     assert deltas(chunks[:-1], "content") == ["", "part", "ial"]
-    assert chunks[-1] == {
-        "error": {
-            "message": "Model died.",
-            "type": "server_error",
-            "param": None,
-            "code": "server_error",
-        }
-    }
+    assert chunks[-1] == {"error": {"message": "Died.", "type": kind, "param": None, "code": code}}
+    [line] = [entry for entry in logs if entry["event"] == "request"]
+    assert (line["error"], line["upstream_error"]) == ("Died.", "error_event")
+
+
+async def test_rate_limit_headers_of_a_success_are_kept(
+    make_proxy: MakeProxy, fake: FakeUpstream
+) -> None:
+    limits = {"x-ratelimit-remaining-requests": "9", "x-ratelimit-limit-tokens": "1000"}
+    fake.script(Reply(response(message_item("ok")), headers=limits))
+    proxy = await make_proxy("responses")
+    resp = await proxy.post("/v1/chat/completions", json={"model": "fake-model", "messages": HI})
+    assert resp.status == 200
+    assert {key: resp.headers[key] for key in limits} == limits
 
 
 @pytest.mark.parametrize(
