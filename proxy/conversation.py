@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 from aiohttp import web
 
 from proxy.config import Config
@@ -79,7 +79,7 @@ class Turn:
         """A record's body, decoded once per request."""
         body = self._bodies.get(record.id)
         if body is None:
-            body = self._bodies[record.id] = orjson.loads(record.body)
+            body = self._bodies[record.id] = msgspec.json.decode(record.body)
         return body
 
     async def keep(self, response: dict[str, Any]) -> None:
@@ -116,7 +116,7 @@ async def begin_turn(
     if not isinstance(req.input, str) and any(type(i) is ItemReference for i in req.input):
         req.input = await _resolve_references(turn, req.input)
     if params.store is not False:
-        raw_input = orjson.loads(raw)["input"]
+        raw_input = msgspec.json.decode(raw)["input"]
         turn.input_items = _stored_input(raw_input, turn.references, set(turn.known_ids))
     return turn
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import orjson
+import msgspec
 from aiohttp import web
 from yarl import URL
 
@@ -26,7 +26,7 @@ async def get_response(request: web.Request) -> web.StreamResponse:
     if proxy.config.upstream_api == "responses":
         return await _relay(request, proxy)
     record = await _stored(request, proxy)
-    return _json(request, orjson.loads(record.body)["response"])
+    return _json(request, msgspec.json.decode(record.body)["response"])
 
 
 async def delete_response(request: web.Request) -> web.StreamResponse:
@@ -58,7 +58,7 @@ async def list_input_items(request: web.Request) -> web.StreamResponse:
         raise store_unavailable(exc, "stored responses cannot be read") from None
     if not chain:
         raise not_found(response_id)
-    bodies = [orjson.loads(record.body) for record in chain]
+    bodies = [msgspec.json.decode(record.body) for record in chain]
     items = chain_items(bodies[:-1]) + bodies[-1]["input"]
     page = page_items(items, limit, after, order)
     if page is None:

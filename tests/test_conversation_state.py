@@ -583,3 +583,15 @@ async def test_input_items_cover_the_conversation_a_response_continues(
     newest = await (await proxy.get(f"/v1/responses/{two['id']}/input_items?limit=1")).json()
     assert [item["id"] for item in newest["data"]] == [data[-1]["id"]]
     assert newest["has_more"] is True
+
+
+async def test_big_integers_are_stored_exactly(make_proxy: MakeProxy, fake: FakeUpstream) -> None:
+    fake.script(Reply(completion("Noted.")))
+    proxy = await make_proxy("chat")
+    big = 2**70 + 1
+    raw = b'{"model":"m","input":[{"role":"user","content":"count","x-trace":%d}]}' % big
+    made = await proxy.post("/v1/responses", data=raw, headers={"Content-Type": "application/json"})
+    assert made.status == 200
+    rid = (await made.json())["id"]
+    listed = await proxy.get(f"/v1/responses/{rid}/input_items")
+    assert b'"x-trace":%d' % big in await listed.read()
