@@ -58,8 +58,9 @@ async def _serve(
         site = web.TCPSite(runner, host, port)
         await site.start()
         systemd.notify("READY=1\nSTATUS=Serving")
+        log.info("serving", url=site.name)
         if on_ready is not None:
-            on_ready(f"diglot listening on {site.name}")
+            on_ready(site.name)
         interval = systemd.watchdog_interval()
         if interval is not None:
             watchdog = asyncio.create_task(systemd.keep_watchdog_fed(interval))
