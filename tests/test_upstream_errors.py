@@ -257,22 +257,6 @@ async def test_aiohttp_errors_come_back_in_openai_shape(
     assert await resp.json() == error(message, "invalid_request_error", None, code)
 
 
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/chat/completions"])
-async def test_chat_clients_in_front_of_responses_upstream_get_400_for_now(
-    make_proxy: MakeProxy, fake: FakeUpstream, path: str
-) -> None:
-    client = await make_proxy("responses")
-    resp = await client.post(path, data=CHAT_BODY)
-    assert resp.status == 400
-    assert await resp.json() == error(
-        "Chat Completions requests are not supported yet in front of a Responses upstream.",
-        "invalid_request_error",
-        None,
-        "unsupported_direction",
-    )
-    assert fake.received == []
-
-
 async def test_an_unexpected_exception_is_an_openai_500_without_traceback(
     aiohttp_client: Any,
 ) -> None:
