@@ -306,8 +306,8 @@ async def _stream(
             status=200,
             headers={**_SSE_HEADERS, **rate_limit_headers(answers[0].headers), **headers},
         )
-        await response.prepare(request)
         try:
+            await response.prepare(request)
             if upstream.n == 1:
                 await _relay_one(response, answers[0], upstream)
             else:

@@ -100,9 +100,9 @@ async def _passthrough(
         response = web.StreamResponse(
             status=upstream.status, reason=upstream.reason, headers=response_headers
         )
-        await response.prepare(request)
         chunks = upstream.content.iter_any()
         try:
+            await response.prepare(request)
             while True:
                 try:
                     chunk = await chunks.__anext__()

@@ -203,9 +203,9 @@ async def _stream(
         REQUEST_ID: record.request_id,
     }
     response = web.StreamResponse(status=200, headers=headers)
-    await response.prepare(request)
     chunks = upstream.content.iter_any()
     try:
+        await response.prepare(request)
         await response.write(encode_events(relay.start()))
         while not relay.closed:
             try:
