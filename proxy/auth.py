@@ -52,8 +52,8 @@ class ClientKeys:
             return
         try:
             keys = read_keys_file(self._path)
-        except OSError as exc:
-            log.error("client_keys_reload_failed", path=self._path, error=exc.strerror)
+        except (OSError, ValueError) as exc:
+            log.error("client_keys_reload_failed", path=self._path, error=str(exc))
             return
         self._digests = self._fixed + [_digest(key) for key in keys]
         log.info("client_keys_reloaded", path=self._path, count=len(keys))

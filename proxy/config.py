@@ -154,13 +154,15 @@ def _keys(name: str, value: object) -> tuple[str, ...]:
     return tuple(_text(name, item) for item in items)
 
 
-def _readable_file(name: str, value: object) -> str:
+def _text_file(name: str, value: object) -> str:
     path = _text(name, value)
     try:
-        with open(path, "rb"):
-            pass
+        with open(path, encoding="utf-8") as handle:
+            handle.read()
     except OSError as exc:
         raise ConfigError(name, f"cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise ConfigError(name, f"{path} is not UTF-8 text") from None
     return path
 
 
@@ -215,7 +217,7 @@ PARSERS: dict[str, Callable[[str, object], Any]] = {
     "max_upstream_requests": _positive_int,
     "upstream_queue_timeout": _positive_float,
     "client_api_keys": _keys,
-    "client_api_keys_file": _readable_file,
+    "client_api_keys_file": _text_file,
     "drain_timeout": _positive_float,
     "store": _store_url,
     "store_ttl": _duration,

@@ -10,10 +10,12 @@ import pytest
 from fixtures.fake_chat_upstream import FakeUpstream, Reply, completion
 from proxy import auth
 from proxy.auth import ClientKeys
+from proxy.config import ConfigError, load_config
 from proxy.service import reload
 from tests.conftest import MakeProxy
 
 BODY = {"model": "m", "input": "hi"}
+BASE_CONFIG = {"upstream": "http://127.0.0.1:8000/v1", "upstream_api": "chat"}
 MISSING = {
     "error": {
         "message": "You didn't provide an API key. You need to provide your API key in an "
@@ -147,3 +149,19 @@ async def test_an_empty_keys_file_lets_nobody_in(make_proxy: MakeProxy, tmp_path
     client = await make_proxy(client_api_keys_file=str(path))
     assert (await client.get("/v1/models", headers=bearer(""))).status == 401
     assert (await client.get("/v1/models", headers=bearer("anything"))).status == 401
+
+
+def test_a_keys_file_that_is_not_text_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "keys"
+    path.write_bytes(b"\xff\xfe\x00key")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_config({**BASE_CONFIG, "client_api_keys_file": str(path)}, {})
+
+
+def test_a_reload_that_meets_binary_keeps_the_keys(tmp_path: Path) -> None:
+    path = tmp_path / "keys"
+    path.write_text("good\n")
+    keys = ClientKeys([], str(path))
+    path.write_bytes(b"\xff\xfe\x00key")
+    keys.reload()
+    assert keys.accepts("good")
