@@ -7,17 +7,18 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from translators.errors import RequestError
-from translators.models import (
-    AudioData,
+from translators.decoding import (
     Int64,
     Penalty,
     PositiveInt,
     Probability,
     Temperature,
     TopLogprobs,
-    _validation_error,
+    json_object,
+    validation_error,
 )
+from translators.errors import RequestError
+from translators.models import AudioData
 
 Choices = Annotated[int, msgspec.Meta(ge=1, le=128)]
 Bias = Annotated[int, msgspec.Meta(ge=-100, le=100)]
@@ -334,16 +335,11 @@ def decode_chat_request(raw: bytes) -> ChatRequest:
 
 def _decode_generally(raw: bytes) -> ChatRequest:
     """Any body: extra keys kept aside, and precise errors naming the field."""
-    try:
-        data = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
-        raise RequestError("The request body is not valid JSON.", None, "invalid_json") from None
-    if not isinstance(data, dict):
-        raise RequestError("The request body must be a JSON object.", None, "invalid_type")
+    data = json_object(raw)
     try:
         params = msgspec.convert(data, ChatParams)
     except msgspec.ValidationError as exc:
-        raise _validation_error(str(exc), "") from None
+        raise validation_error(str(exc), "") from None
     except RecursionError:
         raise RequestError("The request body is nested too deeply.", None) from None
     extras = {key: value for key, value in data.items() if key not in PARAM_NAMES}

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 
+from translators.decoding import (
+    Int64,
+    Penalty,
+    PositiveInt,
+    Probability,
+    Temperature,
+    TopLogprobs,
+    json_object,
+    validation_error,
+)
 from translators.errors import RequestError
 
-Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
-Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
-Penalty = Annotated[float, msgspec.Meta(ge=-2, le=2)]
-TopLogprobs = Annotated[int, msgspec.Meta(ge=0, le=20)]
-PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
-Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
 
 
@@ -332,18 +336,13 @@ def decode_responses_request(raw: bytes) -> ResponsesRequest:
     try:
         tools = _tools(body.tools)
     except msgspec.ValidationError as exc:
-        raise _validation_error(str(exc), "") from None
+        raise validation_error(str(exc), "") from None
     return ResponsesRequest(body, body.input, tools, {})
 
 
 def _decode_generally(raw: bytes) -> ResponsesRequest:
     """Any body: type-less messages, hosted-tool items, extra keys, and precise errors."""
-    try:
-        data = msgspec.json.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
-        raise RequestError("The request body is not valid JSON.", None, "invalid_json") from None
-    if not isinstance(data, dict):
-        raise RequestError("The request body must be a JSON object.", None, "invalid_type")
+    data = json_object(raw)
     try:
         params = msgspec.convert(data, Params)
         if "input" not in data:
@@ -353,7 +352,7 @@ def _decode_generally(raw: bytes) -> ResponsesRequest:
         items = _input(data["input"])
         tools = _tools(params.tools)
     except msgspec.ValidationError as exc:
-        raise _validation_error(str(exc), "") from None
+        raise validation_error(str(exc), "") from None
     extras = {key: value for key, value in data.items() if key not in PARAM_NAMES}
     return ResponsesRequest(params, items, tools, extras)
 
@@ -401,7 +400,7 @@ def _item(item: object, index: int) -> InputItem:
     try:
         return msgspec.convert(item, cls)  # type: ignore[return-value]
     except msgspec.ValidationError as exc:
-        raise _validation_error(str(exc), path) from None
+        raise validation_error(str(exc), path) from None
 
 
 def _tools(tools: list[dict[str, Any]] | None) -> list[Tool]:
@@ -430,7 +429,7 @@ def _tool(tool: dict[str, Any], path: str) -> Tool:
     except msgspec.ValidationError as exc:
         nested_shape = "name" not in tool and isinstance(tool.get("function"), dict)
         suffix = ".function" if kind == "function" and nested_shape else ""
-        raise _validation_error(str(exc), path + suffix) from None
+        raise validation_error(str(exc), path + suffix) from None
     if not isinstance(kind, str):
         raise RequestError(f"Missing required parameter: '{path}.type'.", f"{path}.type")
     return HostedTool(kind)
@@ -444,22 +443,3 @@ def _member(tool: dict[str, Any], path: str) -> FunctionTool | CustomTool:
         f"Invalid value for '{path}.type': a namespace holds only function and custom tools.",
         f"{path}.type",
     )
-
-
-def _validation_error(message: str, prefix: str) -> RequestError:
-    """msgspec's `... - at `$.a[0].b`` as an OpenAI error naming `prefix.a[0].b`."""
-    detail, _, where = message.partition(" - at `")
-    path = (prefix + where.rstrip("`")[1:] if where else prefix).lstrip(".")
-    path = path.replace("[...]", "")
-    if detail.startswith("Object missing required field `"):
-        field = detail[len("Object missing required field `") : -1]
-        path = f"{path}.{field}" if path else field
-        return RequestError(
-            f"Missing required parameter: '{path}'.", path, "missing_required_parameter"
-        )
-    if detail.startswith("Expected `") and ", got `" in detail:
-        return RequestError(
-            f"Invalid type for '{path}': {detail[0].lower()}{detail[1:]}.", path, "invalid_type"
-        )
-    detail = detail[0].lower() + detail[1:]
-    return RequestError(f"Invalid value for '{path}': {detail}.", path or None, "invalid_value")

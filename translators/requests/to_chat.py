@@ -9,7 +9,16 @@ from typing import Any, NoReturn
 import msgspec
 
 from translators.content import chat_content, chat_part
-from translators.context import Dropped, IdFactory, Options, ResponseContext, Sealing, random_id
+from translators.context import (
+    Dropped,
+    IdFactory,
+    Options,
+    ResponseContext,
+    Sealing,
+    pass_extras,
+    random_id,
+    refuse_if_strict,
+)
 from translators.errors import RequestError
 from translators.models import (
     ContentPart,
@@ -114,18 +123,8 @@ def responses_request_to_chat(
         if params.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = params.parallel_tool_calls
     include_logprobs = _settings(params, options, body, dropped)
-    for key, value in req.extras.items():
-        if key in body:
-            dropped.append(Dropped(key, "diglot sets this Chat field itself"))
-        else:
-            body[key] = value
-    if options.strict and dropped:
-        first = dropped[0]
-        raise RequestError(
-            f"'{first.param}' is not supported here: {first.reason}.",
-            first.param,
-            "unsupported_parameter",
-        )
+    pass_extras(req.extras, body, dropped, "diglot sets this Chat field itself")
+    refuse_if_strict(options, dropped)
     context = ResponseContext(
         response_id=new_id("resp"),
         created_at=now,
