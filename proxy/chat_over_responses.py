@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, Awaitable, Iterable
+from collections.abc import Awaitable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, aclosing
 from typing import Any, TypeVar
 
@@ -19,6 +19,7 @@ from aiohttp import web
 from proxy.jsonenc import dumps
 from proxy.limits import check_item_count
 from proxy.observability import CLIENT_GONE, RequestLog, get_logger
+from proxy.pump import translated
 from proxy.replies import json_response, upstream_error_response
 from proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent
 from proxy.state import Proxy
@@ -266,28 +267,6 @@ class _StreamRelay:
         return out
 
 
-async def _translated(
-    upstream: aiohttp.ClientResponse, relay: _StreamRelay
-) -> AsyncGenerator[Chunks, None]:
-    """The chunks of one choice as the upstream's bytes arrive; always ends the choice."""
-    pieces = upstream.content.iter_any()
-    while not relay.closed:
-        try:
-            data = await pieces.__anext__()
-        except StopAsyncIteration:
-            chunks = relay.end()
-        except TimeoutError:
-            chunks = relay.fail(
-                "The upstream stopped sending in the middle of the answer.", "timeout"
-            )
-        except aiohttp.ClientError as exc:
-            chunks = relay.fail(f"The upstream connection broke mid-stream: {exc}", "broken_stream")
-        else:
-            chunks = relay.data(data)
-        if chunks:
-            yield chunks
-
-
 def _encode(chunks: Chunks) -> bytes:
     """Chat framing: `data: <json>` and a blank line per chunk, no event names."""
     return b"".join([b"data: " + dumps(chunk) + b"\n\n" for chunk in chunks])
@@ -323,7 +302,7 @@ async def _relay_one(
     response: web.StreamResponse, answer: aiohttp.ClientResponse, upstream: _Calls
 ) -> None:
     relay = _StreamRelay(upstream.context, 0, upstream.record)
-    async with aclosing(_translated(answer, relay)) as chunks:
+    async with aclosing(translated(answer, relay)) as chunks:
         async for piece in chunks:
             await response.write(_encode(piece))
 
@@ -337,7 +316,7 @@ async def _relay_many(
     async def pump(index: int, answer: aiohttp.ClientResponse) -> None:
         relay = _StreamRelay(upstream.context, index, upstream.record)
         try:
-            async with aclosing(_translated(answer, relay)) as chunks:
+            async with aclosing(translated(answer, relay)) as chunks:
                 async for piece in chunks:
                     queue.put_nowait(piece)
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import aclosing
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,7 @@ from proxy.conversation import Turn, begin_turn
 from proxy.jsonenc import dumps
 from proxy.limits import check_item_count
 from proxy.observability import CLIENT_GONE, RequestLog, get_logger
+from proxy.pump import translated
 from proxy.replies import json_response, upstream_error_response
 from proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent, encode_events
 from proxy.state import Proxy
@@ -203,26 +205,11 @@ async def _stream(
         REQUEST_ID: record.request_id,
     }
     response = web.StreamResponse(status=200, headers=headers)
-    chunks = upstream.content.iter_any()
     try:
         await response.prepare(request)
         await response.write(encode_events(relay.start()))
-        while not relay.closed:
-            try:
-                data = await chunks.__anext__()
-            except StopAsyncIteration:
-                events = relay.end()
-            except TimeoutError:
-                events = relay.fail(
-                    "The upstream stopped sending in the middle of the answer.", "timeout"
-                )
-            except aiohttp.ClientError as exc:
-                events = relay.fail(
-                    f"The upstream connection broke mid-stream: {exc}", "broken_stream"
-                )
-            else:
-                events = relay.data(data)
-            if events:
+        async with aclosing(translated(upstream, relay)) as pieces:
+            async for events in pieces:
                 if relay.closed and events[-1]["type"] in _TERMINAL:
                     await turn.keep(events[-1]["response"])  # stored before the client sees it
                 await response.write(encode_events(events))
