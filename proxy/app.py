@@ -68,7 +68,7 @@ def serve(
     port: int,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Run until SIGINT/SIGTERM, the only way diglot's app is meant to be served."""
+    """Run until SIGINT/SIGTERM: how the demo serves; `diglot` itself runs through proxy.service."""
     web.run_app(
         app,
         host=host,

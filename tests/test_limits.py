@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from fixtures.fake_chat_upstream import FakeUpstream, Hang, Reply, StreamReply, chunk, completion
+from proxy.cli import serve_parser
 from proxy.config import Config, ConfigError, load_config
 from proxy.limits import Overloaded, UpstreamSlots
 from proxy.state import PROXY
@@ -218,3 +219,21 @@ def test_a_missing_keys_file_is_a_config_error(tmp_path: Path) -> None:
 
 def test_config_is_still_buildable_directly() -> None:
     assert Config(upstream="http://h/v1", upstream_api="chat").drain_timeout == 30.0
+
+
+def test_command_line_names_of_the_new_settings() -> None:
+    args = serve_parser().parse_args(
+        [
+            *("--upstream", "http://h/v1", "--upstream-api", "chat"),
+            *("--client-api-key", "a", "--client-api-key", "b"),
+            *("--upstream-connect-timeout", "2", "--upstream-read-timeout", "3"),
+            *("--upstream-idle-timeout", "4", "--max-input-items", "5"),
+            *("--max-upstream-requests", "6", "--upstream-queue-timeout", "7"),
+            *("--drain-timeout", "8", "--read-timeout", "99"),
+        ]
+    )
+    config = load_config(vars(args), {})
+    assert config.client_api_keys == ("a", "b")
+    assert (config.connect_timeout, config.read_timeout, config.upstream_idle_timeout) == (2, 3, 4)
+    assert (config.max_input_items, config.max_upstream_requests) == (5, 6)
+    assert (config.upstream_queue_timeout, config.drain_timeout) == (7, 8)
