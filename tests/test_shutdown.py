@@ -19,7 +19,11 @@ from aiohttp.test_utils import TestServer
 
 from fixtures.fake_chat_upstream import FakeUpstream, Reply, StreamReply, chunk, completion
 
-ENV = {key: value for key, value in os.environ.items() if not key.startswith("DIGLOT_")}
+ENV = {
+    key: value
+    for key, value in os.environ.items()
+    if not key.startswith(("DIGLOT_", "NOTIFY_SOCKET", "WATCHDOG_"))  # nothing of our own manager
+}
 WAIT = 30  # seconds: a bound for each wait, never a synchronisation
 
 
