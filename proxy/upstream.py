@@ -75,7 +75,6 @@ def _send_failure(exc: Exception) -> RequestError:
     if isinstance(exc, aiohttp.ClientResponseError):
         message = f"The upstream's answer is not valid HTTP: {' '.join(exc.message.split())}"
         return upstream_failure(502, message, "bad_upstream_response", "bad_response")
-
     message = f"The upstream closed the connection without answering: {exc}"
     return upstream_failure(502, message, "upstream_connection_lost", "reset")
 
