@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from functools import partial
 
 import aiohttp
@@ -13,7 +14,7 @@ from yarl import URL
 
 from proxy.config import Config
 from proxy.limits import UpstreamSlots
-from proxy.observability import CURRENT_RECORD, RequestLog
+from proxy.observability import CLIENT_GONE, CURRENT_RECORD, RequestLog
 from translators.errors import RequestError
 
 HOP_BY_HOP = frozenset(
@@ -42,6 +43,11 @@ _NOT_FORWARDED_UP = HOP_BY_HOP | {
 }
 _NOT_RELAYED_DOWN = HOP_BY_HOP | {"x-request-id"}
 REQUEST_ID = "x-request-id"
+# A translated stream stops reading at its terminal event, before the body's end (the closing
+# chunk): that tail is read so the connection can be reused; more, or later, than this and the
+# connection is closed instead.
+_TAIL_BYTES = 64 * 1024
+_TAIL_SECONDS = 0.25
 # What went wrong upstream, as counted in the log line and the metrics (a closed set of labels).
 FAULT_KINDS = (
     "refused",  # no connection could be made
@@ -191,6 +197,8 @@ class Upstream:
             response.content.on_eof(partial(_ended, record))
         try:
             yield response
+            if not response.content.is_eof() and (record is None or record.error != CLIENT_GONE):
+                await _read_tail(response)
         finally:
             if record is not None and not response.content.is_eof():
                 _ended(record)
@@ -223,6 +231,15 @@ class Upstream:
 
 def _ended(record: RequestLog) -> None:
     record.upstream_ended = time.perf_counter()
+
+
+async def _read_tail(response: aiohttp.ClientResponse) -> None:
+    """Finish a body read up to its answer's end only, so its connection is pooled, not closed."""
+    left = _TAIL_BYTES
+    with suppress(TimeoutError, aiohttp.ClientError):
+        async with asyncio.timeout(_TAIL_SECONDS):
+            while left > 0 and (piece := await response.content.readany()):
+                left -= len(piece)
 
 
 def require_event_stream(response: aiohttp.ClientResponse) -> None:

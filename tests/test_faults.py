@@ -24,6 +24,7 @@ from fixtures import fake_responses_upstream as responses_fake
 from fixtures.fake_chat_upstream import FakeUpstream, Hang, Reply, StreamReply
 from proxy.app import create_app
 from proxy.metrics import METRICS
+from proxy.state import PROXY
 from tests.conftest import proxy_config
 from tests.validate import assert_valid_stream
 
@@ -598,3 +599,34 @@ async def test_a_client_leaving_before_the_answer_cancels_the_upstream_within_a_
     await asyncio.wait_for(fake.arrived.wait(), 5)
     request.cancel()
     await asyncio.wait_for(fake.cancelled.wait(), 1)
+
+
+# --- connections ---------------------------------------------------------------------------------
+
+
+async def test_a_stream_read_to_its_last_event_leaves_the_connection_reusable(
+    make_raw: MakeRaw,
+) -> None:
+    """Translated streams stop at the terminal event, before the body's closing chunk arrives."""
+    body = encoded(ROUTES[0].stream_parts())
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(sse_head(b"Transfer-Encoding: chunked\r\n\r\n"))
+            writer.write(b"%x\r\n%s\r\n" % (len(body), body))
+            await writer.drain()
+            await asyncio.sleep(0.02)  # pacing the upstream, not waiting for anything
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    client, upstream = await make_raw(answer, "chat")
+    proxy = client.server.app[PROXY]  # type: ignore[union-attr]
+    url = proxy.upstream.url("/chat/completions")
+    for _ in range(3):
+        async with proxy.upstream.open("POST", url, {}, b"{}") as response:
+            assert (await response.content.readuntil(b"data: [DONE]\n\n")).endswith(b"[DONE]\n\n")
+    assert upstream.connections == 1
