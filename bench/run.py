@@ -122,7 +122,7 @@ def start_stack(procs: Processes, settings: Settings, pacing: str) -> Stack:
             name,
             [sys.executable, "-m", "proxy", "--upstream", f"http://127.0.0.1:{upstream_port}/v1",
              "--upstream-api", api, "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "warning"],
+             "--log-level", "warning", "--store", "memory://"],
             proxy_core,
         )  # fmt: skip
         other = "responses" if api == "chat" else "chat"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 
@@ -15,6 +15,7 @@ from proxy.auth import install_client_auth
 from proxy.config import Config
 from proxy.conversation import install_store, open_state
 from proxy.health import install_health
+from proxy.ids import IdMint
 from proxy.limits import Overloaded
 from proxy.metrics import install_metrics, observe_request
 from proxy.observability import CLIENT_GONE, CURRENT_RECORD, RequestLog, get_logger
@@ -34,7 +35,12 @@ def create_app(config: Config) -> web.Application:
     upstream = Upstream(config)
     store, sealer = open_state(config)
     app[PROXY] = Proxy(
-        config=config, options=config.options(), upstream=upstream, store=store, sealer=sealer
+        config=config,
+        options=config.options(),
+        upstream=upstream,
+        store=store,
+        sealer=sealer,
+        new_id=IdMint(),
     )
     install_store(app, store, expire=config.upstream_api == "chat")
 
@@ -85,7 +91,7 @@ def request_id(request: web.Request) -> str:
     given = request.headers.get(REQUEST_ID)
     if given and _CLIENT_REQUEST_ID.fullmatch(given):
         return given
-    return "req_" + secrets.token_hex(16)
+    return request.app[PROXY].new_id("req")
 
 
 @web.middleware
@@ -151,6 +157,8 @@ def _http_error(request: web.Request, record: RequestLog, exc: web.HTTPException
 
 
 def _log_request(request: web.Request, record: RequestLog, status: int, ended: float) -> None:
+    if not log.is_enabled_for(logging.INFO):
+        return  # building the line costs more than the rest of a quiet request's bookkeeping
     fields = {
         "request_id": record.request_id,
         "method": request.method,

@@ -63,7 +63,9 @@ async def chat_over_responses(
     parsed = decode_chat_request(raw)
     record.model, record.stream = parsed.model, parsed.stream
     check_item_count(len(parsed.params.messages), proxy.config.max_input_items, "messages")
-    call = chat_request_to_responses(parsed, proxy.options, now=int(time.time()))
+    call = chat_request_to_responses(
+        parsed, proxy.options, now=int(time.time()), new_id=proxy.new_id
+    )
     headers = {REQUEST_ID: record.request_id}
     record.dropped = tuple(dropped.param for dropped in call.dropped)
     if call.dropped:

@@ -51,6 +51,7 @@ async def responses_over_chat(
         parsed,
         proxy.options,
         now=int(time.time()),
+        new_id=proxy.new_id,
         history=turn.history,
         sealing=proxy.sealer.sealing(turn.tenant),
     )

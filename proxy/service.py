@@ -42,7 +42,7 @@ def _settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(10_000, 20, 10)
+    gc.set_threshold(10_000, 5, 10)
 
 
 async def _serve(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from proxy.config import Config
+from proxy.ids import IdMint
 from proxy.observability import RequestLog
 from proxy.seal import Sealer
 from proxy.store import Store
@@ -21,6 +22,7 @@ class Proxy:
     upstream: Upstream
     store: Store
     sealer: Sealer
+    new_id: IdMint
 
 
 PROXY = web.AppKey("proxy", Proxy)

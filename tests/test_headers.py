@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from tests.conftest import MakeProxy
 
 BODY = b'{"model":"fake-model","messages":[{"role":"user","content":"hi"}]}'
-MINTED = re.compile(r"req_[0-9a-f]{32}")
+MINTED = re.compile(r"req_[0-9a-f]{48}")
 
 
 async def post(
