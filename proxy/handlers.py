@@ -15,9 +15,10 @@ from proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from proxy.replies import upstream_error_response
 from proxy.responses_over_chat import responses_over_chat
 from proxy.state import PROXY, RECORD, Proxy
-from proxy.upstream import REQUEST_ID, relay_headers
+from proxy.upstream import REQUEST_ID, read_all, relay_headers
 
 log = get_logger()
+_WHOLE_ANSWER_LIMIT = 1024 * 1024
 
 
 class _Peek(msgspec.Struct):
@@ -97,6 +98,11 @@ async def _passthrough(
             return await upstream_error_response(upstream, record.request_id)
         response_headers = relay_headers(upstream.headers)
         response_headers[REQUEST_ID] = record.request_id
+        if _sized_answer(upstream):
+            body = await read_all(upstream)
+            return web.Response(
+                body=body, status=upstream.status, reason=upstream.reason, headers=response_headers
+            )
         response = web.StreamResponse(
             status=upstream.status, reason=upstream.reason, headers=response_headers
         )
@@ -120,6 +126,17 @@ async def _passthrough(
         except ConnectionResetError:
             record.error = CLIENT_GONE
         return response
+
+
+def _sized_answer(upstream: aiohttp.ClientResponse) -> bool:
+    """A small answer of known length goes out in one write, as a plain relay sends it."""
+    length = upstream.content_length
+    return (
+        length is not None
+        and length <= _WHOLE_ANSWER_LIMIT
+        and "Content-Encoding" not in upstream.headers
+        and not upstream.headers.get("Content-Type", "").startswith("text/event-stream")
+    )
 
 
 def _abort(request: web.Request) -> None:

@@ -163,3 +163,21 @@ async def test_log_bodies_logs_the_request_body_only_when_asked(
         await loud.post("/v1/chat/completions", data=CHAT_BODY)
     assert logs[0]["event"] == "request_body"
     assert logs[0]["body"] == CHAT_BODY.decode()
+
+
+async def test_a_sized_answer_cut_short_is_a_502_not_a_truncated_200(
+    make_proxy: MakeProxy, fake: FakeUpstream
+) -> None:
+    fake.script(
+        StreamReply(
+            [b'{"id": "chatcmpl-1", "object": '],
+            done=False,
+            then="drop",
+            headers={"Content-Type": "application/json", "Content-Length": "200"},
+        )
+    )
+    proxy = await make_proxy("chat")
+    resp = await proxy.post("/v1/chat/completions", data=b'{"model": "m", "messages": []}')
+    assert resp.status == 502
+    error = (await resp.json())["error"]
+    assert (error["type"], error["code"]) == ("server_error", "upstream_error")
