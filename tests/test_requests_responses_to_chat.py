@@ -171,7 +171,7 @@ def test_echo_repeats_given_settings() -> None:
     call = translate(body)
     echo = call.context.echo
     assert echo["tools"] is call.context.echo["tools"]
-    assert echo["tools"] == tools
+    assert echo["tools"] == [{**tools[0], "description": None}]
     assert echo["tool_choice"] == {"type": "function", "name": "f"}
     assert echo["parallel_tool_calls"] is False
     assert (echo["temperature"], echo["top_p"], echo["top_logprobs"]) == (0.5, 0.5, 2)
@@ -277,6 +277,7 @@ def test_max_tokens_field_option() -> None:
         ({"model": "m", "input": "hi", "temperature": "hot"}, "temperature", "invalid_type"),
         ({"model": "m", "input": "hi", "temperature": 3}, "temperature", "invalid_value"),
         ({"model": "m", "input": "hi", "top_p": 1.5}, "top_p", "invalid_value"),
+        ({"model": "m", "input": "hi", "tools": [{"type": "bogus"}]}, "tools[0].type", None),
         (
             {"model": "m", "input": "hi", "max_output_tokens": 0},
             "max_output_tokens",
@@ -567,3 +568,13 @@ def test_reasoning_text_prefers_raw_content_over_summary() -> None:
         {"model": "m", "input": [item, {"role": "assistant", "content": "ok"}]}
     ).body["messages"]
     assert messages == [{"role": "assistant", "content": "ok", "reasoning_content": "long form"}]
+
+
+def test_echoed_function_tools_carry_their_nullable_keys() -> None:
+    bare = {"type": "function", "name": "f"}
+    hosted = {"type": "web_search"}
+    call = translate({"model": "m", "input": "hi", "tools": [bare, hosted]})
+    assert call.context.echo["tools"] == [
+        {"type": "function", "name": "f", "description": None, "parameters": None, "strict": None},
+        hosted,
+    ]

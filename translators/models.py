@@ -409,6 +409,27 @@ def _tools(tools: list[dict[str, Any]] | None) -> list[Tool]:
     return [_tool(tool, f"tools[{index}]") for index, tool in enumerate(tools)]
 
 
+HOSTED_TOOL_TYPES = frozenset(
+    {
+        "file_search",
+        "computer",
+        "computer_use_preview",
+        "web_search",
+        "web_search_2025_08_26",
+        "web_search_preview",
+        "web_search_preview_2025_03_11",
+        "mcp",
+        "code_interpreter",
+        "programmatic_tool_calling",
+        "image_generation",
+        "local_shell",
+        "shell",
+        "tool_search",
+        "apply_patch",
+    }
+)
+
+
 def _tool(tool: dict[str, Any], path: str) -> Tool:
     kind = tool.get("type")
     try:
@@ -432,6 +453,8 @@ def _tool(tool: dict[str, Any], path: str) -> Tool:
         raise validation_error(str(exc), path + suffix) from None
     if not isinstance(kind, str):
         raise RequestError(f"Missing required parameter: '{path}.type'.", f"{path}.type")
+    if kind not in HOSTED_TOOL_TYPES:
+        raise RequestError(f"Invalid value for '{path}.type': '{kind}'.", f"{path}.type")
     return HostedTool(kind)
 
 

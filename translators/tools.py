@@ -534,3 +534,10 @@ def _named(kind: str, name: str, declared: set[tuple[str, Any]], path: str) -> d
     if (kind, name) not in declared:
         raise RequestError(f"Tool choice '{name}' is not one of the {kind} tools in 'tools'.", path)
     return {"type": kind, "name": name}
+
+
+def echoed_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool as the response repeats it: as given, with a function's nullable keys present."""
+    if tool.get("type") != "function" or "name" not in tool:
+        return tool
+    return {"description": None, "parameters": None, "strict": None, **tool}

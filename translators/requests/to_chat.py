@@ -46,6 +46,7 @@ from translators.tools import (
     chat_tool_choice,
     chat_tools,
     custom_call_arguments,
+    echoed_tool,
 )
 
 _LOGPROBS = "message.output_text.logprobs"
@@ -215,7 +216,7 @@ def _echo(params: Params) -> dict[str, Any]:
             text["verbosity"] = params.text.verbosity
     return {
         "instructions": params.instructions,
-        "tools": params.tools or [],
+        "tools": [echoed_tool(tool) for tool in params.tools or ()],
         "tool_choice": "auto" if params.tool_choice is None else params.tool_choice,
         "parallel_tool_calls": params.parallel_tool_calls is not False,
         "temperature": 1.0 if params.temperature is None else params.temperature,
