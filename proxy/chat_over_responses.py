@@ -19,9 +19,8 @@ from aiohttp import web
 from proxy.jsonenc import dumps
 from proxy.limits import check_item_count
 from proxy.observability import CLIENT_GONE, RequestLog, get_logger
-from proxy.pump import translated
+from proxy.pump import TranslatingRelay, translated
 from proxy.replies import json_response, upstream_error_response
-from proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent
 from proxy.state import Proxy
 from proxy.upstream import (
     REQUEST_ID,
@@ -196,35 +195,31 @@ async def _all(calls: Iterable[Awaitable[_T]]) -> list[_T]:
             task.cancel()
 
 
-class _StreamRelay:
-    """Feeds one upstream Responses stream through one choice's translator until it ends."""
+class _StreamRelay(TranslatingRelay):
+    """One upstream Responses stream as one choice's chat chunks, until it ends."""
 
-    __slots__ = ("closed", "decoder", "record", "translator")
+    __slots__ = ("translator",)
+    what = "event"
 
     def __init__(self, ctx: ChatContext, index: int, record: RequestLog) -> None:
+        super().__init__(record)
         self.translator = ResponsesToChatStream(ctx, index)
-        self.decoder = SSEDecoder()
-        self.record = record
-        self.closed = False
 
-    def data(self, data: bytes) -> Chunks:
-        """Chunks for one piece of the upstream body."""
-        try:
-            return self._events(self.decoder.feed(data))
-        except SSEError as exc:
-            return self.fail(f"The upstream stream is malformed: {exc}", "bad_sse")
-
-    def end(self) -> Chunks:
-        """The upstream body ended (the translator reports an unfinished answer as an error)."""
-        chunks = self._events(self.decoder.close())
-        if not self.closed:
-            chunks += self._failing(self.translator.finish(), "broken_stream")
-        self.closed = True
+    def _feed(self, payload: dict[str, Any]) -> Chunks:
+        chunks = self.translator.feed(payload)
+        kind = payload.get("type")
+        if kind in _TERMINAL:
+            self.closed = True
+            if kind in _FINISHED and isinstance(payload.get("response"), dict):
+                _count_usage(self.record, payload["response"].get("usage"))
+            else:
+                self._failing(chunks, "error_event")
         return chunks
 
-    def fail(self, message: str, fault: str) -> Chunks:
-        """The upstream broke off (`fault` is its kind in the log line and metrics)."""
-        self.closed = True
+    def _finish(self) -> Chunks:
+        return self._failing(self.translator.finish(), "broken_stream")
+
+    def _failed(self, message: str, fault: str) -> Chunks:
         return self._failing(self.translator.fail(message, "server_error"), fault)
 
     def _failing(self, chunks: Chunks, fault: str) -> Chunks:
@@ -233,40 +228,6 @@ class _StreamRelay:
                 self.record.error = chunk["error"].get("message")
                 self.record.upstream_fault(fault)
         return chunks
-
-    def _events(self, sse_events: list[SSEEvent]) -> Chunks:
-        out: Chunks = []
-        for sse in sse_events:
-            if sse.data == DONE:
-                return out + self.end()
-            try:
-                event = orjson.loads(sse.data)
-            except orjson.JSONDecodeError:
-                return out + self.fail(
-                    "The upstream sent a stream event that is not JSON.", "bad_json"
-                )
-            if not isinstance(event, dict):
-                return out + self.fail(
-                    "The upstream sent a stream event that is not an object.", "bad_json"
-                )
-            kind = event.get("type")
-            try:
-                out += self.translator.feed(event)
-            except Exception as exc:
-                log.warning(
-                    "bad_upstream_event", request_id=self.record.request_id, error=repr(exc)
-                )
-                return out + self.fail(
-                    "The upstream sent a stream event diglot cannot read.", "bad_response"
-                )
-            if kind in _TERMINAL:
-                self.closed = True
-                if kind in _FINISHED and isinstance(event.get("response"), dict):
-                    _count_usage(self.record, event["response"].get("usage"))
-                else:
-                    self._failing(out, "error_event")
-                return out
-        return out
 
 
 def _encode(chunks: Chunks) -> bytes:

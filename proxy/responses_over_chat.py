@@ -14,9 +14,9 @@ from proxy.conversation import Turn, begin_turn
 from proxy.jsonenc import dumps
 from proxy.limits import check_item_count
 from proxy.observability import CLIENT_GONE, RequestLog, get_logger
-from proxy.pump import translated
+from proxy.pump import TranslatingRelay, translated
 from proxy.replies import json_response, upstream_error_response
-from proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent, encode_events
+from proxy.sse import encode_events
 from proxy.state import Proxy
 from proxy.upstream import (
     REQUEST_ID,
@@ -115,69 +115,27 @@ async def _answer(
     return json_response(response, 200, headers)
 
 
-class _ChatStreamRelay:
-    """Feeds upstream SSE bytes through the translator until one terminal event is out."""
+class _ChatStreamRelay(TranslatingRelay):
+    """A chat upstream's chunks as Responses events, until one terminal event is out."""
 
-    __slots__ = ("closed", "decoder", "record", "translator")
+    __slots__ = ("translator",)
+    what = "chunk"
 
     def __init__(self, ctx: ResponseContext, record: RequestLog) -> None:
+        super().__init__(record)
         self.translator = ChatToResponsesStream(ctx)
-        self.decoder = SSEDecoder()
-        self.record = record
-        self.closed = False
 
     def start(self) -> list[dict[str, Any]]:
         return self.translator.start()
 
-    def data(self, data: bytes) -> list[dict[str, Any]]:
-        """Events for one piece of the upstream body."""
-        try:
-            return self._events(self.decoder.feed(data))
-        except SSEError as exc:
-            return self.fail(f"The upstream stream is malformed: {exc}", "bad_sse")
+    def _feed(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._track(self.translator.feed(payload), "error_event")
 
-    def end(self) -> list[dict[str, Any]]:
-        """The upstream body ended (the translator fails the response if it was unfinished)."""
-        events = self._events(self.decoder.close())
-        if not self.closed:
-            events += self._track(self.translator.finish(), "broken_stream")
-        self.closed = True
-        return events
+    def _finish(self) -> list[dict[str, Any]]:
+        return self._track(self.translator.finish(), "broken_stream")
 
-    def fail(self, message: str, kind: str) -> list[dict[str, Any]]:
-        events = self._track(self.translator.fail(message, _FAILED), kind)
-        self.closed = True
-        return events
-
-    def _events(self, sse_events: list[SSEEvent]) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for sse in sse_events:
-            if sse.data == DONE:
-                out += self._track(self.translator.finish(), "broken_stream")
-                self.closed = True
-                return out
-            try:
-                chunk = orjson.loads(sse.data)
-            except orjson.JSONDecodeError:
-                return out + self.fail(
-                    "The upstream sent a stream chunk that is not JSON.", "bad_json"
-                )
-            if not isinstance(chunk, dict):
-                return out + self.fail(
-                    "The upstream sent a stream chunk that is not an object.", "bad_json"
-                )
-            try:
-                out += self._track(self.translator.feed(chunk), "error_event")
-            except Exception as exc:
-                log.warning(
-                    "bad_upstream_chunk", request_id=self.record.request_id, error=repr(exc)
-                )
-                return out + self.fail(
-                    "The upstream sent a stream chunk diglot cannot read.", "bad_response"
-                )
-            if self.closed:
-                return out
-        return out
+    def _failed(self, message: str, fault: str) -> list[dict[str, Any]]:
+        return self._track(self.translator.fail(message, _FAILED), fault)
 
     def _track(self, events: list[dict[str, Any]], fault: str) -> list[dict[str, Any]]:
         """Notice the terminal event: it closes the relay and carries usage and errors."""
