@@ -29,24 +29,13 @@ from proxy.conversation import tenant_of
 from proxy.state import PROXY
 from tests.redis_server import redis_server, redis_url
 from tests.validate import assert_valid_response, assert_valid_stream
+from tests.weather import WEATHER_TOOL
 
 if TYPE_CHECKING:
     from tests.conftest import MakeProxy, MakeServer
 
 __all__ = ["redis_server", "redis_url"]
 
-WEATHER_TOOL: dict[str, Any] = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Current weather for a city.",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-        "additionalProperties": False,
-    },
-    "strict": True,
-}
 CHAT_TOOL = {
     "type": "function",
     "function": {

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import openai
 import orjson
 import pytest
-from agents import Agent, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
+from agents import OpenAIChatCompletionsModel
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,6 +39,7 @@ from tests.validate import (
     assert_valid_chat_completion,
     assert_valid_stream,
 )
+from tests.weather import run_weather_agent
 
 if TYPE_CHECKING:
     from tests.conftest import MakeProxy, MakeServer
@@ -851,31 +852,9 @@ def agent_conversation(received: Received) -> Script:
 async def test_openai_agents_chat_completions_model_runs_a_tool_calling_agent(
     client: AsyncOpenAI, fake: FakeUpstream, streamed: bool
 ) -> None:
-    set_tracing_disabled(True)
     fake.responder = agent_conversation
-    asked: list[str] = []
-
-    @function_tool
-    def get_weather(city: str) -> str:
-        """Current weather for a city."""
-        asked.append(city)
-        return "sunny"
-
-    agent = Agent(
-        name="weather",
-        instructions="Answer weather questions with the tool.",
-        tools=[get_weather],
-        model=OpenAIChatCompletionsModel(model="fake-model", openai_client=client),
-    )
-    if streamed:
-        run = Runner.run_streamed(agent, "What's the weather in Paris?")
-        async for event in run.stream_events():
-            if event.type == "raw_response_event":
-                assert event.data.type
-        final = run.final_output
-    else:
-        result = await Runner.run(agent, "What's the weather in Paris?")
-        final = result.final_output
+    model = OpenAIChatCompletionsModel(model="fake-model", openai_client=client)
+    final, asked = await run_weather_agent(model, streamed, _has_type)
     assert final == "The weather in Paris is sunny."
     assert asked == ["Paris"]
     assert len(fake.received) == 2
@@ -1019,3 +998,7 @@ async def test_no_chat_body_produces_a_500(
         assert_valid_chat_stream([c for c in chat_chunks(payload) if "error" not in c])
     else:
         assert_valid_chat_completion(orjson.loads(payload))
+
+
+def _has_type(data: Any) -> None:
+    assert data.type

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pytest
 import zstandard
-from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
+from agents import OpenAIResponsesModel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai import AsyncOpenAI
@@ -31,22 +31,10 @@ from fixtures.fake_chat_upstream import (
     usage,
 )
 from tests.validate import assert_valid_response, assert_valid_stream, assert_valid_stream_event
+from tests.weather import WEATHER_TOOL, run_weather_agent
 
 if TYPE_CHECKING:
     from tests.conftest import MakeProxy, MakeServer
-
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Current weather for a city.",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-        "additionalProperties": False,
-    },
-    "strict": True,
-}
 
 
 @pytest.fixture
@@ -255,31 +243,11 @@ def agent_conversation(received: Received) -> Script:
 async def test_openai_agents_sdk_runs_a_tool_calling_conversation(
     client: AsyncOpenAI, fake: FakeUpstream, streamed: bool
 ) -> None:
-    set_tracing_disabled(True)
     fake.responder = agent_conversation
-    asked: list[str] = []
-
-    @function_tool
-    def get_weather(city: str) -> str:
-        """Current weather for a city."""
-        asked.append(city)
-        return "sunny"
-
-    agent = Agent(
-        name="weather",
-        instructions="Answer weather questions with the tool.",
-        tools=[get_weather],
-        model=OpenAIResponsesModel(model="fake-model", openai_client=client),
+    model = OpenAIResponsesModel(model="fake-model", openai_client=client)
+    final, asked = await run_weather_agent(
+        model, streamed, lambda data: assert_valid_stream_event(data.to_dict())
     )
-    if streamed:
-        run = Runner.run_streamed(agent, "What's the weather in Paris?")
-        async for event in run.stream_events():
-            if event.type == "raw_response_event":
-                assert_valid_stream_event(event.data.to_dict())
-        final = run.final_output
-    else:
-        result = await Runner.run(agent, "What's the weather in Paris?")
-        final = result.final_output
     assert final == "The weather in Paris is sunny."
     assert asked == ["Paris"]
     assert len(fake.received) == 2
