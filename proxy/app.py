@@ -102,7 +102,18 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     token = CURRENT_RECORD.set(record)
     status = 500
     try:
-        response = await _shaped(request, handler, record)
+        try:
+            response = await handler(request)
+        except (RequestError, web.HTTPException) as exc:
+            response = _refusal(request, record, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unexpected_error", request_id=record.request_id)
+            if request.writer is not None and request.writer.output_size > 0:
+                raise
+            body = error_body("The server had an error processing your request.", "server_error")
+            response = _error(record, 500, body)
         status = response.status
         return response
     except asyncio.CancelledError:
@@ -117,24 +128,18 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         observe_request(request, record, status, ended)
 
 
-async def _shaped(request: web.Request, handler: Handler, record: RequestLog) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except RequestError as exc:
-        record.error = exc.code
-        response = _error(record, exc.status, exc.body())
-        if isinstance(exc, Overloaded):
-            response.headers["Retry-After"] = exc.retry_after
-        return response
-    except web.HTTPException as exc:
+def _refusal(
+    request: web.Request, record: RequestLog, exc: RequestError | web.HTTPException
+) -> web.Response:
+    """A request diglot (or aiohttp's router) refused, as an OpenAI error."""
+    if isinstance(exc, web.HTTPException):
         record.error = exc.reason
         return _http_error(request, record, exc)
-    except Exception:
-        log.exception("unexpected_error", request_id=record.request_id)
-        if request.writer is not None and request.writer.output_size > 0:
-            raise
-        body = error_body("The server had an error processing your request.", "server_error")
-        return _error(record, 500, body)
+    record.error = exc.code
+    response = _error(record, exc.status, exc.body())
+    if isinstance(exc, Overloaded):
+        response.headers["Retry-After"] = exc.retry_after
+    return response
 
 
 def _error(record: RequestLog, status: int, body: dict[str, object]) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Callable
 from typing import IO, cast
@@ -139,6 +140,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     if length is not None and length > limit:
         raise too_large(limit)
     encodings = content_encodings(request.headers.get("Content-Encoding", ""))
+    if length is not None and not encodings:
+        return await _read_exactly(request, length)
     collector = _Collector(limit)
     sink: Sink = collector
     decoders: list[_Decoder] = []
@@ -161,5 +164,17 @@ async def read_body(request: web.Request, limit: int) -> bytes:
             code="invalid_body_encoding",
         ) from None
     except (ConnectionError, aiohttp.ClientError, HttpProcessingError):
-        raise RequestError("The request body could not be read to its end.") from None
+        raise _unread() from None
     return b"".join(collector.parts)
+
+
+async def _read_exactly(request: web.Request, length: int) -> bytes:
+    """The common case, a plain body of declared length, read in one call."""
+    try:
+        return await request.content.readexactly(length)
+    except (asyncio.IncompleteReadError, ConnectionError, aiohttp.ClientError, HttpProcessingError):
+        raise _unread() from None
+
+
+def _unread() -> RequestError:
+    return RequestError("The request body could not be read to its end.")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from translators.errors import RequestError
 
@@ -33,24 +31,22 @@ class UpstreamSlots:
         self._wait = wait
         self.waiting = 0  # requests queued for a slot right now
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one slot for the whole exchange, stream included."""
-        if self._semaphore.locked():
-            self.waiting += 1
-            try:
-                async with asyncio.timeout(self._wait):
-                    await self._semaphore.acquire()
-            except TimeoutError:
-                raise Overloaded(self._wait) from None
-            finally:
-                self.waiting -= 1
-        else:
+    async def acquire(self) -> None:
+        """Take a slot, held for the whole exchange (stream included) until `release`."""
+        if not self._semaphore.locked():
             await self._semaphore.acquire()
+            return
+        self.waiting += 1
         try:
-            yield
+            async with asyncio.timeout(self._wait):
+                await self._semaphore.acquire()
+        except TimeoutError:
+            raise Overloaded(self._wait) from None
         finally:
-            self._semaphore.release()
+            self.waiting -= 1
+
+    def release(self) -> None:
+        self._semaphore.release()
 
 
 def check_item_count(count: int, limit: int, param: str) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import time
+from bisect import bisect_left
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from aiohttp import web
 from prometheus_client import (
@@ -18,6 +19,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
@@ -34,15 +36,112 @@ _UNMATCHED = "unmatched"
 _SSE = "text/event-stream"
 
 
-class _Timings(NamedTuple):
-    """The histogram children of one (direction, stream) pair, looked up once."""
+class _Histogram:
+    """Bucket counts and a sum, kept as plain numbers: the event loop is the only writer."""
 
-    total: Any
-    upstream: Any
-    overhead: Any
-    first_byte: Any
-    upstream_first_byte: Any
-    overhead_first_byte: Any
+    __slots__ = ("bounds", "counts", "les", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.les = [repr(float(bound)) for bound in bounds] + ["+Inf"]
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """Prometheus' `le` buckets, each counting everything at or below its bound."""
+        out, running = [], 0
+        for le, count in zip(self.les, self.counts, strict=True):
+            running += count
+            out.append((le, float(running)))
+        return out
+
+
+class _Timings(NamedTuple):
+    """The six timing histograms of one (direction, stream) pair."""
+
+    total: _Histogram
+    upstream: _Histogram
+    overhead: _Histogram
+    first_byte: _Histogram
+    upstream_first_byte: _Histogram
+    overhead_first_byte: _Histogram
+
+
+# name, help, buckets: in _Timings' order.
+_TIMING_FAMILIES = (
+    (
+        "diglot_request_duration_seconds",
+        "Whole request time, from arrival to the end of the answer.",
+        _LATENCY,
+    ),
+    (
+        "diglot_upstream_duration_seconds",
+        "Upstream time: from sending the upstream request to the last byte of its answer.",
+        _LATENCY,
+    ),
+    (
+        "diglot_overhead_seconds",
+        "diglot's own time: the request's time not spent waiting for the upstream.",
+        _OVERHEAD,
+    ),
+    (
+        "diglot_time_to_first_byte_seconds",
+        "From arrival to the client's response headers (the whole answer when not streamed).",
+        _LATENCY,
+    ),
+    (
+        "diglot_upstream_time_to_first_byte_seconds",
+        "From sending the upstream request to the upstream's response headers.",
+        _LATENCY,
+    ),
+    (
+        "diglot_overhead_time_to_first_byte_seconds",
+        "diglot's own share of the time to first byte.",
+        _OVERHEAD,
+    ),
+)
+
+
+class _RequestStats:
+    """Per-request counts and timings, turned into metric families only when scraped.
+
+    Every request lands here, so it costs a few list increments instead of a locked
+    client-library update per sample.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, int], int] = {}
+        self.timings: dict[tuple[str, bool], _Timings] = {}
+
+    def timing(self, direction: str, stream: bool) -> _Timings:
+        key = (direction, stream)
+        timings = self.timings.get(key)
+        if timings is None:
+            timings = self.timings[key] = _Timings(
+                *(_Histogram(buckets) for _, _, buckets in _TIMING_FAMILIES)
+            )
+        return timings
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "diglot_requests",
+            "Requests answered, by route, direction and HTTP status (499: the client went away).",
+            labels=["route", "direction", "status"],
+        )
+        for (route, direction, status), count in sorted(self.counts.items()):
+            requests.add_metric([route, direction, str(status)], count)
+        yield requests
+        for index, (name, documentation, _) in enumerate(_TIMING_FAMILIES):
+            family = HistogramMetricFamily(name, documentation, labels=["direction", "stream"])
+            for (direction, stream), timings in sorted(self.timings.items()):
+                histogram = timings[index]
+                labels = [direction, "true" if stream else "false"]
+                family.add_metric(labels, histogram.cumulative(), histogram.sum)
+            yield family
 
 
 class Metrics:
@@ -53,55 +152,8 @@ class Metrics:
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
-        timing = ["direction", "stream"]
-        self.requests = Counter(
-            "diglot_requests",
-            "Requests answered, by route, direction and HTTP status (499: the client went away).",
-            ["route", "direction", "status"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "diglot_request_duration_seconds",
-            "Whole request time, from arrival to the end of the answer.",
-            timing,
-            buckets=_LATENCY,
-            registry=registry,
-        )
-        self.upstream_duration = Histogram(
-            "diglot_upstream_duration_seconds",
-            "Upstream time: from sending the upstream request to the last byte of its answer.",
-            timing,
-            buckets=_LATENCY,
-            registry=registry,
-        )
-        self.overhead = Histogram(
-            "diglot_overhead_seconds",
-            "diglot's own time: the request's time not spent waiting for the upstream.",
-            timing,
-            buckets=_OVERHEAD,
-            registry=registry,
-        )
-        self.first_byte = Histogram(
-            "diglot_time_to_first_byte_seconds",
-            "From arrival to the client's response headers (the whole answer when not streamed).",
-            timing,
-            buckets=_LATENCY,
-            registry=registry,
-        )
-        self.upstream_first_byte = Histogram(
-            "diglot_upstream_time_to_first_byte_seconds",
-            "From sending the upstream request to the upstream's response headers.",
-            timing,
-            buckets=_LATENCY,
-            registry=registry,
-        )
-        self.overhead_first_byte = Histogram(
-            "diglot_overhead_time_to_first_byte_seconds",
-            "diglot's own share of the time to first byte.",
-            timing,
-            buckets=_OVERHEAD,
-            registry=registry,
-        )
+        self._stats = _RequestStats()
+        registry.register(self._stats)
         self.active_streams = Gauge(
             "diglot_active_streams",
             "Event streams open to clients.",
@@ -139,19 +191,15 @@ class Metrics:
             buckets=_STORE,
             registry=registry,
         )
-        self._timings: dict[tuple[str, bool], _Timings] = {}
-        self._counts: dict[tuple[str, str, int], Any] = {}
 
     def observe(self, route: str, record: RequestLog, status: int, ended: float) -> None:
         """Everything one finished request contributes; called once, from the middleware."""
+        counts = self._stats.counts
         key = (route, record.direction, status)
-        count = self._counts.get(key)
-        if count is None:
-            count = self._counts[key] = self.requests.labels(route, record.direction, str(status))
-        count.inc()
+        counts[key] = counts.get(key, 0) + 1
         if record.direction == "local":
             return
-        timings = self._timing(record.direction, bool(record.stream))
+        timings = self._stats.timing(record.direction, bool(record.stream))
         total = ended - record.started
         first_byte = (record.first_byte or ended) - record.started
         timings.total.observe(total)
@@ -160,10 +208,10 @@ class Metrics:
             upstream = (record.upstream_ended or ended) - record.upstream_started
             timings.upstream.observe(upstream)
             timings.overhead.observe(max(total - upstream, 0.0))
-        if record.upstream_answered is not None and record.upstream_started is not None:
-            upstream_first = record.upstream_answered - record.upstream_started
-            timings.upstream_first_byte.observe(upstream_first)
-            timings.overhead_first_byte.observe(max(first_byte - upstream_first, 0.0))
+            if record.upstream_answered is not None:
+                upstream_first = record.upstream_answered - record.upstream_started
+                timings.upstream_first_byte.observe(upstream_first)
+                timings.overhead_first_byte.observe(max(first_byte - upstream_first, 0.0))
         self._faults(record)
 
     def _faults(self, record: RequestLog) -> None:
@@ -175,21 +223,6 @@ class Metrics:
         for param in record.dropped:
             field = _FIELD.match(param)
             self.warnings.labels(record.direction, field[0] if field else "other").inc()
-
-    def _timing(self, direction: str, stream: bool) -> _Timings:
-        key = (direction, stream)
-        timings = self._timings.get(key)
-        if timings is None:
-            labels = (direction, "true" if stream else "false")
-            timings = self._timings[key] = _Timings(
-                self.duration.labels(*labels),
-                self.upstream_duration.labels(*labels),
-                self.overhead.labels(*labels),
-                self.first_byte.labels(*labels),
-                self.upstream_first_byte.labels(*labels),
-                self.overhead_first_byte.labels(*labels),
-            )
-        return timings
 
     def store_op(self, op: str, ok: bool, seconds: float) -> None:
         """One conversation store operation (op: a fixed name such as get, put, delete)."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Mapping
+from contextlib import suppress
 from functools import partial
 
 import aiohttp
@@ -130,7 +130,7 @@ class Upstream:
         self._urls: dict[str, URL] = {}
         self._session: aiohttp.ClientSession | None = None
         self.slots = UpstreamSlots(config.max_upstream_requests, config.upstream_queue_timeout)
-        self._idle_timeout = config.upstream_idle_timeout
+        self.idle_timeout = config.upstream_idle_timeout
 
     async def start(self) -> None:
         """Open the pool; called from the app's startup (a session needs a running loop)."""
@@ -171,40 +171,11 @@ class Upstream:
             out["Authorization"] = self._authorization
         return out
 
-    @asynccontextmanager
-    async def open(
-        self, method: str, url: URL, headers: dict[str, str], body: bytes | None
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+    def open(self, method: str, url: URL, headers: dict[str, str], body: bytes | None) -> Exchange:
         """One exchange in one of the --max-upstream-requests slots, held to its last byte."""
-        async with self.slots.slot(), self._exchange(method, url, headers, body) as response:
-            protocol = response.connection.protocol if response.connection else None
-            if protocol is not None and response.content_type == "text/event-stream":
-                protocol.read_timeout = self._idle_timeout  # the gaps between events
-            yield response
+        return Exchange(self, method, url, headers, body)
 
-    @asynccontextmanager
-    async def _exchange(
-        self, method: str, url: URL, headers: dict[str, str], body: bytes | None
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send one request; unreachable -> 502, no answer in time -> 504; timed for metrics."""
-        record = CURRENT_RECORD.get()
-        started = time.perf_counter()
-        response = await self._send(method, url, headers, body, record)
-        if record is not None:
-            if record.upstream_started is None:
-                record.upstream_started = started
-            record.upstream_answered = time.perf_counter()
-            response.content.on_eof(partial(_ended, record))
-        try:
-            yield response
-            if not response.content.is_eof() and (record is None or record.error != CLIENT_GONE):
-                await _read_tail(response)
-        finally:
-            if record is not None and not response.content.is_eof():
-                _ended(record)
-            response.release()
-
-    async def _send(
+    async def send(
         self,
         method: str,
         url: URL,
@@ -227,6 +198,63 @@ class Upstream:
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise _send_failure(exc) from None
         raise AssertionError("unreachable")
+
+
+class Exchange:
+    """`async with upstream.open(...) as response`: a slot, the request, timing, and release.
+
+    Unreachable -> 502, no answer in time -> 504. A plain class rather than generator-based
+    context managers, since every request passes through it.
+    """
+
+    __slots__ = ("_body", "_headers", "_method", "_record", "_response", "_upstream", "_url")
+
+    def __init__(
+        self, upstream: Upstream, method: str, url: URL, headers: dict[str, str], body: bytes | None
+    ) -> None:
+        self._upstream = upstream
+        self._method = method
+        self._url = url
+        self._headers = headers
+        self._body = body
+        self._record: RequestLog | None = None
+        self._response: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        upstream = self._upstream
+        await upstream.slots.acquire()
+        record = self._record = CURRENT_RECORD.get()
+        started = time.perf_counter()
+        try:
+            response = await upstream.send(
+                self._method, self._url, self._headers, self._body, record
+            )
+        except BaseException:
+            upstream.slots.release()
+            raise
+        self._response = response
+        if record is not None:
+            if record.upstream_started is None:
+                record.upstream_started = started
+            record.upstream_answered = time.perf_counter()
+            response.content.on_eof(partial(_ended, record))
+        protocol = response.connection.protocol if response.connection else None
+        if protocol is not None and response.content_type == "text/event-stream":
+            protocol.read_timeout = upstream.idle_timeout  # the gaps between events
+        return response
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        response, record = self._response, self._record
+        assert response is not None
+        try:
+            client_gone = record is not None and record.error == CLIENT_GONE
+            if exc_type is None and not client_gone and not response.content.is_eof():
+                await _read_tail(response)
+        finally:
+            if record is not None and not response.content.is_eof():
+                _ended(record)
+            response.release()
+            self._upstream.slots.release()
 
 
 def _ended(record: RequestLog) -> None:

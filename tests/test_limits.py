@@ -150,13 +150,12 @@ async def until(condition: Callable[[], bool]) -> None:
 
 async def test_slots_refuse_only_after_the_whole_wait() -> None:
     slots = UpstreamSlots(1, 0.01)
-    async with slots.slot():
-        with pytest.raises(Overloaded) as caught:
-            async with slots.slot():
-                pass
-    assert (caught.value.status, caught.value.retry_after) == (429, "1")
-    async with slots.slot():  # freed again
-        pass
+    await slots.acquire()
+    with pytest.raises(Overloaded) as caught:
+        await slots.acquire()
+    assert (caught.value.status, caught.value.retry_after, slots.waiting) == (429, "1", 0)
+    slots.release()
+    await asyncio.wait_for(slots.acquire(), 1)  # freed again
 
 
 async def test_a_silent_stream_fails_after_the_idle_timeout(
