@@ -10,14 +10,14 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from proxy import handlers, stored_responses
-from proxy.auth import install_client_auth
+from proxy import handlers, health, stored_responses
+from proxy.auth import ClientKeys, check_client_key, install_client_auth
 from proxy.config import Config
 from proxy.conversation import install_store, open_state
 from proxy.health import install_health
 from proxy.ids import IdMint
 from proxy.limits import Overloaded
-from proxy.metrics import install_metrics, observe_request
+from proxy.metrics import install_metrics, observe_request, scrape
 from proxy.observability import CLIENT_GONE, CURRENT_RECORD, RequestLog, get_logger
 from proxy.replies import json_response
 from proxy.state import PROXY, RECORD, Proxy
@@ -27,11 +27,12 @@ from translators.errors import RequestError, error_body
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = get_logger()
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+_UNMATCHED = "unmatched"
 
 
 def create_app(config: Config) -> web.Application:
     """One app per process; the upstream session opens on startup and closes on cleanup."""
-    app = web.Application(middlewares=[observe], client_max_size=config.max_body_bytes)
+    app = web.Application(client_max_size=config.max_body_bytes)
     upstream = Upstream(config)
     store, sealer = open_state(config)
     app[PROXY] = Proxy(
@@ -52,20 +53,39 @@ def create_app(config: Config) -> web.Application:
 
     app.on_startup.append(open_upstream)
     app.on_cleanup.append(close_upstream)
-    install_client_auth(app, config)
+    keys = install_client_auth(app, config)
     install_health(app, config)
     install_metrics(app)
-    for prefix in ("/v1", ""):
-        app.router.add_post(prefix + "/responses", handlers.responses)
-        app.router.add_post(prefix + "/chat/completions", handlers.chat_completions)
-        app.router.add_get(prefix + "/models", handlers.models, allow_head=False)
-        stored = prefix + "/responses/{response_id}"
-        app.router.add_get(stored, stored_responses.get_response, allow_head=False)
-        app.router.add_delete(stored, stored_responses.delete_response)
-        app.router.add_get(
-            stored + "/input_items", stored_responses.list_input_items, allow_head=False
-        )
+    _add_routes(app.router, keys)
     return app
+
+
+def _add_routes(router: web.UrlDispatcher, keys: ClientKeys | None) -> None:
+    """Every route inside the request frame; any other method or path is an OpenAI-shaped error."""
+    routes: list[tuple[str, str, Handler, ClientKeys | None]] = [
+        ("GET", "/healthz", health.healthz, None),
+        ("HEAD", "/healthz", health.healthz, None),
+        ("GET", "/readyz", health.readyz, None),
+        ("HEAD", "/readyz", health.readyz, None),
+        ("GET", "/metrics", scrape, keys),
+    ]
+    for prefix in ("/v1", ""):
+        stored = prefix + "/responses/{response_id}"
+        routes += [
+            ("POST", prefix + "/responses", handlers.responses, keys),
+            ("POST", prefix + "/chat/completions", handlers.chat_completions, keys),
+            ("GET", prefix + "/models", handlers.models, keys),
+            ("GET", stored, stored_responses.get_response, keys),
+            ("DELETE", stored, stored_responses.delete_response, keys),
+            ("GET", stored + "/input_items", stored_responses.list_input_items, keys),
+        ]
+    allowed: dict[str, tuple[list[str], ClientKeys | None]] = {}
+    for method, path, handler, auth in routes:
+        router.add_route(method, path, observed(handler, path, auth))
+        allowed.setdefault(path, ([], auth))[0].append(method)
+    for path, (methods, auth) in allowed.items():
+        router.add_route("*", path, observed(_not_allowed(methods), path, auth))
+    router.add_route("*", "/{tail:.*}", observed(_unknown_url, _UNMATCHED, keys))
 
 
 def serve(
@@ -94,71 +114,93 @@ def request_id(request: web.Request) -> str:
     return request.app[PROXY].new_id("req")
 
 
-@web.middleware
-async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every answer in OpenAI's error shape when it fails, and one log line per request."""
-    record = RequestLog(request_id=request_id(request), started=time.perf_counter())
-    request[RECORD] = record
-    token = CURRENT_RECORD.set(record)
-    status = 500
-    try:
+def observed(handler: Handler, route: str, keys: ClientKeys | None) -> Handler:
+    """`handler` inside the request frame: id, authentication, OpenAI-shaped errors, log, metrics.
+
+    A wrapper per route rather than an aiohttp middleware, which would add two more coroutine
+    frames to every step of every request.
+    """
+
+    async def frame(request: web.Request) -> web.StreamResponse:
+        record = RequestLog(request_id=request_id(request), started=time.perf_counter())
+        request[RECORD] = record
+        token = CURRENT_RECORD.set(record)
+        status = 500
         try:
-            response = await handler(request)
-        except (RequestError, web.HTTPException) as exc:
-            response = _refusal(request, record, exc)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("unexpected_error", request_id=record.request_id)
-            if request.writer is not None and request.writer.output_size > 0:
+            try:
+                if keys is not None:
+                    check_client_key(request, keys)
+                response = await handler(request)
+            except RequestError as exc:
+                response = _refusal(record, exc)
+            except web.HTTPException as exc:
+                record.error = exc.reason
+                response = _error(record, exc.status, _http_error_body(exc))
+            except asyncio.CancelledError:
                 raise
-            body = error_body("The server had an error processing your request.", "server_error")
-            response = _error(record, 500, body)
-        status = response.status
-        return response
-    except asyncio.CancelledError:
-        status = 499
-        record.error = CLIENT_GONE
-        raise
-    finally:
-        CURRENT_RECORD.reset(token)
-        ended = time.perf_counter()
-        record.first_byte = record.first_byte or ended  # an unstreamed answer goes out whole
-        _log_request(request, record, status, ended)
-        observe_request(request, record, status, ended)
+            except Exception:
+                log.exception("unexpected_error", request_id=record.request_id)
+                if request.writer is not None and request.writer.output_size > 0:
+                    raise
+                body = error_body(
+                    "The server had an error processing your request.", "server_error"
+                )
+                response = _error(record, 500, body)
+            status = response.status
+            return response
+        except asyncio.CancelledError:
+            status = 499
+            record.error = CLIENT_GONE
+            raise
+        finally:
+            CURRENT_RECORD.reset(token)
+            ended = time.perf_counter()
+            record.first_byte = record.first_byte or ended  # an unstreamed answer goes out whole
+            _log_request(request, record, status, ended)
+            observe_request(request, route, record, status, ended)
+
+    return frame
 
 
-def _refusal(
-    request: web.Request, record: RequestLog, exc: RequestError | web.HTTPException
-) -> web.Response:
-    """A request diglot (or aiohttp's router) refused, as an OpenAI error."""
-    if isinstance(exc, web.HTTPException):
-        record.error = exc.reason
-        return _http_error(request, record, exc)
+def _refusal(record: RequestLog, exc: RequestError) -> web.Response:
+    """A request diglot refused, as an OpenAI error."""
     record.error = exc.code
     response = _error(record, exc.status, exc.body())
     if isinstance(exc, Overloaded):
         response.headers["Retry-After"] = exc.retry_after
+    if isinstance(exc, MethodNotAllowed):
+        response.headers["Allow"] = exc.allow
     return response
+
+
+class MethodNotAllowed(RequestError):
+    """405, with the methods the path does take."""
+
+    def __init__(self, request: web.Request, allow: list[str]) -> None:
+        message = f"Method {request.method} is not allowed on {request.path}"
+        super().__init__(message, None, None, 405)
+        self.allow = ",".join(sorted(allow))
+
+
+def _not_allowed(allow: list[str]) -> Handler:
+    async def not_allowed(request: web.Request) -> web.StreamResponse:
+        raise MethodNotAllowed(request, allow)
+
+    return not_allowed
+
+
+async def _unknown_url(request: web.Request) -> web.StreamResponse:
+    raise RequestError(f"Invalid URL ({request.method} {request.path})", None, "unknown_url", 404)
 
 
 def _error(record: RequestLog, status: int, body: dict[str, object]) -> web.Response:
     return json_response(body, status, {REQUEST_ID: record.request_id})
 
 
-def _http_error(request: web.Request, record: RequestLog, exc: web.HTTPException) -> web.Response:
-    """aiohttp's own errors (unknown path, wrong method, ...) in OpenAI's shape."""
-    if exc.status == 404:
-        message, code = f"Invalid URL ({request.method} {request.path})", "unknown_url"
-    elif exc.status == 405:
-        message, code = f"Method {request.method} is not allowed on {request.path}", None
-    else:
-        message, code = exc.reason, None
+def _http_error_body(exc: web.HTTPException) -> dict[str, object]:
+    """An aiohttp error raised inside a handler (a body too large to read, ...)."""
     kind = "server_error" if exc.status >= 500 else "invalid_request_error"
-    response = _error(record, exc.status, error_body(message, kind, None, code))
-    if "Allow" in exc.headers:
-        response.headers["Allow"] = exc.headers["Allow"]
-    return response
+    return error_body(exc.reason, kind)
 
 
 def _log_request(request: web.Request, record: RequestLog, status: int, ended: float) -> None:

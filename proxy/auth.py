@@ -7,7 +7,6 @@ import hmac
 from collections.abc import Iterable
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from proxy.config import Config
 from proxy.observability import get_logger
@@ -90,21 +89,20 @@ def _incorrect() -> RequestError:
     return RequestError("Incorrect API key provided.", code="invalid_api_key", status=401)
 
 
-@web.middleware
-async def require_client_key(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """401 in OpenAI's shape unless the request bears an accepted key (health checks exempt)."""
-    if request.path not in EXEMPT_PATHS:
-        presented = _presented_key(request)
-        if presented is None:
-            raise _missing()
-        if not request.app[CLIENT_KEYS].accepts(presented):
-            raise _incorrect()
-    return await handler(request)
+def check_client_key(request: web.Request, keys: ClientKeys) -> None:
+    """401 in OpenAI's shape unless the request bears an accepted key."""
+    presented = _presented_key(request)
+    if presented is None:
+        raise _missing()
+    if not keys.accepts(presented):
+        raise _incorrect()
 
 
-def install_client_auth(app: web.Application, config: Config) -> None:
-    """Turn authentication on when keys are configured (a keys file, even empty, counts)."""
+def install_client_auth(app: web.Application, config: Config) -> ClientKeys | None:
+    """The keys requests are checked against, or None when authentication is off.
+
+    A keys file, even an empty one, turns it on.
+    """
     keys = ClientKeys(config.client_api_keys, config.client_api_keys_file)
     app[CLIENT_KEYS] = keys
-    if keys.enabled:
-        app.middlewares.append(require_client_key)
+    return keys if keys.enabled else None

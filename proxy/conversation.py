@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -42,7 +43,13 @@ _EXPIRY_INTERVAL = 60.0
 
 def tenant_of(headers: Mapping[str, str]) -> str:
     """Whose stored responses a request may see: a hash of its bearer key, never the key."""
-    scheme, _, key = headers.get("Authorization", "").partition(" ")
+    return _tenant(headers.get("Authorization", ""))
+
+
+@functools.lru_cache(maxsize=1024)
+def _tenant(authorization: str) -> str:
+    """Hashed once per key: a client sends the same header on every request."""
+    scheme, _, key = authorization.partition(" ")
     secret = key.strip() if scheme.lower() == "bearer" else ""
     return hashlib.sha256(b"diglot tenant\0" + secret.encode()).hexdigest()[:32]
 

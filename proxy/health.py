@@ -95,13 +95,11 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def install_health(app: web.Application, config: Config) -> Readiness:
-    """Add both routes; the readiness checks are the upstream and, when there is one, the store."""
+    """The readiness checks behind /readyz: the upstream and, when there is one, the store."""
     checks = {"upstream": upstream_check(config)}
     store: Store | None = getattr(app[PROXY], "store", None)  # absent when no store is wired
     if store is not None:
         checks["store"] = store_check(store)
     readiness = Readiness(checks=checks)
     app[READINESS] = readiness
-    app.router.add_get("/healthz", healthz, allow_head=True)
-    app.router.add_get("/readyz", readyz, allow_head=True)
     return readiness

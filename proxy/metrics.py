@@ -32,7 +32,6 @@ _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120
 _OVERHEAD = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 _STORE = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1)
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_UNMATCHED = "unmatched"
 _SSE = "text/event-stream"
 
 
@@ -245,22 +244,21 @@ METRICS = web.AppKey("metrics", Metrics)
 
 
 def install_metrics(app: web.Application) -> Metrics:
-    """Give the app its registry, GET /metrics and the hook that notices streams opening."""
+    """Give the app its registry and the hook that notices streams opening."""
     metrics = app[METRICS] = Metrics()
-    app.router.add_get("/metrics", _scrape, allow_head=False)
     app.on_response_prepare.append(_prepared)
     return metrics
 
 
-def observe_request(request: web.Request, record: RequestLog, status: int, ended: float) -> None:
+def observe_request(
+    request: web.Request, route: str, record: RequestLog, status: int, ended: float
+) -> None:
     """Count one finished request and close its stream gauge (no-op without metrics)."""
     metrics = request.app.get(METRICS)
     if metrics is None:
         return
     if record.streaming:
         metrics.active_streams.labels(record.direction).dec()
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else _UNMATCHED
     metrics.observe(route, record, status, ended)
 
 
@@ -275,7 +273,7 @@ async def _prepared(request: web.Request, response: web.StreamResponse) -> None:
         request.app[METRICS].active_streams.labels(record.direction).inc()
 
 
-async def _scrape(request: web.Request) -> web.Response:
+async def scrape(request: web.Request) -> web.Response:
     """GET /metrics in Prometheus' text format."""
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from fixtures.fake_chat_upstream import FakeUpstream, Hang, Reply, StreamReply, chunk
 from fixtures.fake_chat_upstream import text_chunks as chat_chunks
-from proxy.app import create_app, observe
+from proxy.app import create_app, observed
 from proxy.config import Config
 from translators.errors import upstream_error_body
 
@@ -263,8 +263,8 @@ async def test_an_unexpected_exception_is_an_openai_500_without_traceback(
     async def broken(_: web.Request) -> web.Response:
         raise RuntimeError("internal detail")
 
-    app = web.Application(middlewares=[observe])
-    app.router.add_get("/broken", broken)
+    app = web.Application()
+    app.router.add_get("/broken", observed(broken, "/broken", None))
     client: TestClient[Any, Any] = await aiohttp_client(app)
     with capture_logs() as logs:
         resp = await client.get("/broken", headers={"X-Request-Id": "boom-1"})

@@ -91,7 +91,7 @@ def failure_outcome(message: str, code: str | None = None) -> Outcome:
 
 def upstream_error_outcome(error: object) -> Outcome:
     """The `error` member of an upstream body or stream chunk as a failed outcome."""
-    if not isinstance(error, Mapping):
+    if not isinstance(error, dict):
         return failure_outcome(str(error))
     message = error.get("message")
     code = error.get("code")
@@ -128,8 +128,7 @@ def response_object(
         body["error"] = {"code": outcome.error_code, "message": outcome.error_message}
     if outcome.incomplete_reason is not None:
         body["incomplete_details"] = {"reason": outcome.incomplete_reason}
-    for key, value in ctx.echo.items():
-        body.setdefault(key, value)
+    body.update(ctx.echo)  # no echoed setting shares a key with the fields above
     return body
 
 
@@ -143,12 +142,12 @@ def chat_completion_to_response(
     """A non-streamed chat.completion as the Responses object a client would have received."""
     model = completion.get("model") if isinstance(completion.get("model"), str) else None
     usage = completion.get("usage")
-    mapped_usage = chat_usage_to_responses(usage) if isinstance(usage, Mapping) else None
+    mapped_usage = chat_usage_to_responses(usage) if isinstance(usage, dict) else None
     choices = completion.get("choices")
     if completion.get("error") is not None:
         outcome = upstream_error_outcome(completion["error"])
         output: list[dict[str, Any]] = []
-    elif not choices or not isinstance(choices, list) or not isinstance(choices[0], Mapping):
+    elif not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
         outcome = failure_outcome("The upstream returned no choices.")
         output = []
     else:
@@ -171,7 +170,7 @@ def _choice_output(
     tool calls if there are any, otherwise the last item; the model finished the ones before.
     """
     message = choice.get("message")
-    if not isinstance(message, Mapping):
+    if not isinstance(message, dict):
         message = {}
     segments = _segments(message, ctx)
     reasoning = "".join(text for kind, text in segments if kind == "reasoning")
@@ -181,7 +180,7 @@ def _choice_output(
     if isinstance(refusal, str) and refusal:
         parts.append(refusal_part(refusal))
     listed = message.get("tool_calls")
-    calls = [c for c in listed if isinstance(c, Mapping)] if isinstance(listed, list) else []
+    calls = [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
     output: list[dict[str, Any]] = []
     if reasoning:
         status: ItemStatus = cut if not parts and not calls else "completed"
@@ -217,7 +216,7 @@ def _logprobs(choice: Mapping[str, Any], ctx: ResponseContext) -> list[dict[str,
     if not ctx.include_logprobs:
         return []
     logprobs = choice.get("logprobs")
-    entries = logprobs.get("content") if isinstance(logprobs, Mapping) else None
+    entries = logprobs.get("content") if isinstance(logprobs, dict) else None
     return chat_logprobs_to_responses(entries) if isinstance(entries, list) else []
 
 
@@ -259,7 +258,7 @@ def chat_finish_reason(response: Mapping[str, Any], called_tools: bool) -> str:
     """A completed or incomplete response's `finish_reason`; a cut-off tool call stays cut off."""
     if response.get("status") == "incomplete":
         details = response.get("incomplete_details")
-        reason = details.get("reason") if isinstance(details, Mapping) else None
+        reason = details.get("reason") if isinstance(details, dict) else None
         return "content_filter" if reason == "content_filter" else "length"
     return "tool_calls" if called_tools else "stop"
 
@@ -291,7 +290,7 @@ def response_to_chat_completion(
             "finish_reason": chat_finish_reason(response, "tool_calls" in message),
         }
     ]
-    completion["usage"] = responses_usage_to_chat(usage) if isinstance(usage, Mapping) else None
+    completion["usage"] = responses_usage_to_chat(usage) if isinstance(usage, dict) else None
     return completion
 
 

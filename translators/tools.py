@@ -163,7 +163,7 @@ def tool_call_item(
 def chat_call_parts(call: Mapping[str, Any]) -> tuple[str, str, str]:
     """A Chat tool call's (or stream fragment's) id, function name and arguments; "" if absent."""
     function = call.get("function")
-    if not isinstance(function, Mapping):
+    if not isinstance(function, dict):
         function = {}
     parts = (call.get("id"), function.get("name"), function.get("arguments"))
     call_id, name, arguments = (part if isinstance(part, str) else "" for part in parts)

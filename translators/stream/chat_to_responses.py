@@ -176,7 +176,7 @@ class ChatToResponsesStream:
         logprobs: list[dict[str, Any]] = []
         if self._ctx.include_logprobs:
             chunk_logprobs = choice.get("logprobs")
-            entries = chunk_logprobs.get("content") if isinstance(chunk_logprobs, Mapping) else None
+            entries = chunk_logprobs.get("content") if isinstance(chunk_logprobs, dict) else None
             if isinstance(entries, list):
                 logprobs = chat_logprobs_to_responses(entries)
         self._message().add_text(self._out, text, logprobs)

@@ -198,7 +198,7 @@ class ResponsesToChatStream:
             return []
         self._phase = "open"
         envelope = chat_envelope(
-            self._ctx, response if isinstance(response, Mapping) else {}, "chat.completion.chunk"
+            self._ctx, response if isinstance(response, dict) else {}, "chat.completion.chunk"
         )
         if self._ctx.include_usage:
             envelope["usage"] = None
@@ -293,7 +293,7 @@ class ResponsesToChatStream:
     def _item_added(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         item = event.get("item")
         self._note(_output_index(event))
-        if not isinstance(item, Mapping) or item.get("type") not in TOOL_CALL_ITEMS:
+        if not isinstance(item, dict) or item.get("type") not in TOOL_CALL_ITEMS:
             return []
         return self._chunks(self._open_call(_output_index(event), item)[1])
 
@@ -306,7 +306,7 @@ class ResponsesToChatStream:
 
     def _item_done(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         item = event.get("item")
-        if not isinstance(item, Mapping):
+        if not isinstance(item, dict):
             return []
         return self._chunks(self._close(_output_index(event), item))
 
@@ -334,7 +334,7 @@ class ResponsesToChatStream:
     def _terminal(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """The answer ended: what the events left unsaid, the finish reason, then usage."""
         response = event.get("response")
-        if not isinstance(response, Mapping):
+        if not isinstance(response, dict):
             response = {}
         chunks = self._start(response)
         output = response.get("output")
@@ -342,7 +342,7 @@ class ResponsesToChatStream:
             deltas: list[Delta] = []
             unfinished = [k for k in self._items if k is not None and 0 <= k < len(output)]
             for key in [*unfinished, *range(self._seen, len(output))]:
-                if isinstance(output[key], Mapping):
+                if isinstance(output[key], dict):
                     deltas += self._close(key, output[key])
             chunks += map(self._chunk, deltas)
         self._items.clear()
@@ -351,14 +351,14 @@ class ResponsesToChatStream:
             usage = response.get("usage")
             chunk = self._envelope.copy()
             chunk["choices"] = []
-            chunk["usage"] = responses_usage_to_chat(usage) if isinstance(usage, Mapping) else None
+            chunk["usage"] = responses_usage_to_chat(usage) if isinstance(usage, dict) else None
             chunks.append(chunk)
         self._phase = "done"
         return chunks
 
     def _failed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         response = event.get("response")
-        return self._error(response.get("error") if isinstance(response, Mapping) else None)
+        return self._error(response.get("error") if isinstance(response, dict) else None)
 
     def _error_event(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         error = event.get("error")
