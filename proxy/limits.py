@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 
 from translators.errors import RequestError
 
@@ -22,31 +23,48 @@ class Overloaded(RequestError):
 
 
 class UpstreamSlots:
-    """At most `limit` upstream requests at once; the rest queue for at most `wait` seconds."""
+    """At most `limit` upstream requests at once; the rest queue for at most `wait` seconds.
 
-    __slots__ = ("_semaphore", "_wait", "waiting")
+    A counter and a queue of futures rather than asyncio.Semaphore, whose `locked()` scans its
+    waiters: taking a free slot is the path every request goes through.
+    """
+
+    __slots__ = ("_free", "_queue", "_wait", "waiting")
 
     def __init__(self, limit: int, wait: float) -> None:
-        self._semaphore = asyncio.Semaphore(limit)
+        self._free = limit
+        self._queue: deque[asyncio.Future[None]] = deque()
         self._wait = wait
         self.waiting = 0  # requests queued for a slot right now
 
     async def acquire(self) -> None:
         """Take a slot, held for the whole exchange (stream included) until `release`."""
-        if not self._semaphore.locked():
-            await self._semaphore.acquire()
+        if self._free > 0:  # then no one is waiting: a release hands its slot to a waiter
+            self._free -= 1
             return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(turn)
         self.waiting += 1
         try:
             async with asyncio.timeout(self._wait):
-                await self._semaphore.acquire()
-        except TimeoutError:
-            raise Overloaded(self._wait) from None
+                await turn
+        except BaseException as exc:
+            if turn.done() and not turn.cancelled():
+                self.release()  # handed a slot just as the wait ended: pass it on
+            if isinstance(exc, TimeoutError):
+                raise Overloaded(self._wait) from None
+            raise
         finally:
             self.waiting -= 1
 
     def release(self) -> None:
-        self._semaphore.release()
+        """Hand the slot to the longest waiter still waiting, else free it."""
+        while self._queue:
+            turn = self._queue.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._free += 1
 
 
 def check_item_count(count: int, limit: int, param: str) -> None:

@@ -107,11 +107,11 @@ def relay_headers(upstream: Mapping[str, str]) -> CIMultiDict[str]:
 
 def rate_limit_headers(upstream: Mapping[str, str]) -> dict[str, str]:
     """Retry-After and x-ratelimit-* kept on translated answers and errors."""
-    return {
-        key: value
-        for key, value in upstream.items()
-        if key.lower() == "retry-after" or key.lower().startswith("x-ratelimit-")
-    }
+    return {key: value for key, value in upstream.items() if _is_rate_limit(key.lower())}
+
+
+def _is_rate_limit(name: str) -> bool:
+    return name == "retry-after" or name.startswith("x-ratelimit-")
 
 
 class Upstream:
@@ -121,6 +121,7 @@ class Upstream:
         self._base = config.upstream
         key = config.upstream_api_key
         self._authorization = f"Bearer {key}" if key is not None else None
+        self._not_forwarded = _NOT_FORWARDED_UP | ({"authorization"} if key is not None else set())
         self._timeout = aiohttp.ClientTimeout(
             total=None,
             connect=None,
@@ -156,9 +157,9 @@ class Upstream:
         self, incoming: Mapping[str, str], request_id: str, content_type: str | None
     ) -> dict[str, str]:
         """What goes up: the client's end-to-end headers, our request id, the configured key."""
-        drop = _NOT_FORWARDED_UP | _connection_tokens(incoming)
-        if self._authorization is not None:
-            drop |= {"authorization"}
+        drop = self._not_forwarded
+        if "Connection" in incoming:
+            drop = drop | _connection_tokens(incoming)
         out: dict[str, str] = {}
         for key, value in incoming.items():
             if key.lower() not in drop:

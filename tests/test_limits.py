@@ -236,3 +236,17 @@ def test_command_line_names_of_the_new_settings() -> None:
     assert (config.connect_timeout, config.read_timeout, config.upstream_idle_timeout) == (2, 3, 4)
     assert (config.max_input_items, config.max_upstream_requests) == (5, 6)
     assert (config.upstream_queue_timeout, config.drain_timeout) == (7, 8)
+
+
+async def test_a_waiter_that_gives_up_leaves_the_slot_to_the_next() -> None:
+    slots = UpstreamSlots(1, 60)
+    await slots.acquire()
+    gave_up = asyncio.create_task(slots.acquire())
+    waiting = asyncio.create_task(slots.acquire())
+    await asyncio.wait_for(until(lambda: slots.waiting == 2), 10)
+    gave_up.cancel()
+    slots.release()
+    await asyncio.wait_for(waiting, 10)  # handed the slot, past the one that left
+    assert gave_up.cancelled() and slots.waiting == 0
+    slots.release()
+    await asyncio.wait_for(slots.acquire(), 1)  # and freed once that one is done
