@@ -11,6 +11,7 @@ from aiohttp import web
 from proxy.chat_over_responses import chat_over_responses
 from proxy.inbound import read_body
 from proxy.limits import check_item_count, too_deep
+from proxy.metrics import start_answer
 from proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from proxy.replies import upstream_error_response
 from proxy.responses_over_chat import responses_over_chat
@@ -108,7 +109,7 @@ async def _passthrough(
         )
         chunks = upstream.content.iter_any()
         try:
-            await response.prepare(request)
+            await start_answer(request, response)
             while True:
                 try:
                     chunk = await chunks.__anext__()

@@ -262,6 +262,19 @@ def observe_request(
     metrics.observe(route, record, status, ended)
 
 
+async def start_answer(request: web.Request, response: web.StreamResponse) -> None:
+    """Send a streamed answer's headers, noting its time to first byte and any event stream."""
+    record = request.get(RECORD)
+    if record is not None and record.first_byte is None:
+        record.first_byte = time.perf_counter()
+        if response.content_type == _SSE:
+            record.streaming = True
+            metrics = request.app.get(METRICS)
+            if metrics is not None:
+                metrics.active_streams.labels(record.direction).inc()
+    await response.prepare(request)
+
+
 async def _prepared(request: web.Request, response: web.StreamResponse) -> None:
     """The client's response headers are going out: time to first byte, and maybe a stream."""
     record = request.get(RECORD)

@@ -13,6 +13,7 @@ from aiohttp import web
 from proxy.conversation import Turn, begin_turn
 from proxy.jsonenc import dumps
 from proxy.limits import check_item_count
+from proxy.metrics import start_answer
 from proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from proxy.pump import TranslatingRelay, translated
 from proxy.replies import json_response, upstream_error_response
@@ -165,7 +166,7 @@ async def _stream(
     }
     response = web.StreamResponse(status=200, headers=headers)
     try:
-        await response.prepare(request)
+        await start_answer(request, response)
         await response.write(encode_events(relay.start()))
         async with aclosing(translated(upstream, relay)) as pieces:
             async for events in pieces:
