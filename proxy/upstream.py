@@ -95,9 +95,11 @@ def _connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
 
 def relay_headers(upstream: Mapping[str, str]) -> CIMultiDict[str]:
     """The upstream's response headers as the client gets them in passthrough."""
-    drop = _NOT_RELAYED_DOWN | _connection_tokens(upstream)
+    drop = _NOT_RELAYED_DOWN
+    if "Connection" in upstream:
+        drop = drop | _connection_tokens(upstream)
     if "Content-Encoding" in upstream:  # the client session decoded the body
-        drop |= {"content-encoding", "content-length"}
+        drop = drop | {"content-encoding", "content-length"}
     out: CIMultiDict[str] = CIMultiDict()
     for key, value in upstream.items():
         if key.lower() not in drop:
