@@ -1,0 +1,129 @@
+"""Clients that hang up mid-stream leave nothing behind: no upstream answer, connection or task.
+
+What the soak does for minutes, in a few dozen requests: each client reads the first bytes of a
+stream and closes its connection while the upstream still holds the rest, with diglot serving as
+the `diglot` command does (a client that goes away cancels its handler).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.test_utils import TestServer
+
+from fixtures.fake_chat_upstream import FakeUpstream, Received, StreamReply
+from fixtures.fake_responses_upstream import framed, message_item, response, stream_events
+from proxy.app import create_app
+from tests.conftest import proxy_config
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+HANG_UPS = 24
+HI = [{"role": "user", "content": "hi"}]
+WAYS = {
+    "chat over responses": ("/v1/chat/completions", {"messages": HI}),
+    "chat over responses, n=2": ("/v1/chat/completions", {"messages": HI, "n": 2}),
+    "responses passthrough": ("/v1/responses", {"input": "hi"}),
+}
+
+
+class Finished:
+    """Counts diglot's handlers as they return or raise, so a test waits for them, not a clock."""
+
+    def __init__(self) -> None:
+        self._ended = asyncio.Semaphore(0)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        finally:
+            self._ended.release()
+
+    async def wait(self) -> None:
+        await asyncio.wait_for(self._ended.acquire(), 5)
+
+
+@pytest.fixture
+def holding_upstream(fake: FakeUpstream) -> FakeUpstream:
+    """Every answer streams five events and then holds the rest until the test ends."""
+    events = framed(stream_events(response(message_item("a long answer, " * 20))))
+    held = asyncio.Event()
+
+    def respond(_: Received) -> StreamReply:
+        return StreamReply(events, done=False, hold=held, hold_after=5)
+
+    fake.responder = respond
+    return fake
+
+
+@pytest.fixture
+async def diglot(
+    aiohttp_server: Any, fake_server: TestServer, holding_upstream: FakeUpstream
+) -> tuple[Finished, str]:
+    """diglot over the holding Responses upstream, with two upstream slots.
+
+    A slot that a hung-up stream kept would turn a later request into a 429.
+    """
+    url = str(fake_server.make_url("/v1"))
+    config = proxy_config(url, "responses", max_upstream_requests=2, upstream_queue_timeout=1.0)
+    app = create_app(config)
+    finished = Finished()
+    app.middlewares.append(finished.middleware)
+    server: TestServer = await aiohttp_server(app, auto_decompress=False)
+    return finished, str(server.make_url(""))
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+async def hang_up(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any], finished: Finished
+) -> None:
+    """One stream read to its first bytes and abandoned; returns once diglot's handler has."""
+    async with session.post(url, json=body) as resp:
+        assert resp.status == 200
+        assert await asyncio.wait_for(resp.content.readany(), 5)
+        resp.close()
+    await finished.wait()
+
+
+def alive(kind: type) -> int:
+    gc.collect()
+    return sum(isinstance(thing, kind) for thing in gc.get_objects())
+
+
+def diglot_tasks() -> list[asyncio.Task[Any]]:
+    """Tasks running diglot's own coroutines (an n > 1 request's pumps and upstream calls)."""
+    return [task for task in asyncio.all_tasks() if f"{os.sep}proxy{os.sep}" in _source(task)]
+
+
+def _source(task: asyncio.Task[Any]) -> str:
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code.co_filename if code is not None else ""
+
+
+@pytest.mark.parametrize("way", list(WAYS))
+async def test_hung_up_streams_leave_no_upstream_answer_connection_or_task(
+    diglot: tuple[Finished, str], session: aiohttp.ClientSession, way: str
+) -> None:
+    finished, base = diglot
+    path, fields = WAYS[way]
+    body = {"model": "fake-model", "stream": True, **fields}
+    await hang_up(session, base + path, body, finished)
+    answers, connections = alive(aiohttp.ClientResponse), alive(ResponseHandler)
+    for _ in range(HANG_UPS):
+        await hang_up(session, base + path, body, finished)
+    assert alive(aiohttp.ClientResponse) <= answers
+    assert alive(ResponseHandler) <= connections
+    assert diglot_tasks() == []
