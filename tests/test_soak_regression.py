@@ -8,8 +8,11 @@ the `diglot` command does (a client that goes away cancels its handler).
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
+import asyncio.sslproto
 import gc
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -22,6 +25,7 @@ from aiohttp.test_utils import TestServer
 from fixtures.fake_chat_upstream import FakeUpstream, Received, StreamReply
 from fixtures.fake_responses_upstream import framed, message_item, response, stream_events
 from proxy.app import create_app
+from proxy.service import READ_BYTES, read_in_small_pieces
 from tests.conftest import proxy_config
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -127,3 +131,35 @@ async def test_hung_up_streams_leave_no_upstream_answer_connection_or_task(
     assert alive(aiohttp.ClientResponse) <= answers
     assert alive(ResponseHandler) <= connections
     assert diglot_tasks() == []
+
+
+class _Reads(asyncio.Protocol):
+    """The size of every read the event loop hands over, until `wanted` bytes have come."""
+
+    def __init__(self, wanted: int) -> None:
+        self.sizes: list[int] = []
+        self.wanted = wanted
+        self.done = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self.sizes.append(len(data))
+        if sum(self.sizes) >= self.wanted and not self.done.done():
+            self.done.set_result(None)
+
+
+async def test_the_service_reads_sockets_in_pieces_that_do_not_fragment_the_heap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for kind in (asyncio.selector_events._SelectorSocketTransport, asyncio.sslproto.SSLProtocol):
+        monkeypatch.setattr(kind, "max_size", 256 * 1024)  # restored after the test
+    read_in_small_pieces()
+    assert asyncio.sslproto.SSLProtocol.max_size == READ_BYTES
+    sent = 4 * READ_BYTES
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(b"x" * sent)  # all waiting in the socket before the loop reads any
+        loop = asyncio.get_running_loop()
+        transport, reads = await loop.connect_accepted_socket(lambda: _Reads(sent), ours)
+        await asyncio.wait_for(reads.done, 5)
+        transport.close()
+    assert reads.sizes == [READ_BYTES] * 4
