@@ -18,6 +18,7 @@ from aiohttp import web
 
 from proxy.jsonenc import dumps
 from proxy.limits import check_item_count
+from proxy.metrics import start_answer
 from proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from proxy.pump import TranslatingRelay, translated
 from proxy.replies import json_response, upstream_error_response
@@ -249,7 +250,7 @@ async def _stream(
             headers={**_SSE_HEADERS, **rate_limit_headers(answers[0].headers), **headers},
         )
         try:
-            await response.prepare(request)
+            await start_answer(request, response)
             if upstream.n == 1:
                 await _relay_one(response, answers[0], upstream)
             else:

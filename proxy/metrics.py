@@ -244,9 +244,8 @@ METRICS = web.AppKey("metrics", Metrics)
 
 
 def install_metrics(app: web.Application) -> Metrics:
-    """Give the app its registry and the hook that notices streams opening."""
+    """Give the app its registry."""
     metrics = app[METRICS] = Metrics()
-    app.on_response_prepare.append(_prepared)
     return metrics
 
 
@@ -273,17 +272,6 @@ async def start_answer(request: web.Request, response: web.StreamResponse) -> No
             if metrics is not None:
                 metrics.active_streams.labels(record.direction).inc()
     await response.prepare(request)
-
-
-async def _prepared(request: web.Request, response: web.StreamResponse) -> None:
-    """The client's response headers are going out: time to first byte, and maybe a stream."""
-    record = request.get(RECORD)
-    if record is None or record.first_byte is not None:
-        return
-    record.first_byte = time.perf_counter()
-    if response.content_type == _SSE:
-        record.streaming = True
-        request.app[METRICS].active_streams.labels(record.direction).inc()
 
 
 async def scrape(request: web.Request) -> web.Response:
