@@ -1,4 +1,4 @@
-"""The aiohttp application: routes, the shared upstream session, and the request middleware."""
+"""The aiohttp application: routes, the shared upstream session, and the per-request frame."""
 
 from __future__ import annotations
 

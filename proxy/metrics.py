@@ -192,7 +192,7 @@ class Metrics:
         )
 
     def observe(self, route: str, record: RequestLog, status: int, ended: float) -> None:
-        """Everything one finished request contributes; called once, from the middleware."""
+        """Everything one finished request contributes; called once, from the request frame."""
         counts = self._stats.counts
         key = (route, record.direction, status)
         counts[key] = counts.get(key, 0) + 1

@@ -26,4 +26,4 @@ class Proxy:
 
 
 PROXY = web.AppKey("proxy", Proxy)
-RECORD = web.RequestKey("record", RequestLog)  # what the middleware logs for the request
+RECORD = web.RequestKey("record", RequestLog)  # what the request frame logs for the request
