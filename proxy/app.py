@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from proxy import handlers, health, stored_responses
-from proxy.auth import ClientKeys, check_client_key, install_client_auth
+from proxy.auth import EXEMPT_PATHS, ClientKeys, check_client_key, install_client_auth
 from proxy.config import Config
 from proxy.conversation import install_store, open_state
 from proxy.health import install_health
@@ -62,30 +62,35 @@ def create_app(config: Config) -> web.Application:
 
 def _add_routes(router: web.UrlDispatcher, keys: ClientKeys | None) -> None:
     """Every route inside the request frame; any other method or path is an OpenAI-shaped error."""
-    routes: list[tuple[str, str, Handler, ClientKeys | None]] = [
-        ("GET", "/healthz", health.healthz, None),
-        ("HEAD", "/healthz", health.healthz, None),
-        ("GET", "/readyz", health.readyz, None),
-        ("HEAD", "/readyz", health.readyz, None),
-        ("GET", "/metrics", scrape, keys),
+    routes: list[tuple[str, str, Handler]] = [
+        ("GET", "/healthz", health.healthz),
+        ("HEAD", "/healthz", health.healthz),
+        ("GET", "/readyz", health.readyz),
+        ("HEAD", "/readyz", health.readyz),
+        ("GET", "/metrics", scrape),
     ]
     for prefix in ("/v1", ""):
         stored = prefix + "/responses/{response_id}"
         routes += [
-            ("POST", prefix + "/responses", handlers.responses, keys),
-            ("POST", prefix + "/chat/completions", handlers.chat_completions, keys),
-            ("GET", prefix + "/models", handlers.models, keys),
-            ("GET", stored, stored_responses.get_response, keys),
-            ("DELETE", stored, stored_responses.delete_response, keys),
-            ("GET", stored + "/input_items", stored_responses.list_input_items, keys),
+            ("POST", prefix + "/responses", handlers.responses),
+            ("POST", prefix + "/chat/completions", handlers.chat_completions),
+            ("GET", prefix + "/models", handlers.models),
+            ("GET", stored, stored_responses.get_response),
+            ("DELETE", stored, stored_responses.delete_response),
+            ("GET", stored + "/input_items", stored_responses.list_input_items),
         ]
-    allowed: dict[str, tuple[list[str], ClientKeys | None]] = {}
-    for method, path, handler, auth in routes:
-        router.add_route(method, path, observed(handler, path, auth))
-        allowed.setdefault(path, ([], auth))[0].append(method)
-    for path, (methods, auth) in allowed.items():
-        router.add_route("*", path, observed(_not_allowed(methods), path, auth))
+    allowed: dict[str, list[str]] = {}
+    for method, path, handler in routes:
+        router.add_route(method, path, observed(handler, path, _auth(path, keys)))
+        allowed.setdefault(path, []).append(method)
+    for path, methods in allowed.items():
+        router.add_route("*", path, observed(_not_allowed(methods), path, _auth(path, keys)))
     router.add_route("*", "/{tail:.*}", observed(_unknown_url, _UNMATCHED, keys))
+
+
+def _auth(path: str, keys: ClientKeys | None) -> ClientKeys | None:
+    """Health checks answer without a key."""
+    return None if path in EXEMPT_PATHS else keys
 
 
 def serve(
