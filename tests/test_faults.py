@@ -131,6 +131,15 @@ async def stream_text(resp: aiohttp.ClientResponse, route: Route) -> str:
     )
 
 
+async def cut_off(resp: aiohttp.ClientResponse, route: Route) -> str | None:
+    """A stream the upstream cut short: a broken body in passthrough (None), else its error."""
+    if route.direction == "passthrough":
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+        return None
+    return await stream_error(resp, route)
+
+
 async def stream_error(resp: aiohttp.ClientResponse, route: Route) -> str:
     """The message of the terminal error a translated stream ended with."""
     assert resp.status == 200
@@ -432,12 +441,8 @@ async def test_a_stream_that_closes_midway_ends_with_the_clients_error(
     fake.script(stream_of(parts[: len(parts) // 2], then="drop"))
     client = await make_proxy(route.api)
     resp = await client.post(route.path, json=route.body(True))
-    if route.direction == "passthrough":
-        with pytest.raises(aiohttp.ClientPayloadError):
-            await resp.read()
-    else:
-        message = await stream_error(resp, route)
-        assert message.startswith("The upstream connection broke mid-stream: ")
+    message = await cut_off(resp, route)
+    assert message is None or message.startswith("The upstream connection broke mid-stream: ")
     assert faults(client, route.direction) == {"broken_stream": 1}
 
 
@@ -456,12 +461,8 @@ async def test_half_an_http_chunk_then_close_is_a_broken_stream(
 
     client, _ = await make_raw(answer, route.api)
     resp = await client.post(route.path, json=route.body(True))
-    if route.direction == "passthrough":
-        with pytest.raises(aiohttp.ClientPayloadError):
-            await resp.read()
-    else:
-        message = await stream_error(resp, route)
-        assert message.startswith("The upstream connection broke mid-stream: ")
+    message = await cut_off(resp, route)
+    assert message is None or message.startswith("The upstream connection broke mid-stream: ")
     assert faults(client, route.direction) == {"broken_stream": 1}
 
 
@@ -499,12 +500,8 @@ async def test_a_stream_that_stalls_midway_times_out(
     fake.script(stream_of(parts, hold=asyncio.Event(), hold_after=len(parts) // 2))
     client = await make_proxy(route.api, read_timeout=0.2)
     resp = await client.post(route.path, json=route.body(True))
-    if route.direction == "passthrough":
-        with pytest.raises(aiohttp.ClientPayloadError):
-            await resp.read()
-    else:
-        message = await stream_error(resp, route)
-        assert message == "The upstream stopped sending in the middle of the answer."
+    message = await cut_off(resp, route)
+    assert message in (None, "The upstream stopped sending in the middle of the answer.")
     if route.direction != "chat->responses":
         assert faults(client, route.direction) == {"timeout": 1}
 
