@@ -67,15 +67,8 @@ async def chat_over_responses(
         parsed, proxy.options, now=int(time.time()), new_id=proxy.new_id
     )
     headers = {REQUEST_ID: record.request_id}
-    record.dropped = tuple(dropped.param for dropped in call.dropped)
     if call.dropped:
-        for dropped in call.dropped:
-            log.warning(
-                "field_dropped",
-                request_id=record.request_id,
-                param=dropped.param,
-                reason=dropped.reason,
-            )
+        record.note_dropped(call.dropped)
         headers[DROPPED_HEADER] = ", ".join(record.dropped)
     if proxy.config.log_bodies:
         log.info("upstream_request_body", request_id=record.request_id, body=call.body)

@@ -120,7 +120,7 @@ async def begin_turn(
         sealer.ready()
     if params.previous_response_id is not None:
         turn.history = await _history(turn, params.previous_response_id)
-    if not isinstance(req.input, str) and any(type(i) is ItemReference for i in req.input):
+    if not isinstance(req.input, str) and ItemReference in map(type, req.input):
         req.input = await _resolve_references(turn, req.input)
     if params.store is not False:
         raw_input = msgspec.json.decode(raw)["input"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -11,6 +12,7 @@ from typing import Any, Literal
 import structlog
 
 from proxy.jsonenc import dumps
+from translators.context import Dropped
 
 LOGGER_NAME = "diglot"
 CLIENT_GONE = "client disconnected"
@@ -74,6 +76,14 @@ class RequestLog:
     upstream_error: str | None = None  # one of proxy.upstream.FAULT_KINDS
     upstream_retries: int = 0
     dropped: tuple[str, ...] = ()  # request fields dropped in translation
+
+    def note_dropped(self, dropped: Sequence[Dropped]) -> None:
+        """Remember and log each request field translation dropped (a 400 had it been strict)."""
+        self.dropped = tuple(field.param for field in dropped)
+        for field in dropped:
+            get_logger().warning(
+                "field_dropped", request_id=self.request_id, param=field.param, reason=field.reason
+            )
 
     def upstream_fault(self, kind: str) -> None:
         """Remember the first upstream fault; later ones are its consequences."""

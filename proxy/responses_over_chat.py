@@ -56,14 +56,8 @@ async def responses_over_chat(
         history=turn.history,
         sealing=proxy.sealer.sealing(turn.tenant),
     )
-    record.dropped = tuple(dropped.param for dropped in call.dropped)
-    for dropped in call.dropped:
-        log.warning(
-            "field_dropped",
-            request_id=record.request_id,
-            param=dropped.param,
-            reason=dropped.reason,
-        )
+    if call.dropped:
+        record.note_dropped(call.dropped)
     if proxy.config.log_bodies:
         log.info("upstream_request_body", request_id=record.request_id, body=call.body)
     headers = proxy.upstream.headers(request.headers, record.request_id, "application/json")

@@ -24,6 +24,7 @@ from translators.errors import RequestError
 _VERSION = b"\x01"
 _NONCE = 12
 _CONTEXT = b"diglot sealed reasoning v1\0"  # with the tenant, authenticated in every blob
+_KEPT_SEALINGS = 1024
 KEY_FILE = "seal.key"
 
 
@@ -67,6 +68,7 @@ class Sealer:
         self._secret = secret
         self._state_dir = state_dir
         self._aead: AESGCM | None = None
+        self._sealings: dict[str, Sealing] = {}  # per tenant: made once, not per request
 
     def ready(self) -> AESGCM:
         """Load the key now; a key that cannot be had is a 503 for the request needing it."""
@@ -86,9 +88,14 @@ class Sealer:
 
     def sealing(self, tenant: str) -> Sealing:
         """What the translators are given for one request: blobs bound to its tenant."""
-        return Sealing(
-            seal=lambda text: self.seal(text, tenant), open=lambda blob: self.open(blob, tenant)
-        )
+        sealing = self._sealings.get(tenant)
+        if sealing is None:
+            if len(self._sealings) >= _KEPT_SEALINGS:
+                self._sealings.clear()
+            sealing = self._sealings[tenant] = Sealing(
+                seal=lambda text: self.seal(text, tenant), open=lambda blob: self.open(blob, tenant)
+            )
+        return sealing
 
     def seal(self, text: str, tenant: str) -> str:
         """base64url(version, nonce, ciphertext and tag) without padding."""

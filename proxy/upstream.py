@@ -109,11 +109,11 @@ def relay_headers(upstream: Mapping[str, str]) -> CIMultiDict[str]:
 
 def rate_limit_headers(upstream: Mapping[str, str]) -> dict[str, str]:
     """Retry-After and x-ratelimit-* kept on translated answers and errors."""
-    return {key: value for key, value in upstream.items() if _is_rate_limit(key.lower())}
-
-
-def _is_rate_limit(name: str) -> bool:
-    return name == "retry-after" or name.startswith("x-ratelimit-")
+    return {
+        key: value
+        for key, value in upstream.items()
+        if (name := key.lower()) == "retry-after" or name.startswith("x-ratelimit-")
+    }
 
 
 class Upstream:

@@ -117,14 +117,19 @@ def message_item(item_id: str, parts: list[dict[str, Any]], status: str) -> dict
     }
 
 
-def chat_part(part: ContentPart, path: str, dropped: list[Dropped]) -> dict[str, Any] | None:
-    """A Responses content part as a Chat one; None when a Chat upstream cannot take it."""
+def chat_part(
+    part: ContentPart, within: str, position: int, dropped: list[Dropped]
+) -> dict[str, Any] | None:
+    """A Responses content part as a Chat one; None when a Chat upstream cannot take it.
+
+    `within[position]` names the part, built only when something is dropped.
+    """
     if isinstance(part, InputText | OutputText):
         return {"type": "text", "text": part.text}
     if isinstance(part, InputImage):
-        return _chat_image(part, path, dropped)
+        return _chat_image(part, f"{within}[{position}]", dropped)
     if isinstance(part, InputFile):
-        return _chat_file(part, path, dropped)
+        return _chat_file(part, f"{within}[{position}]", dropped)
     if isinstance(part, InputAudio):
         audio = part.input_audio
         return {"type": "input_audio", "input_audio": {"data": audio.data, "format": audio.format}}

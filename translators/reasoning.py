@@ -97,6 +97,18 @@ class ThinkSplitter:
         return [("reasoning", text[:emit_end])] if emit_end else []
 
 
+def split_think(text: str) -> tuple[str, str]:
+    """A whole answer's leading think block and the answer after it; most answers have none."""
+    if not text.lstrip().startswith(_OPEN):
+        return "", text
+    splitter = ThinkSplitter()
+    thought: list[str] = []
+    answer: list[str] = []
+    for kind, piece in [*splitter.feed(text), *splitter.flush()]:
+        (thought if kind == "reasoning" else answer).append(piece)
+    return "".join(thought), "".join(answer)
+
+
 def reasoning_part(mode: ReasoningMode, text: str) -> dict[str, Any]:
     """Reasoning as raw `reasoning_text` content or as a `summary_text` summary part."""
     return {"type": "summary_text" if mode == "summary" else "reasoning_text", "text": text}

@@ -20,10 +20,9 @@ from translators.context import ChatContext, ResponseContext
 from translators.errors import responses_error_to_chat
 from translators.reasoning import (
     ITEM_SEPARATOR,
-    Segment,
-    ThinkSplitter,
     output_reasoning_text,
     reasoning_item,
+    split_think,
 )
 from translators.tools import TOOL_CALL_ITEMS, chat_tool_call_to_item, item_tool_call
 from translators.usage import chat_usage_to_responses, responses_usage_to_chat, sum_chat_usage
@@ -172,9 +171,7 @@ def _choice_output(
     message = choice.get("message")
     if not isinstance(message, dict):
         message = {}
-    segments = _segments(message, ctx)
-    reasoning = "".join(text for kind, text in segments if kind == "reasoning")
-    answer = "".join(text for kind, text in segments if kind == "text")
+    reasoning, answer = _reasoning_and_answer(message, ctx)
     parts = [output_text_part(answer, _logprobs(choice, ctx))] if answer else []
     refusal = message.get("refusal")
     if isinstance(refusal, str) and refusal:
@@ -189,26 +186,21 @@ def _choice_output(
         output.append(reasoning_item(ctx.new_id("rs"), reasoning, mode, status, sealed))
     if parts:
         output.append(message_item(ctx.new_id("msg"), parts, "completed" if calls else cut))
-    output.extend(chat_tool_call_to_item(call, ctx, cut) for call in calls)
+    if calls:
+        output.extend(chat_tool_call_to_item(call, ctx, cut) for call in calls)
     return output
 
 
-def _segments(message: Mapping[str, Any], ctx: ResponseContext) -> list[Segment]:
-    """The message's reasoning field, then its content with any leading think block split off."""
-    segments: list[Segment] = []
+def _reasoning_and_answer(message: Mapping[str, Any], ctx: ResponseContext) -> tuple[str, str]:
+    """The message's reasoning field plus any leading think block, and the answer after it."""
     reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if isinstance(reasoning, str) and reasoning:
-        segments.append(("reasoning", reasoning))
-    text = chat_content_text(message.get("content"))
-    if not text:
-        return segments
-    if not ctx.options.think_tags:
-        segments.append(("text", text))
-        return segments
-    splitter = ThinkSplitter()
-    segments += splitter.feed(text)
-    segments += splitter.flush()
-    return segments
+    if not isinstance(reasoning, str):
+        reasoning = ""
+    answer = chat_content_text(message.get("content"))
+    if answer and ctx.options.think_tags:
+        thought, answer = split_think(answer)
+        reasoning += thought
+    return reasoning, answer
 
 
 def _logprobs(choice: Mapping[str, Any], ctx: ResponseContext) -> list[dict[str, Any]]:

@@ -283,7 +283,7 @@ class _History:
             messages.append({"role": "user", "content": items})
             return messages
         new = [MessageItem(role="user", content=items)] if isinstance(items, str) else items
-        for index, item in enumerate([*history, *new], -len(history)):
+        for index, item in enumerate([*history, *new] if history else new, -len(history)):
             if type(item) is FunctionCallOutputItem or type(item) is CustomToolCallOutputItem:
                 self._tool_output(item.call_id, item.output, index)
                 continue
@@ -304,39 +304,40 @@ class _History:
             elif type(item) is ItemReference:
                 _refuse_reference(index)
         self._flush_media()
-        self._orphan_reasoning()
+        if self._thought:
+            self._orphan_reasoning()
         return messages
 
     def _message(self, item: MessageItem, index: int) -> None:
-        path = f"input[{index}].content"
         if item.role == "assistant":
-            message = self._assistant_message(item, path)
+            message = self._assistant_message(item, index)
             self._take_reasoning(message)
             self._messages.append(message)
             self._assistant = message
             return
-        self._orphan_reasoning()
+        if self._thought:
+            self._orphan_reasoning()
         self._assistant = None
+        given = item.content
+        content: str | list[dict[str, Any]]
         if item.role == "user":
-            content = self._user_content(item.content, path)
+            content = given if isinstance(given, str) else self._user_content(given, index)
             self._messages.append({"role": "user", "content": content})
             return
         role = self._options.instructions_role if item.role == "developer" else "system"
-        self._messages.append({"role": role, "content": _text_only(item.content, path)})
+        content = given if isinstance(given, str) else _text_only(given, index)
+        self._messages.append({"role": role, "content": content})
 
-    def _user_content(
-        self, content: str | list[ContentPart], path: str
-    ) -> str | list[dict[str, Any]]:
-        if isinstance(content, str):
-            return content
+    def _user_content(self, content: list[ContentPart], index: int) -> str | list[dict[str, Any]]:
+        path = f"input[{index}].content"
         parts = []
         for position, part in enumerate(content):
-            mapped = chat_part(part, f"{path}[{position}]", self._dropped)
+            mapped = chat_part(part, path, position, self._dropped)
             if mapped is not None:
                 parts.append(mapped)
         return chat_content(parts) if parts else ""
 
-    def _assistant_message(self, item: MessageItem, path: str) -> dict[str, Any]:
+    def _assistant_message(self, item: MessageItem, index: int) -> dict[str, Any]:
         if isinstance(item.content, str):
             return {"role": "assistant", "content": item.content}
         texts: list[str] = []
@@ -347,7 +348,8 @@ class _History:
             elif isinstance(part, Refusal):
                 refusals.append(part.refusal)
             else:
-                _refuse_part(part.__struct_config__.tag, f"{path}[{position}]", "assistant")
+                path = f"input[{index}].content[{position}]"
+                _refuse_part(part.__struct_config__.tag, path, "assistant")
         message: dict[str, Any] = {"role": "assistant", "content": "".join(texts)}
         if refusals:
             message["refusal"] = "".join(refusals)
@@ -379,7 +381,7 @@ class _History:
         else:
             texts: list[dict[str, Any]] = []
             for position, part in enumerate(output):
-                mapped = chat_part(part, f"input[{index}].output[{position}]", self._dropped)
+                mapped = chat_part(part, f"input[{index}].output", position, self._dropped)
                 if mapped is None:
                     continue
                 (texts if mapped["type"] == "text" else self._media).append(mapped)
@@ -431,14 +433,13 @@ class _History:
         )
 
 
-def _text_only(content: str | list[ContentPart], path: str) -> str | list[dict[str, Any]]:
+def _text_only(content: list[ContentPart], index: int) -> str | list[dict[str, Any]]:
     """System and developer messages: Chat takes text parts only."""
-    if isinstance(content, str):
-        return content
     parts: list[dict[str, Any]] = []
     for position, part in enumerate(content):
         if not isinstance(part, InputText | OutputText):
-            _refuse_part(part.__struct_config__.tag, f"{path}[{position}]", "system and developer")
+            path = f"input[{index}].content[{position}]"
+            _refuse_part(part.__struct_config__.tag, path, "system and developer")
         parts.append({"type": "text", "text": part.text})
     return chat_content(parts) if parts else ""
 
