@@ -75,16 +75,14 @@ async def responses_over_chat(
         if parsed.stream:
             require_event_stream(upstream)
             return await _stream(request, upstream, call.context, record, turn)
-        return await _answer(await read_all(upstream), upstream, call.context, record, turn)
+        response = _answer(await read_all(upstream), call.context, record)
+        await turn.keep(response)
+        headers = rate_limit_headers(upstream.headers)
+        headers[REQUEST_ID] = record.request_id
+        return json_response(response, 200, headers)
 
 
-async def _answer(
-    raw: bytes,
-    upstream: aiohttp.ClientResponse,
-    ctx: ResponseContext,
-    record: RequestLog,
-    turn: Turn,
-) -> web.Response:
+def _answer(raw: bytes, ctx: ResponseContext, record: RequestLog) -> dict[str, Any]:
     """A whole chat.completion -> a whole response object."""
     try:
         completion = orjson.loads(raw)
@@ -104,10 +102,7 @@ async def _answer(
             502, "The upstream sent a chat completion diglot cannot read.", "bad_upstream_response"
         ) from None
     record.usage(response.get("usage"))
-    headers = rate_limit_headers(upstream.headers)
-    headers[REQUEST_ID] = record.request_id
-    await turn.keep(response)
-    return json_response(response, 200, headers)
+    return response
 
 
 class _ChatStreamRelay(TranslatingRelay):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
+
+import msgspec
 
 from translators.errors import RequestError
 
@@ -80,20 +82,21 @@ class RestoredTool:
     namespace: str | None = None
 
 
-@dataclass(slots=True)
-class ToolNames:
+class ToolNames(msgspec.Struct):
     """Upstream function names <-> the client's tools (custom, namespaced, over-long names)."""
 
-    by_upstream: dict[str, RestoredTool] = field(default_factory=dict)
+    by_upstream: dict[str, RestoredTool] = {}
 
     def restore(self, upstream_name: str) -> RestoredTool:
         """An unknown name is taken as a plain function the model invented."""
         return self.by_upstream.get(upstream_name) or RestoredTool("function", upstream_name)
 
 
-@dataclass(slots=True)
-class ResponseContext:
-    """Everything the Chat -> Responses direction needs from the request it answers."""
+class ResponseContext(msgspec.Struct):
+    """Everything the Chat -> Responses direction needs from the request it answers.
+
+    A Struct, not a dataclass: made once per request, and msgspec builds it several times faster.
+    """
 
     response_id: str
     created_at: int
@@ -106,8 +109,7 @@ class ResponseContext:
     seal: Seal | None = None  # set when the client asked for `reasoning.encrypted_content`
 
 
-@dataclass(slots=True)
-class ChatContext:
+class ChatContext(msgspec.Struct):
     """Everything the Responses -> Chat direction needs from the Chat request it answers."""
 
     completion_id: str

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import msgspec
@@ -83,8 +82,7 @@ _STATEFUL = {
 }
 
 
-@dataclass(slots=True)
-class ChatCall:
+class ChatCall(msgspec.Struct):
     """What the proxy sends upstream and keeps for the way back."""
 
     body: dict[str, Any]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from translators.chat_models import (
     AssistantMessage,
@@ -70,8 +71,7 @@ _CHAT_ONLY = {
 _NAME_REASON = "Responses message items carry no participant name"
 
 
-@dataclass(slots=True)
-class ResponsesCall:
+class ResponsesCall(msgspec.Struct):
     """What the proxy sends upstream (`n` times) and keeps for the way back."""
 
     body: dict[str, Any]
