@@ -13,7 +13,6 @@ import functools
 import hashlib
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +68,7 @@ def not_found(response_id: str) -> RequestError:
     return RequestError(f"Response with id '{response_id}' not found.", None, None, 404)
 
 
-@dataclass(slots=True)
-class Turn:
+class Turn(msgspec.Struct):
     """One Responses request's dealings with the store: what it continues and what it keeps."""
 
     store: Store
@@ -78,9 +76,9 @@ class Turn:
     previous_id: str | None = None
     history: list[InputItem] | None = None
     input_items: list[dict[str, Any]] | None = None  # as stored, when the response is kept
-    references: dict[int, dict[str, Any]] = field(default_factory=dict)  # input index -> item
-    known_ids: set[str] = field(default_factory=set)  # item ids of the chain continued
-    _bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    references: dict[int, dict[str, Any]] = {}  # input index -> item
+    known_ids: set[str] = set()  # item ids of the chain continued
+    _bodies: dict[str, dict[str, Any]] = {}
 
     def body(self, record: Record) -> dict[str, Any]:
         """A record's body, decoded once per request."""

@@ -15,4 +15,4 @@ class IdMint:
         self._random = random.Random(os.urandom(32))
 
     def __call__(self, prefix: str) -> str:
-        return f"{prefix}_{self._random.randbytes(24).hex()}"
+        return f"{prefix}_{self._random.getrandbits(192):048x}"

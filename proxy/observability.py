@@ -6,9 +6,9 @@ import logging
 import sys
 from collections.abc import Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, Literal
 
+import msgspec
 import structlog
 
 from proxy.jsonenc import dumps
@@ -51,8 +51,7 @@ def get_logger() -> Any:
     return structlog.get_logger(LOGGER_NAME)
 
 
-@dataclass(slots=True)
-class RequestLog:
+class RequestLog(msgspec.Struct):
     """What one request's log line reports; handlers fill it in as they learn things.
 
     Times are `time.perf_counter()` readings; the metrics are derived from them at request end.
