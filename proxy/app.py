@@ -17,7 +17,7 @@ from proxy.conversation import install_store, open_state
 from proxy.health import install_health
 from proxy.ids import IdMint
 from proxy.limits import Overloaded
-from proxy.metrics import install_metrics, observe_request, scrape
+from proxy.metrics import Metrics, install_metrics, scrape
 from proxy.observability import CLIENT_GONE, CURRENT_RECORD, RequestLog, get_logger
 from proxy.replies import json_response
 from proxy.state import PROXY, RECORD, Proxy
@@ -55,12 +55,12 @@ def create_app(config: Config) -> web.Application:
     app.on_cleanup.append(close_upstream)
     keys = install_client_auth(app, config)
     install_health(app, config)
-    install_metrics(app)
-    _add_routes(app.router, keys)
+    metrics = install_metrics(app)
+    _add_routes(app.router, keys, metrics)
     return app
 
 
-def _add_routes(router: web.UrlDispatcher, keys: ClientKeys | None) -> None:
+def _add_routes(router: web.UrlDispatcher, keys: ClientKeys | None, metrics: Metrics) -> None:
     """Every route inside the request frame; any other method or path is an OpenAI-shaped error."""
     routes: list[tuple[str, str, Handler]] = [
         ("GET", "/healthz", health.healthz),
@@ -81,11 +81,12 @@ def _add_routes(router: web.UrlDispatcher, keys: ClientKeys | None) -> None:
         ]
     allowed: dict[str, list[str]] = {}
     for method, path, handler in routes:
-        router.add_route(method, path, observed(handler, path, _auth(path, keys)))
+        router.add_route(method, path, observed(handler, path, _auth(path, keys), metrics))
         allowed.setdefault(path, []).append(method)
     for path, methods in allowed.items():
-        router.add_route("*", path, observed(_not_allowed(methods), path, _auth(path, keys)))
-    router.add_route("*", "/{tail:.*}", observed(_unknown_url, _UNMATCHED, keys))
+        refusal = _not_allowed(methods)
+        router.add_route("*", path, observed(refusal, path, _auth(path, keys), metrics))
+    router.add_route("*", "/{tail:.*}", observed(_unknown_url, _UNMATCHED, keys, metrics))
 
 
 def _auth(path: str, keys: ClientKeys | None) -> ClientKeys | None:
@@ -119,7 +120,7 @@ def request_id(request: web.Request) -> str:
     return request.app[PROXY].new_id("req")
 
 
-def observed(handler: Handler, route: str, keys: ClientKeys | None) -> Handler:
+def observed(handler: Handler, route: str, keys: ClientKeys | None, metrics: Metrics) -> Handler:
     """`handler` inside the request frame: id, authentication, OpenAI-shaped errors, log, metrics.
 
     A wrapper per route rather than an aiohttp middleware, which would add two more coroutine
@@ -162,7 +163,7 @@ def observed(handler: Handler, route: str, keys: ClientKeys | None) -> Handler:
             ended = time.perf_counter()
             record.first_byte = record.first_byte or ended  # an unstreamed answer goes out whole
             _log_request(request, record, status, ended)
-            observe_request(request, route, record, status, ended)
+            metrics.finished(route, record, status, ended)
 
     return frame
 

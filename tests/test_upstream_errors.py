@@ -15,6 +15,7 @@ from fixtures.fake_chat_upstream import FakeUpstream, Hang, Reply, StreamReply, 
 from fixtures.fake_chat_upstream import text_chunks as chat_chunks
 from proxy.app import create_app, observed
 from proxy.config import Config
+from proxy.metrics import Metrics
 from translators.errors import upstream_error_body
 
 if TYPE_CHECKING:
@@ -264,7 +265,7 @@ async def test_an_unexpected_exception_is_an_openai_500_without_traceback(
         raise RuntimeError("internal detail")
 
     app = web.Application()
-    app.router.add_get("/broken", observed(broken, "/broken", None))
+    app.router.add_get("/broken", observed(broken, "/broken", None, Metrics()))
     client: TestClient[Any, Any] = await aiohttp_client(app)
     with capture_logs() as logs:
         resp = await client.get("/broken", headers={"X-Request-Id": "boom-1"})

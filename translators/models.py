@@ -406,7 +406,7 @@ def _item(item: object, index: int) -> InputItem:
 def _tools(tools: list[dict[str, Any]] | None) -> list[Tool]:
     if not tools:
         return []
-    return [_tool(tool, f"tools[{index}]") for index, tool in enumerate(tools)]
+    return [_tool(tool, "tools", index) for index, tool in enumerate(tools)]
 
 
 HOSTED_TOOL_TYPES = frozenset(
@@ -430,7 +430,8 @@ HOSTED_TOOL_TYPES = frozenset(
 )
 
 
-def _tool(tool: dict[str, Any], path: str) -> Tool:
+def _tool(tool: dict[str, Any], within: str, index: int) -> Tool:
+    """`within[index]` names the tool in errors, built only when there is one."""
     kind = tool.get("type")
     try:
         if kind == "function":
@@ -443,25 +444,28 @@ def _tool(tool: dict[str, Any], path: str) -> Tool:
         if kind == "namespace":
             group = msgspec.convert(tool, NamespaceTool)
             members = [
-                _member(member, f"{path}.tools[{index}]")
-                for index, member in enumerate(group.tools)
+                _member(member, f"{within}[{index}].tools", position)
+                for position, member in enumerate(group.tools)
             ]
             return Namespace(group.name, group.description, members)
     except msgspec.ValidationError as exc:
+        path = f"{within}[{index}]"
         nested_shape = "name" not in tool and isinstance(tool.get("function"), dict)
         suffix = ".function" if kind == "function" and nested_shape else ""
         raise validation_error(str(exc), path + suffix) from None
+    if isinstance(kind, str) and kind in HOSTED_TOOL_TYPES:
+        return HostedTool(kind)
+    path = f"{within}[{index}].type"
     if not isinstance(kind, str):
-        raise RequestError(f"Missing required parameter: '{path}.type'.", f"{path}.type")
-    if kind not in HOSTED_TOOL_TYPES:
-        raise RequestError(f"Invalid value for '{path}.type': '{kind}'.", f"{path}.type")
-    return HostedTool(kind)
+        raise RequestError(f"Missing required parameter: '{path}'.", path)
+    raise RequestError(f"Invalid value for '{path}': '{kind}'.", path)
 
 
-def _member(tool: dict[str, Any], path: str) -> FunctionTool | CustomTool:
-    member = _tool(tool, path)
+def _member(tool: dict[str, Any], within: str, index: int) -> FunctionTool | CustomTool:
+    member = _tool(tool, within, index)
     if isinstance(member, FunctionTool | CustomTool):
         return member
+    path = f"{within}[{index}]"
     raise RequestError(
         f"Invalid value for '{path}.type': a namespace holds only function and custom tools.",
         f"{path}.type",
