@@ -21,6 +21,7 @@ from fixtures.fake_chat_upstream import (
 from proxy.app import create_app
 from proxy.config import Config
 from proxy.metrics import Metrics
+from proxy.observability import RequestLog
 
 if TYPE_CHECKING:
     from tests.conftest import MakeProxy
@@ -208,6 +209,31 @@ def test_store_operations_are_counted_and_timed() -> None:
     bucket = {"op": "get", "le": "0.005"}
     assert value("diglot_store_operation_duration_seconds_bucket", bucket) == 1
     assert value("diglot_store_operation_duration_seconds_count", {"op": "put"}) == 2
+
+
+def test_requests_noted_past_a_batch_are_all_counted_at_the_scrape() -> None:
+    metrics = Metrics()
+    for number in range(300):  # more than one batch, and a part batch still noted
+        record = RequestLog(
+            request_id=f"req_{number}",
+            direction="responses->chat",
+            stream=False,
+            started=10.0,
+            upstream_started=10.001,
+            upstream_answered=10.002,
+            upstream_ended=10.003,
+        )
+        metrics.finished("/v1/responses", record, 200, 10.004)
+    labels = {"route": "/v1/responses", "direction": "responses->chat", "status": "200"}
+    timing = {"direction": "responses->chat", "stream": "false"}
+    registry = metrics.registry
+    assert registry.get_sample_value("diglot_requests_total", labels) == 300
+    for name in TIMINGS:
+        assert registry.get_sample_value(f"{name}_count", timing) == 300, name
+    assert (
+        registry.get_sample_value("diglot_overhead_seconds_bucket", {**timing, "le": "0.0025"})
+        == 300
+    )
 
 
 def test_process_metrics_are_exported() -> None:
