@@ -79,6 +79,12 @@ class Turn(msgspec.Struct):
     references: dict[int, dict[str, Any]] = {}  # input index -> item
     known_ids: set[str] = set()  # item ids of the chain continued
     _bodies: dict[str, dict[str, Any]] = {}
+    unresolved: bool = False  # stored state still to be read by resolve_turn
+
+    @property
+    def keeps(self) -> bool:
+        """The response is to be stored (`keep` does nothing otherwise)."""
+        return self.input_items is not None
 
     def body(self, record: Record) -> dict[str, Any]:
         """A record's body, decoded once per request."""
@@ -108,14 +114,29 @@ class Turn(msgspec.Struct):
             response["store"] = False
 
 
-async def begin_turn(
+def begin_turn(
     store: Store, sealer: Sealer, headers: Mapping[str, str], req: ResponsesRequest, raw: bytes
 ) -> Turn:
-    """Resolve `previous_response_id` and `item_reference`s; note what will be stored."""
+    """A request's turn, begun without waiting on the store when it continues nothing stored.
+
+    One that does (`previous_response_id`, `item_reference`s) is `unresolved` until
+    `resolve_turn` has read the store.
+    """
     params = req.params
     turn = Turn(store, tenant_of(headers), previous_id=params.previous_response_id)
     if params.include and _ENCRYPTED_REASONING in params.include:
         sealer.ready()
+    references = not isinstance(req.input, str) and ItemReference in map(type, req.input)
+    if params.previous_response_id is not None or references:
+        turn.unresolved = True
+    elif params.store is not False:
+        turn.input_items = _stored_input(msgspec.json.decode(raw)["input"], {}, set())
+    return turn
+
+
+async def resolve_turn(turn: Turn, req: ResponsesRequest, raw: bytes) -> None:
+    """Read the conversation a turn continues and the items it references; note what it keeps."""
+    params = req.params
     if params.previous_response_id is not None:
         turn.history = await _history(turn, params.previous_response_id)
     if not isinstance(req.input, str) and ItemReference in map(type, req.input):
@@ -123,7 +144,7 @@ async def begin_turn(
     if params.store is not False:
         raw_input = msgspec.json.decode(raw)["input"]
         turn.input_items = _stored_input(raw_input, turn.references, set(turn.known_ids))
-    return turn
+    turn.unresolved = False
 
 
 async def _history(turn: Turn, response_id: str) -> list[InputItem]:

@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from proxy.conversation import Turn, begin_turn
+from proxy.conversation import Turn, begin_turn, resolve_turn
 from proxy.jsonenc import dumps
 from proxy.limits import check_item_count
 from proxy.metrics import start_answer
@@ -47,7 +47,9 @@ async def responses_over_chat(
     record.model, record.stream = parsed.model, parsed.stream
     if not isinstance(parsed.input, str):
         check_item_count(len(parsed.input), proxy.config.max_input_items, "input")
-    turn = await begin_turn(proxy.store, proxy.sealer, request.headers, parsed, raw)
+    turn = begin_turn(proxy.store, proxy.sealer, request.headers, parsed, raw)
+    if turn.unresolved:
+        await resolve_turn(turn, parsed, raw)
     call = responses_request_to_chat(
         parsed,
         proxy.options,
@@ -76,7 +78,8 @@ async def responses_over_chat(
             require_event_stream(upstream)
             return await _stream(request, upstream, call.context, record, turn)
         response = _answer(await read_all(upstream), call.context, record)
-        await turn.keep(response)
+        if turn.keeps:
+            await turn.keep(response)
         headers = rate_limit_headers(upstream.headers)
         headers[REQUEST_ID] = record.request_id
         return json_response(response, 200, headers)
