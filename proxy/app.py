@@ -23,6 +23,7 @@ from proxy.replies import json_response
 from proxy.state import PROXY, RECORD, Proxy
 from proxy.upstream import REQUEST_ID, Upstream
 from translators.errors import RequestError, error_body
+from translators.models import ToolShelf
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = get_logger()
@@ -42,6 +43,7 @@ def create_app(config: Config) -> web.Application:
         store=store,
         sealer=sealer,
         new_id=IdMint(),
+        tool_shelf=ToolShelf(),
     )
     install_store(app, store, expire=config.upstream_api == "chat")
 

@@ -43,7 +43,7 @@ async def responses_over_chat(
 ) -> web.StreamResponse:
     """POST /v1/responses answered by POSTing {upstream}/chat/completions."""
     record.direction = "responses->chat"
-    parsed = decode_responses_request(raw)
+    parsed = decode_responses_request(raw, proxy.tool_shelf)
     record.model, record.stream = parsed.model, parsed.stream
     if not isinstance(parsed.input, str):
         check_item_count(len(parsed.input), proxy.config.max_input_items, "input")

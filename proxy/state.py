@@ -13,6 +13,7 @@ from proxy.seal import Sealer
 from proxy.store import Store
 from proxy.upstream import Upstream
 from translators.context import Options
+from translators.models import ToolShelf
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,7 @@ class Proxy:
     store: Store
     sealer: Sealer
     new_id: IdMint
+    tool_shelf: ToolShelf  # the tools Responses clients sent lately, decoded and translated
 
 
 PROXY = web.AppKey("proxy", Proxy)

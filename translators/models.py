@@ -253,7 +253,6 @@ class Params(msgspec.Struct, kw_only=True):
     model: str
     stream: bool | None = None
     instructions: str | None = None
-    tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     max_output_tokens: PositiveInt | None = None
@@ -290,7 +289,7 @@ class Params(msgspec.Struct, kw_only=True):
     background_options: dict[str, Any] | None = None
 
 
-PARAM_NAMES = frozenset(Params.__struct_fields__) | {"input"}
+PARAM_NAMES = frozenset(Params.__struct_fields__) | {"input", "tools"}
 
 
 class _Body(Params, forbid_unknown_fields=True):
@@ -307,6 +306,49 @@ class _Body(Params, forbid_unknown_fields=True):
             | ReasoningItem
         ]
     )
+    tools: msgspec.Raw = msgspec.Raw()  # decoded apart, so that its bytes can find it shelved
+
+
+class DeclaredTools(msgspec.Struct):
+    """A request's `tools`: as sent (what a response echoes) and decoded.
+
+    Requests sending the same bytes share one (see ToolShelf), so it is read-only, except
+    `memo`, where a translation keeps what it derived from these tools.
+    """
+
+    given: list[dict[str, Any]]
+    decoded: list[Tool]
+    memo: dict[str, Any] = {}
+
+
+_LARGEST_SHELVED = 256 * 1024
+
+
+class ToolShelf:
+    """Recently declared tools by the exact bytes they came as.
+
+    Agents send the same tools every turn; decoding and translating them again would be most of
+    a small turn's cost. Least recently used tools leave first.
+    """
+
+    __slots__ = ("_kept", "_size")
+
+    def __init__(self, size: int = 32) -> None:
+        self._size = size
+        self._kept: dict[bytes, DeclaredTools] = {}
+
+    def get(self, raw: bytes) -> DeclaredTools | None:
+        found = self._kept.pop(raw, None)
+        if found is not None:
+            self._kept[raw] = found
+        return found
+
+    def put(self, raw: bytes, tools: DeclaredTools) -> None:
+        if len(raw) > _LARGEST_SHELVED:
+            return
+        if len(self._kept) >= self._size:
+            del self._kept[next(iter(self._kept))]
+        self._kept[raw] = tools
 
 
 @dataclass(slots=True)
@@ -315,7 +357,7 @@ class ResponsesRequest:
 
     params: Params
     input: str | Sequence[InputItem]
-    tools: list[Tool]
+    tools: DeclaredTools
     extras: dict[str, Any]
 
     @property
@@ -327,17 +369,44 @@ class ResponsesRequest:
         return bool(self.params.stream)
 
 
-def decode_responses_request(raw: bytes) -> ResponsesRequest:
-    """Parses and validates a `POST /v1/responses` body; any fault is a RequestError."""
+class _Tools(msgspec.Struct):
+    tools: list[dict[str, Any]] | None = None
+
+
+_BODY = msgspec.json.Decoder(_Body)
+_TOOL_LIST = msgspec.json.Decoder(list[dict[str, Any]] | None)
+
+
+def decode_responses_request(raw: bytes, shelf: ToolShelf | None = None) -> ResponsesRequest:
+    """Parses and validates a `POST /v1/responses` body; any fault is a RequestError.
+
+    Tools found on `shelf` are not decoded again; new ones are put there.
+    """
     try:
-        body = msgspec.json.decode(raw, type=_Body)
+        body = _BODY.decode(raw)
+        tools = _shelved_tools(bytes(body.tools), shelf)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return _decode_generally(raw)
+    return ResponsesRequest(body, body.input, tools, {})
+
+
+def _shelved_tools(raw: bytes, shelf: ToolShelf | None) -> DeclaredTools:
+    """Raises msgspec's errors when the tools are no list of objects (the general path says why)."""
+    if not raw:
+        return DeclaredTools([], [])
+    found = shelf.get(raw) if shelf is not None else None
+    if found is None:
+        found = _declared(_TOOL_LIST.decode(raw))
+        if shelf is not None:
+            shelf.put(raw, found)
+    return found
+
+
+def _declared(given: list[dict[str, Any]] | None) -> DeclaredTools:
     try:
-        tools = _tools(body.tools)
+        return DeclaredTools(given or [], _tools(given))
     except msgspec.ValidationError as exc:
         raise validation_error(str(exc), "") from None
-    return ResponsesRequest(body, body.input, tools, {})
 
 
 def _decode_generally(raw: bytes) -> ResponsesRequest:
@@ -350,9 +419,10 @@ def _decode_generally(raw: bytes) -> ResponsesRequest:
                 "Missing required parameter: 'input'.", "input", "missing_required_parameter"
             )
         items = _input(data["input"])
-        tools = _tools(params.tools)
+        given = msgspec.convert(data, _Tools).tools
     except msgspec.ValidationError as exc:
         raise validation_error(str(exc), "") from None
+    tools = _declared(given)
     extras = {key: value for key, value in data.items() if key not in PARAM_NAMES}
     return ResponsesRequest(params, items, tools, extras)
 

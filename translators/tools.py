@@ -229,6 +229,15 @@ class ToolNamer:
         self._used: set[str] = set()
         self._kept: set[str] = set()
 
+    def copy(self) -> ToolNamer:
+        """A namer that goes on from this one's names without changing them."""
+        twin = ToolNamer()
+        twin.names.by_upstream.update(self.names.by_upstream)
+        twin._declared.update(self._declared)
+        twin._used.update(self._used)
+        twin._kept.update(self._kept)
+        return twin
+
     def name(self, kind: Literal["function", "custom"], name: str, namespace: str | None) -> str:
         """The upstream name of a tool (declared or only seen in history), minted on first use."""
         key = (namespace, name)

@@ -23,6 +23,7 @@ from translators.models import (
     ContentPart,
     CustomToolCallItem,
     CustomToolCallOutputItem,
+    DeclaredTools,
     FunctionCallItem,
     FunctionCallOutputItem,
     InputItem,
@@ -106,9 +107,10 @@ def responses_request_to_chat(
     """
     params = req.params
     _refuse_stateful(params, history is not None)
-    dropped: list[Dropped] = []
-    namer = ToolNamer()
-    tools = chat_tools(req.tools, namer, dropped)
+    declared = _chat_form(req.tools)
+    dropped = list(declared.dropped)
+    namer = declared.namer.copy()
+    tools = declared.chat
     choice, allowed = chat_tool_choice(params.tool_choice, namer, dropped)
     if allowed is not None:
         tools = [tool for tool in tools if tool["function"]["name"] in allowed]
@@ -128,7 +130,7 @@ def responses_request_to_chat(
         response_id=new_id("resp"),
         created_at=now,
         model=params.model,
-        echo=_echo(params),
+        echo=_echo(params, declared.echo),
         tools=namer.names,
         options=options,
         include_logprobs=include_logprobs,
@@ -136,6 +138,27 @@ def responses_request_to_chat(
         seal=sealing.seal if sealing and _ENCRYPTED_REASONING in (params.include or ()) else None,
     )
     return ChatCall(body, context, dropped)
+
+
+class _ChatTools(msgspec.Struct, frozen=True):
+    """Declared tools as a Chat upstream and the response take them: made once per declaration,
+    shared by every request that sends the same tools, so never changed."""
+
+    chat: list[dict[str, Any]]
+    dropped: tuple[Dropped, ...]
+    namer: ToolNamer  # after naming the declared tools; each request goes on from a copy
+    echo: list[dict[str, Any]]
+
+
+def _chat_form(tools: DeclaredTools) -> _ChatTools:
+    form: _ChatTools | None = tools.memo.get("chat")
+    if form is None:
+        namer = ToolNamer()
+        dropped: list[Dropped] = []
+        chat = chat_tools(tools.decoded, namer, dropped)
+        echo = [echoed_tool(tool) for tool in tools.given]
+        form = tools.memo["chat"] = _ChatTools(chat, tuple(dropped), namer, echo)
+    return form
 
 
 def _refuse_stateful(params: Params, resolved: bool) -> None:
@@ -203,7 +226,7 @@ def _text(text: TextConfig, body: dict[str, Any]) -> None:
         body["verbosity"] = text.verbosity
 
 
-def _echo(params: Params) -> dict[str, Any]:
+def _echo(params: Params, tools: list[dict[str, Any]]) -> dict[str, Any]:
     """The settings a response object repeats back, with the API's defaults filled in."""
     reasoning = params.reasoning
     text: dict[str, Any] = {"format": {"type": "text"}}
@@ -214,7 +237,7 @@ def _echo(params: Params) -> dict[str, Any]:
             text["verbosity"] = params.text.verbosity
     return {
         "instructions": params.instructions,
-        "tools": [echoed_tool(tool) for tool in params.tools or ()],
+        "tools": tools,
         "tool_choice": "auto" if params.tool_choice is None else params.tool_choice,
         "parallel_tool_calls": params.parallel_tool_calls is not False,
         "temperature": 1.0 if params.temperature is None else params.temperature,
