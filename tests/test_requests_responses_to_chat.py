@@ -345,6 +345,8 @@ def test_max_tokens_field_option() -> None:
         ({"model": "m", "input": "hi", "conversation": "conv_1"}, "conversation", None),
         ({"model": "m", "input": "hi", "background": True}, "background", None),
         ({"model": "m", "input": "hi", "tool_choice": "always"}, "tool_choice", None),
+        ({"model": "m", "input": "hi", "tool_choice": {}}, "tool_choice.type", None),
+        ({"model": "m", "input": "hi", "tool_choice": {"type": "x"}}, "tool_choice.type", None),
         (
             {
                 "model": "m",

@@ -13,7 +13,14 @@ import orjson
 from translators import chat_models as chat
 from translators.context import Dropped, ResponseContext, RestoredTool, ToolNames
 from translators.errors import RequestError
-from translators.models import CustomTool, FunctionTool, HostedTool, Namespace, Tool
+from translators.models import (
+    HOSTED_TOOL_TYPES,
+    CustomTool,
+    FunctionTool,
+    HostedTool,
+    Namespace,
+    Tool,
+)
 
 _SPECIAL = re.compile(r'["\\]')
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\", '"': '"'}
@@ -464,6 +471,11 @@ def chat_tool_choice(
         }, None
     if kind == "allowed_tools":
         return _allowed_tools(choice, namer, dropped)
+    if not isinstance(kind, str) or kind not in HOSTED_TOOL_TYPES:
+        raise RequestError(
+            f"Invalid value for 'tool_choice.type': {kind!r} is not a tool choice.",
+            "tool_choice.type",
+        )
     dropped.append(
         Dropped("tool_choice", f"the tool choice {kind!r} names a tool a Chat upstream cannot run")
     )
