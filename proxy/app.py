@@ -126,8 +126,10 @@ def observed(handler: Handler, route: str, keys: ClientKeys | None, metrics: Met
     """`handler` inside the request frame: id, authentication, OpenAI-shaped errors, log, metrics.
 
     A wrapper per route rather than an aiohttp middleware, which would add two more coroutine
-    frames to every step of every request.
+    frames to every step of every request. Logging is configured before the app is built, so
+    whether request lines are wanted is asked once here, not per request.
     """
+    log_requests = log.is_enabled_for(logging.INFO)
 
     async def frame(request: web.Request) -> web.StreamResponse:
         record = RequestLog(request_id=request_id(request), started=time.perf_counter())
@@ -164,7 +166,8 @@ def observed(handler: Handler, route: str, keys: ClientKeys | None, metrics: Met
             CURRENT_RECORD.reset(token)
             ended = time.perf_counter()
             record.first_byte = record.first_byte or ended  # an unstreamed answer goes out whole
-            _log_request(request, record, status, ended)
+            if log_requests:
+                _log_request(request, record, status, ended)
             metrics.finished(route, record, status, ended)
 
     return frame
@@ -212,8 +215,6 @@ def _http_error_body(exc: web.HTTPException) -> dict[str, object]:
 
 
 def _log_request(request: web.Request, record: RequestLog, status: int, ended: float) -> None:
-    if not log.is_enabled_for(logging.INFO):
-        return  # building the line costs more than the rest of a quiet request's bookkeeping
     fields = {
         "request_id": record.request_id,
         "method": request.method,
