@@ -9,6 +9,7 @@ from contextlib import suppress
 from functools import partial
 
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -210,7 +211,16 @@ class Exchange:
     context managers, since every request passes through it.
     """
 
-    __slots__ = ("_body", "_headers", "_method", "_record", "_response", "_upstream", "_url")
+    __slots__ = (
+        "_body",
+        "_headers",
+        "_method",
+        "_record",
+        "_response",
+        "_upstream",
+        "_url",
+        "_watch",
+    )
 
     def __init__(
         self, upstream: Upstream, method: str, url: URL, headers: dict[str, str], body: bytes | None
@@ -222,6 +232,7 @@ class Exchange:
         self._body = body
         self._record: RequestLog | None = None
         self._response: aiohttp.ClientResponse | None = None
+        self._watch: IdleWatch | None = None
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
         upstream = self._upstream
@@ -243,7 +254,9 @@ class Exchange:
             response.content.on_eof(partial(_ended, record))
         protocol = response.connection.protocol if response.connection else None
         if protocol is not None and response.content_type == "text/event-stream":
-            protocol.read_timeout = upstream.idle_timeout  # the gaps between events
+            protocol.read_timeout = None  # the gaps between events are watched instead
+            loop = asyncio.get_running_loop()
+            self._watch = IdleWatch(loop, response, protocol, upstream.idle_timeout)
         return response
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
@@ -254,10 +267,58 @@ class Exchange:
             if exc_type is None and not client_gone and not response.content.is_eof():
                 await _read_tail(response)
         finally:
+            if self._watch is not None:
+                self._watch.stop()
             if record is not None and not response.content.is_eof():
                 _ended(record)
             response.release()
             self._upstream.slots.release()
+
+
+_IDLE_LOOKS = 4  # a silent stream is noticed at most a quarter of the timeout late
+
+
+class IdleWatch:
+    """An event stream's idle timeout, looked at a few times per timeout.
+
+    aiohttp's read timeout cancels and schedules a timer for every piece it receives, which a
+    stream of small events paid for once per event; this one only counts the bytes that came.
+    """
+
+    __slots__ = ("_handle", "_idle", "_loop", "_protocol", "_quiet_since", "_response", "_seen")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        response: aiohttp.ClientResponse,
+        protocol: ResponseHandler,
+        idle: float,
+    ) -> None:
+        self._loop = loop
+        self._response = response
+        self._protocol = protocol
+        self._idle = idle
+        self._seen = response.content.total_bytes
+        self._quiet_since = self._loop.time()
+        self._handle = self._loop.call_later(idle / _IDLE_LOOKS, self._look)
+
+    def _look(self) -> None:
+        content = self._response.content
+        if content.is_eof() or content.exception() is not None:
+            return
+        now = self._loop.time()
+        if content.total_bytes != self._seen:
+            self._seen = content.total_bytes
+            self._quiet_since = now
+        elif now - self._quiet_since >= self._idle:
+            error = aiohttp.ServerTimeoutError(f"The upstream sent nothing for {self._idle:g} s.")
+            self._protocol.set_exception(error)  # the connection is closed, not pooled
+            content.set_exception(error)
+            return
+        self._handle = self._loop.call_at(now + self._idle / _IDLE_LOOKS, self._look)
+
+    def stop(self) -> None:
+        self._handle.cancel()
 
 
 def _ended(record: RequestLog) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
@@ -14,6 +17,7 @@ from proxy.cli import serve_parser
 from proxy.config import Config, ConfigError, load_config
 from proxy.limits import Overloaded, UpstreamSlots
 from proxy.state import PROXY
+from proxy.upstream import IdleWatch
 from tests.conftest import MakeProxy
 
 BASE = {"upstream": "http://127.0.0.1:8000/v1", "upstream_api": "chat"}
@@ -250,3 +254,58 @@ async def test_a_waiter_that_gives_up_leaves_the_slot_to_the_next() -> None:
     assert gave_up.cancelled() and slots.waiting == 0
     slots.release()
     await asyncio.wait_for(slots.acquire(), 1)  # and freed once that one is done
+
+
+class _Clock:
+    """An event loop's clock and timers, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.due: list[tuple[float, Callable[[], None]]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
+        return self.call_at(self.now + delay, callback)
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Any:
+        self.due.append((when, callback))
+        return SimpleNamespace(cancel=lambda: None)
+
+    def run_until(self, moment: float) -> None:
+        while self.due and min(when for when, _ in self.due) <= moment:
+            self.due.sort(key=lambda timer: timer[0])
+            when, callback = self.due.pop(0)
+            self.now = when
+            callback()
+        self.now = moment
+
+
+class _Body:
+    def __init__(self) -> None:
+        self.total_bytes = 0
+        self.error: BaseException | None = None
+
+    def is_eof(self) -> bool:
+        return False
+
+    def exception(self) -> BaseException | None:
+        return self.error
+
+    def set_exception(self, error: BaseException) -> None:
+        self.error = error
+
+
+def test_a_stream_is_cut_once_silent_for_the_idle_timeout_and_never_sooner() -> None:
+    clock, body, protocol = _Clock(), _Body(), SimpleNamespace(set_exception=lambda error: None)
+    upstream = SimpleNamespace(content=body)
+    IdleWatch(clock, upstream, protocol, 1.0)  # type: ignore[arg-type]
+    for moment in (0.9, 1.8, 2.7):  # an event every 0.9 s: quiet, but never for 1 s
+        clock.run_until(moment)
+        body.total_bytes += 10
+    clock.run_until(2.7 + 0.99)
+    assert body.error is None
+    clock.run_until(2.7 + 1.25)  # noticed at most a quarter of the timeout late
+    assert isinstance(body.error, aiohttp.ServerTimeoutError)
+    assert clock.due == []  # and no longer watched
