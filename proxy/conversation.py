@@ -130,7 +130,7 @@ def begin_turn(
     if params.previous_response_id is not None or references:
         turn.unresolved = True
     elif params.store is not False:
-        turn.input_items = _stored_input(msgspec.json.decode(raw)["input"], {}, set())
+        _note_input(turn, raw)
     return turn
 
 
@@ -142,9 +142,14 @@ async def resolve_turn(turn: Turn, req: ResponsesRequest, raw: bytes) -> None:
     if not isinstance(req.input, str) and ItemReference in map(type, req.input):
         req.input = await _resolve_references(turn, req.input)
     if params.store is not False:
-        raw_input = msgspec.json.decode(raw)["input"]
-        turn.input_items = _stored_input(raw_input, turn.references, set(turn.known_ids))
+        _note_input(turn, raw)
     turn.unresolved = False
+
+
+def _note_input(turn: Turn, raw: bytes) -> None:
+    """The input the turn will store, its references (if any) already resolved."""
+    raw_input = msgspec.json.decode(raw)["input"]
+    turn.input_items = _stored_input(raw_input, turn.references, set(turn.known_ids))
 
 
 async def _history(turn: Turn, response_id: str) -> list[InputItem]:

@@ -384,7 +384,7 @@ def decode_responses_request(raw: bytes, shelf: ToolShelf | None = None) -> Resp
     """
     try:
         body = _BODY.decode(raw)
-        tools = _shelved_tools(bytes(body.tools), shelf)
+        tools = _shelved_tools(bytes(body.tools) or b"null", shelf)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return _decode_generally(raw)
     return ResponsesRequest(body, body.input, tools, {})
@@ -392,8 +392,6 @@ def decode_responses_request(raw: bytes, shelf: ToolShelf | None = None) -> Resp
 
 def _shelved_tools(raw: bytes, shelf: ToolShelf | None) -> DeclaredTools:
     """Raises msgspec's errors when the tools are no list of objects (the general path says why)."""
-    if not raw:
-        return DeclaredTools([], [])
     found = shelf.get(raw) if shelf is not None else None
     if found is None:
         found = _declared(_TOOL_LIST.decode(raw))

@@ -107,10 +107,10 @@ def responses_request_to_chat(
     """
     params = req.params
     _refuse_stateful(params, history is not None)
-    declared = _chat_form(req.tools)
-    dropped = list(declared.dropped)
-    namer = declared.namer.copy()
-    tools = declared.chat
+    prepared = _chat_form(req.tools)
+    dropped = list(prepared.dropped)
+    namer = prepared.namer.copy()
+    tools = prepared.chat
     choice, allowed = chat_tool_choice(params.tool_choice, namer, dropped)
     if allowed is not None:
         tools = [tool for tool in tools if tool["function"]["name"] in allowed]
@@ -130,7 +130,7 @@ def responses_request_to_chat(
         response_id=new_id("resp"),
         created_at=now,
         model=params.model,
-        echo=_echo(params, declared.echo),
+        echo=_echo(params, prepared.echo),
         tools=namer.names,
         options=options,
         include_logprobs=include_logprobs,
