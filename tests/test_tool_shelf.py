@@ -81,3 +81,11 @@ def test_tools_that_are_no_list_of_objects_are_refused_and_not_shelved() -> None
             )
         assert caught.value.param is not None and caught.value.param.startswith("tools")
     assert shelf.get(orjson.dumps([{"type": "function"}])) is None
+
+
+def test_tools_too_large_to_keep_are_decoded_each_time() -> None:
+    shelf = ToolShelf()
+    described = [{"type": "function", "name": "big", "description": "x" * 70_000}]
+    first = decode_responses_request(body("hi", described), shelf).tools
+    assert decode_responses_request(body("hi", described), shelf).tools is not first
+    assert decode_responses_request(body("hi", described), shelf).tools.given == described

@@ -321,7 +321,7 @@ class DeclaredTools(msgspec.Struct):
     memo: dict[str, Any] = {}
 
 
-_LARGEST_SHELVED = 256 * 1024
+_LARGEST_SHELVED = 64 * 1024  # with 32 kept, a few tens of MB at most once decoded
 
 
 class ToolShelf:
