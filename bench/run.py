@@ -120,7 +120,7 @@ def start_stack(procs: Processes, settings: Settings, pacing: str) -> Stack:
         name = f"diglot-{api}-{pacing}"
         proc = procs.start(
             name,
-            [sys.executable, "-m", "proxy", "--upstream", f"http://127.0.0.1:{upstream_port}/v1",
+            [sys.executable, "-m", "diglot", "--upstream", f"http://127.0.0.1:{upstream_port}/v1",
              "--upstream-api", api, "--host", "127.0.0.1", "--port", str(port),
              "--log-level", "warning", "--store", "memory://"],
             proxy_core,

@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 port = free_port()
                 proc = procs.start(
                     f"diglot-{api}",
-                    [sys.executable, "-m", "proxy", "--upstream",
+                    [sys.executable, "-m", "diglot", "--upstream",
                      f"http://127.0.0.1:{upstream_port}/v1", "--upstream-api", api,
                      "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
                     None,

@@ -10,20 +10,20 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from proxy import handlers, health, stored_responses
-from proxy.auth import EXEMPT_PATHS, ClientKeys, check_client_key, install_client_auth
-from proxy.config import Config
-from proxy.conversation import install_store, open_state
-from proxy.health import install_health
-from proxy.ids import IdMint
-from proxy.limits import Overloaded
-from proxy.metrics import Metrics, install_metrics, scrape
-from proxy.observability import CLIENT_GONE, CURRENT_RECORD, RequestLog, get_logger
-from proxy.replies import json_response
-from proxy.state import PROXY, RECORD, Proxy
-from proxy.upstream import REQUEST_ID, Upstream
-from translators.errors import RequestError, error_body
-from translators.models import ToolShelf
+from diglot.proxy import handlers, health, stored_responses
+from diglot.proxy.auth import EXEMPT_PATHS, ClientKeys, check_client_key, install_client_auth
+from diglot.proxy.config import Config
+from diglot.proxy.conversation import install_store, open_state
+from diglot.proxy.health import install_health
+from diglot.proxy.ids import IdMint
+from diglot.proxy.limits import Overloaded
+from diglot.proxy.metrics import Metrics, install_metrics, scrape
+from diglot.proxy.observability import CLIENT_GONE, CURRENT_RECORD, RequestLog, get_logger
+from diglot.proxy.replies import json_response
+from diglot.proxy.state import PROXY, RECORD, Proxy
+from diglot.proxy.upstream import REQUEST_ID, Upstream
+from diglot.translators.errors import RequestError, error_body
+from diglot.translators.models import ToolShelf
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = get_logger()

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from proxy.config import Config
-from proxy.observability import get_logger
-from translators.errors import RequestError
+from diglot.proxy.config import Config
+from diglot.proxy.observability import get_logger
+from diglot.translators.errors import RequestError
 
 log = get_logger()
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})

@@ -16,26 +16,30 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from proxy.jsonenc import dumps
-from proxy.limits import check_item_count
-from proxy.metrics import start_answer
-from proxy.observability import CLIENT_GONE, RequestLog, get_logger
-from proxy.pump import TranslatingRelay, translated
-from proxy.replies import json_response, upstream_error_response
-from proxy.state import Proxy
-from proxy.upstream import (
+from diglot.proxy.jsonenc import dumps
+from diglot.proxy.limits import check_item_count
+from diglot.proxy.metrics import start_answer
+from diglot.proxy.observability import CLIENT_GONE, RequestLog, get_logger
+from diglot.proxy.pump import TranslatingRelay, translated
+from diglot.proxy.replies import json_response, upstream_error_response
+from diglot.proxy.state import Proxy
+from diglot.proxy.upstream import (
     REQUEST_ID,
     rate_limit_headers,
     read_all,
     require_event_stream,
     upstream_failure,
 )
-from translators.chat_models import decode_chat_request
-from translators.context import ChatContext
-from translators.requests import ResponsesCall, chat_request_to_responses
-from translators.responses import UpstreamFailed, merge_chat_choices, response_to_chat_completion
-from translators.stream.responses_to_chat import ResponsesToChatStream
-from translators.usage import sum_chat_usage
+from diglot.translators.chat_models import decode_chat_request
+from diglot.translators.context import ChatContext
+from diglot.translators.requests import ResponsesCall, chat_request_to_responses
+from diglot.translators.responses import (
+    UpstreamFailed,
+    merge_chat_choices,
+    response_to_chat_completion,
+)
+from diglot.translators.stream.responses_to_chat import ResponsesToChatStream
+from diglot.translators.usage import sum_chat_usage
 
 DROPPED_HEADER = "x-diglot-dropped-params"
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}

@@ -8,11 +8,12 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from proxy.app import create_app
-from proxy.config import Config, ConfigError, load_config
-from proxy.demo import run_demo
-from proxy.observability import configure_logging, get_logger
-from proxy.service import run as run_service
+from diglot import __version__
+from diglot.proxy.app import create_app
+from diglot.proxy.config import Config, ConfigError, load_config
+from diglot.proxy.demo import run_demo
+from diglot.proxy.observability import configure_logging, get_logger
+from diglot.proxy.service import run as run_service
 
 USAGE_ERROR = 2
 
@@ -33,6 +34,7 @@ def serve_parser() -> argparse.ArgumentParser:
         argument_default=None,
     )
     add = parser.add_argument
+    add("-V", "--version", action="version", version=f"diglot {__version__}")
     add("--upstream", metavar="URL", help="upstream base URL including /v1")
     add("--upstream-api", metavar="chat|responses", help="the API the upstream speaks")
     add("--host", help="address to listen on (default 127.0.0.1)")
@@ -100,7 +102,7 @@ def demo_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `diglot` command and `python -m proxy`."""
+    """Entry point of the `diglot` command and `python -m diglot`."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["demo"]:
         return run_demo(demo_parser().parse_args(args[1:]).port)

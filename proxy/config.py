@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from translators.context import Options
+from diglot.translators.context import Options
 
 LogFormat = Literal["json", "console", "auto"]
 UpstreamApi = Literal["chat", "responses"]

@@ -19,13 +19,13 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from proxy.config import Config
-from proxy.jsonenc import dumps
-from proxy.observability import get_logger
-from proxy.seal import Sealer
-from proxy.store import Record, Store, StoreUnavailable, default_state_dir, open_store
-from translators.errors import RequestError
-from translators.models import InputItem, ItemReference, ResponsesRequest, decode_items
+from diglot.proxy.config import Config
+from diglot.proxy.jsonenc import dumps
+from diglot.proxy.observability import get_logger
+from diglot.proxy.seal import Sealer
+from diglot.proxy.store import Record, Store, StoreUnavailable, default_state_dir, open_store
+from diglot.translators.errors import RequestError
+from diglot.translators.models import InputItem, ItemReference, ResponsesRequest, decode_items
 
 log = get_logger()
 _ENCRYPTED_REASONING = "reasoning.encrypted_content"

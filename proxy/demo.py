@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy.app import create_app, serve
-from proxy.config import Config
-from proxy.observability import configure_logging
+from diglot.proxy.app import create_app, serve
+from diglot.proxy.config import Config
+from diglot.proxy.observability import configure_logging
 
 MODEL = "diglot-demo"
 

@@ -8,15 +8,15 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
-from proxy.chat_over_responses import chat_over_responses
-from proxy.inbound import read_body
-from proxy.limits import check_item_count, too_deep
-from proxy.metrics import start_answer
-from proxy.observability import CLIENT_GONE, RequestLog, get_logger
-from proxy.replies import upstream_error_response
-from proxy.responses_over_chat import responses_over_chat
-from proxy.state import PROXY, RECORD, Proxy
-from proxy.upstream import REQUEST_ID, read_all, relay_headers
+from diglot.proxy.chat_over_responses import chat_over_responses
+from diglot.proxy.inbound import read_body
+from diglot.proxy.limits import check_item_count, too_deep
+from diglot.proxy.metrics import start_answer
+from diglot.proxy.observability import CLIENT_GONE, RequestLog, get_logger
+from diglot.proxy.replies import upstream_error_response
+from diglot.proxy.responses_over_chat import responses_over_chat
+from diglot.proxy.state import PROXY, RECORD, Proxy
+from diglot.proxy.upstream import REQUEST_ID, read_all, relay_headers
 
 log = get_logger()
 _WHOLE_ANSWER_LIMIT = 1024 * 1024

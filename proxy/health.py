@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from proxy.config import Config
-from proxy.replies import json_response
-from proxy.state import PROXY
-from proxy.store import Store, StoreUnavailable
+from diglot.proxy.config import Config
+from diglot.proxy.replies import json_response
+from diglot.proxy.state import PROXY
+from diglot.proxy.store import Store, StoreUnavailable
 
 Check = Callable[[], Awaitable[str | None]]  # None when fine, else the reason it is not
 _PROBE_TIMEOUT = 2.0

@@ -12,7 +12,7 @@ import zstandard
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from translators.errors import RequestError
+from diglot.translators.errors import RequestError
 
 _STEP = 64 * 1024
 Sink = Callable[[bytes], None]

@@ -6,7 +6,7 @@ import asyncio
 import math
 from collections import deque
 
-from translators.errors import RequestError
+from diglot.translators.errors import RequestError
 
 
 class Overloaded(RequestError):

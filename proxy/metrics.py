@@ -23,8 +23,8 @@ from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricF
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from proxy.observability import RequestLog
-from proxy.state import RECORD
+from diglot.proxy.observability import RequestLog
+from diglot.proxy.state import RECORD
 
 # Whole requests and streams: from milliseconds to a long agent turn.
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)

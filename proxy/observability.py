@@ -11,8 +11,8 @@ from typing import Any, Literal
 import msgspec
 import structlog
 
-from proxy.jsonenc import dumps
-from translators.context import Dropped
+from diglot.proxy.jsonenc import dumps
+from diglot.translators.context import Dropped
 
 LOGGER_NAME = "diglot"
 CLIENT_GONE = "client disconnected"

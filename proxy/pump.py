@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import aiohttp
 import orjson
 
-from proxy.observability import RequestLog, get_logger
-from proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent
+from diglot.proxy.observability import RequestLog, get_logger
+from diglot.proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent
 
 Pieces = list[dict[str, Any]]
 log = get_logger()

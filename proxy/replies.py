@@ -9,9 +9,9 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from proxy.jsonenc import dumps
-from proxy.upstream import REQUEST_ID, rate_limit_headers
-from translators.errors import upstream_error_body
+from diglot.proxy.jsonenc import dumps
+from diglot.proxy.upstream import REQUEST_ID, rate_limit_headers
+from diglot.translators.errors import upstream_error_body
 
 _MAX_ERROR_BODY = 1024 * 1024
 

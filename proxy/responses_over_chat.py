@@ -10,27 +10,27 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from proxy.conversation import Turn, begin_turn, resolve_turn
-from proxy.jsonenc import dumps
-from proxy.limits import check_item_count
-from proxy.metrics import start_answer
-from proxy.observability import CLIENT_GONE, RequestLog, get_logger
-from proxy.pump import TranslatingRelay, translated
-from proxy.replies import json_response, upstream_error_response
-from proxy.sse import encode_events
-from proxy.state import Proxy
-from proxy.upstream import (
+from diglot.proxy.conversation import Turn, begin_turn, resolve_turn
+from diglot.proxy.jsonenc import dumps
+from diglot.proxy.limits import check_item_count
+from diglot.proxy.metrics import start_answer
+from diglot.proxy.observability import CLIENT_GONE, RequestLog, get_logger
+from diglot.proxy.pump import TranslatingRelay, translated
+from diglot.proxy.replies import json_response, upstream_error_response
+from diglot.proxy.sse import encode_events
+from diglot.proxy.state import Proxy
+from diglot.proxy.upstream import (
     REQUEST_ID,
     rate_limit_headers,
     read_all,
     require_event_stream,
     upstream_failure,
 )
-from translators.context import ResponseContext
-from translators.models import decode_responses_request
-from translators.requests import responses_request_to_chat
-from translators.responses import chat_completion_to_response
-from translators.stream.chat_to_responses import ChatToResponsesStream
+from diglot.translators.context import ResponseContext
+from diglot.translators.models import decode_responses_request
+from diglot.translators.requests import responses_request_to_chat
+from diglot.translators.responses import chat_completion_to_response
+from diglot.translators.stream.chat_to_responses import ChatToResponsesStream
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 _FAILED = "server_error"

@@ -18,8 +18,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from translators.context import Sealing
-from translators.errors import RequestError
+from diglot.translators.context import Sealing
+from diglot.translators.errors import RequestError
 
 _VERSION = b"\x01"
 _NONCE = 12

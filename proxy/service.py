@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from proxy import systemd
-from proxy.auth import CLIENT_KEYS
-from proxy.health import READINESS
-from proxy.observability import get_logger
+from diglot.proxy import systemd
+from diglot.proxy.auth import CLIENT_KEYS
+from diglot.proxy.health import READINESS
+from diglot.proxy.observability import get_logger
 
 log = get_logger()
 # The most one socket read returns. asyncio allocates a fresh 256 KiB for every read and shrinks

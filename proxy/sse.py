@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from proxy.jsonenc import dumps
+from diglot.proxy.jsonenc import dumps
 
 DONE = b"[DONE]"
 _MAX_PENDING = 16 * 1024 * 1024

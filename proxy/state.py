@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from proxy.config import Config
-from proxy.ids import IdMint
-from proxy.observability import RequestLog
-from proxy.seal import Sealer
-from proxy.store import Store
-from proxy.upstream import Upstream
-from translators.context import Options
-from translators.models import ToolShelf
+from diglot.proxy.config import Config
+from diglot.proxy.ids import IdMint
+from diglot.proxy.observability import RequestLog
+from diglot.proxy.seal import Sealer
+from diglot.proxy.store import Store
+from diglot.proxy.upstream import Upstream
+from diglot.translators.context import Options
+from diglot.translators.models import ToolShelf
 
 
 @dataclass(frozen=True, slots=True)

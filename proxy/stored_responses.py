@@ -10,12 +10,12 @@ import msgspec
 from aiohttp import web
 from yarl import URL
 
-from proxy.conversation import chain_items, not_found, store_unavailable, tenant_of
-from proxy.replies import json_response, upstream_error_response
-from proxy.state import PROXY, RECORD, Proxy
-from proxy.store import Order, Record, StoreUnavailable, page_items
-from proxy.upstream import REQUEST_ID, read_all, relay_headers
-from translators.errors import RequestError
+from diglot.proxy.conversation import chain_items, not_found, store_unavailable, tenant_of
+from diglot.proxy.replies import json_response, upstream_error_response
+from diglot.proxy.state import PROXY, RECORD, Proxy
+from diglot.proxy.store import Order, Record, StoreUnavailable, page_items
+from diglot.proxy.upstream import REQUEST_ID, read_all, relay_headers
+from diglot.translators.errors import RequestError
 
 _MAX_LIMIT = 100
 

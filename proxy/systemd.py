@@ -7,7 +7,7 @@ import os
 import socket
 from collections.abc import Mapping
 
-from proxy.observability import get_logger
+from diglot.proxy.observability import get_logger
 
 log = get_logger()
 

@@ -13,10 +13,10 @@ from aiohttp.client_proto import ResponseHandler
 from multidict import CIMultiDict
 from yarl import URL
 
-from proxy.config import Config
-from proxy.limits import UpstreamSlots
-from proxy.observability import CLIENT_GONE, CURRENT_RECORD, RequestLog
-from translators.errors import RequestError
+from diglot.proxy.config import Config
+from diglot.proxy.limits import UpstreamSlots
+from diglot.proxy.observability import CLIENT_GONE, CURRENT_RECORD, RequestLog
+from diglot.translators.errors import RequestError
 
 HOP_BY_HOP = frozenset(
     {

@@ -10,9 +10,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from diglot.proxy.app import create_app
+from diglot.proxy.config import Config
 from fixtures.fake_chat_upstream import FakeUpstream
-from proxy.app import create_app
-from proxy.config import Config
 
 MakeProxy = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 MakeServer = Callable[..., Awaitable[TestServer]]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from translators.context import IdFactory, Options, ResponseContext, RestoredTool, ToolNames
-from translators.models import decode_responses_request
-from translators.requests import responses_request_to_chat
+from diglot.translators.context import IdFactory, Options, ResponseContext, RestoredTool, ToolNames
+from diglot.translators.models import decode_responses_request
+from diglot.translators.requests import responses_request_to_chat
 
 
 def _bare_request_echo() -> dict[str, Any]:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from diglot.proxy import auth
+from diglot.proxy.auth import ClientKeys
+from diglot.proxy.config import ConfigError, load_config
+from diglot.proxy.service import reload
 from fixtures.fake_chat_upstream import FakeUpstream, Reply, completion
-from proxy import auth
-from proxy.auth import ClientKeys
-from proxy.config import ConfigError, load_config
-from proxy.service import reload
 from tests.conftest import MakeProxy
 
 BODY = {"model": "m", "input": "hi"}

@@ -1,4 +1,4 @@
-"""The command line: exit codes, one-line errors, `python -m proxy` and `diglot demo`."""
+"""The command line: exit codes, one-line errors, `python -m diglot` and `diglot demo`."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import sys
 import aiohttp
 import pytest
 
-from proxy.cli import main
+from diglot.proxy.cli import main
 
 ENV = {key: value for key, value in os.environ.items() if not key.startswith("DIGLOT_")}
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "proxy", *args],
+        [sys.executable, "-m", "diglot", *args],
         capture_output=True,
         text=True,
         env={**ENV, **(env or {})},
@@ -72,7 +72,7 @@ async def test_demo_serves_the_responses_api_over_its_chat_backend(free_port: in
     demo = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "proxy",
+        "diglot",
         "demo",
         "--port",
         str(port),

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from proxy.cli import serve_parser
-from proxy.config import Config, ConfigError, load_config
-from translators.context import Options
+from diglot.proxy.cli import serve_parser
+from diglot.proxy.config import Config, ConfigError, load_config
+from diglot.translators.context import Options
 
 BASE = {"upstream": "http://127.0.0.1:8000/v1", "upstream_api": "chat"}
 

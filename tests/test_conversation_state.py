@@ -14,6 +14,8 @@ from openai import AsyncOpenAI, NotFoundError
 from openai.types.responses import ResponseItemList
 from pydantic import TypeAdapter
 
+from diglot.proxy.conversation import tenant_of
+from diglot.proxy.state import PROXY
 from fixtures.fake_chat_upstream import (
     FakeUpstream,
     Received,
@@ -25,8 +27,6 @@ from fixtures.fake_chat_upstream import (
     tool_call,
     usage_chunk,
 )
-from proxy.conversation import tenant_of
-from proxy.state import PROXY
 from tests.redis_server import redis_server, redis_url
 from tests.validate import assert_valid_response, assert_valid_stream
 from tests.weather import WEATHER_TOOL

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy import systemd
-from proxy.config import ALIASES, ENV_PREFIX, PARSERS, load_config
+from diglot.proxy import systemd
+from diglot.proxy.config import ALIASES, ENV_PREFIX, PARSERS, load_config
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 UNIT = DEPLOY / "diglot.service"

@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from openai import AsyncOpenAI
 from structlog.testing import capture_logs
 
+from diglot.proxy.app import create_app
+from diglot.proxy.config import Config
 from fixtures.fake_chat_upstream import Hang, Received, Script
 from fixtures.fake_responses_upstream import (
     FakeUpstream,
@@ -32,8 +34,6 @@ from fixtures.fake_responses_upstream import (
     stream_events,
     usage,
 )
-from proxy.app import create_app
-from proxy.config import Config
 from tests.validate import (
     assert_valid_chat_chunk,
     assert_valid_chat_completion,

@@ -19,12 +19,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from diglot.proxy.app import create_app
+from diglot.proxy.metrics import METRICS
+from diglot.proxy.state import PROXY
 from fixtures import fake_chat_upstream as chat_fake
 from fixtures import fake_responses_upstream as responses_fake
 from fixtures.fake_chat_upstream import FakeUpstream, Hang, Reply, StreamReply
-from proxy.app import create_app
-from proxy.metrics import METRICS
-from proxy.state import PROXY
 from tests.conftest import proxy_config
 from tests.validate import assert_valid_stream
 

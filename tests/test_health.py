@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from diglot.proxy.app import create_app
+from diglot.proxy.health import READINESS
+from diglot.proxy.state import PROXY
 from fixtures.fake_chat_upstream import FakeUpstream
-from proxy.app import create_app
-from proxy.health import READINESS
-from proxy.state import PROXY
 from tests.conftest import MakeProxy, proxy_config
 
 

@@ -12,12 +12,12 @@ import aiohttp
 import orjson
 import pytest
 
+from diglot.proxy.cli import serve_parser
+from diglot.proxy.config import Config, ConfigError, load_config
+from diglot.proxy.limits import Overloaded, UpstreamSlots
+from diglot.proxy.state import PROXY
+from diglot.proxy.upstream import IdleWatch
 from fixtures.fake_chat_upstream import FakeUpstream, Hang, Reply, StreamReply, chunk, completion
-from proxy.cli import serve_parser
-from proxy.config import Config, ConfigError, load_config
-from proxy.limits import Overloaded, UpstreamSlots
-from proxy.state import PROXY
-from proxy.upstream import IdleWatch
 from tests.conftest import MakeProxy
 
 BASE = {"upstream": "http://127.0.0.1:8000/v1", "upstream_api": "chat"}

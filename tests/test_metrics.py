@@ -10,6 +10,10 @@ from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from diglot.proxy.app import create_app
+from diglot.proxy.config import Config
+from diglot.proxy.metrics import Metrics
+from diglot.proxy.observability import RequestLog
 from fixtures.fake_chat_upstream import (
     FakeUpstream,
     Hang,
@@ -18,10 +22,6 @@ from fixtures.fake_chat_upstream import (
     completion,
     text_chunks,
 )
-from proxy.app import create_app
-from proxy.config import Config
-from proxy.metrics import Metrics
-from proxy.observability import RequestLog
 
 if TYPE_CHECKING:
     from tests.conftest import MakeProxy

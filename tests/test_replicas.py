@@ -34,7 +34,7 @@ WAIT = 30.0
 async def start_replica(
     upstream: TestServer, store: str, tmp_path: Path, name: str, port: int
 ) -> tuple[asyncio.subprocess.Process, AsyncOpenAI]:
-    """`python -m proxy` on its own port; returns once it tells systemd's socket it is ready."""
+    """`python -m diglot` on its own port; returns once it tells systemd's socket it is ready."""
     notify_path = tmp_path / f"{name}.notify"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
@@ -43,7 +43,7 @@ async def start_replica(
     env.update(NOTIFY_SOCKET=str(notify_path), DIGLOT_SEAL_KEY="shared replica secret")
     log = (tmp_path / f"{name}.log").open("wb")
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "proxy", "--upstream", str(upstream.make_url("/v1"))),
+        *(sys.executable, "-m", "diglot", "--upstream", str(upstream.make_url("/v1"))),
         *("--upstream-api", "chat", "--port", str(port), "--store", store),
         *("--log-format", "json"),
         cwd=ROOT,

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from diglot.translators.chat_models import decode_chat_request
+from diglot.translators.context import Options, random_id
+from diglot.translators.errors import RequestError
+from diglot.translators.requests import ResponsesCall, chat_request_to_responses
 from tests.response_context import counting_ids
 from tests.validate import assert_refusal, assert_valid_create_body
-from translators.chat_models import decode_chat_request
-from translators.context import Options, random_id
-from translators.errors import RequestError
-from translators.requests import ResponsesCall, chat_request_to_responses
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "requests_chat"
 CASES = sorted(FIXTURES.glob("*.json"))

@@ -19,10 +19,10 @@ from openai.types.chat.completion_create_params import (
 )
 from pydantic import TypeAdapter
 
-from translators.context import Options, RestoredTool
-from translators.errors import RequestError
-from translators.models import decode_responses_request
-from translators.requests import ChatCall, responses_request_to_chat
+from diglot.translators.context import Options, RestoredTool
+from diglot.translators.errors import RequestError
+from diglot.translators.models import decode_responses_request
+from diglot.translators.requests import ChatCall, responses_request_to_chat
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "requests"
 CASES = sorted(FIXTURES.glob("*.json"))

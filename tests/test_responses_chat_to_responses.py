@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from diglot.translators.context import RestoredTool
+from diglot.translators.reasoning import ThinkSplitter
+from diglot.translators.responses import chat_completion_to_response
+from diglot.translators.tools import CustomInputDecoder, custom_tool_input
+from diglot.translators.usage import chat_usage_to_responses
 from tests.response_context import DEFAULT_ECHO, context_from_fixture, make_context
 from tests.validate import assert_valid_chat_completion, assert_valid_response
-from translators.context import RestoredTool
-from translators.reasoning import ThinkSplitter
-from translators.responses import chat_completion_to_response
-from translators.tools import CustomInputDecoder, custom_tool_input
-from translators.usage import chat_usage_to_responses
 
 NOW = 1_700_000_005
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "responses"

@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 
-from tests.response_context import DEFAULT_ECHO, make_context
-from tests.validate import assert_valid_chat_completion, assert_valid_response
-from translators.content import responses_annotations_to_chat
-from translators.context import ChatContext, Options, RestoredTool
-from translators.responses import (
+from diglot.translators.content import responses_annotations_to_chat
+from diglot.translators.context import ChatContext, Options, RestoredTool
+from diglot.translators.responses import (
     UpstreamFailed,
     chat_completion_to_response,
     merge_chat_choices,
     response_to_chat_completion,
 )
-from translators.usage import sum_chat_usage
+from diglot.translators.usage import sum_chat_usage
+from tests.response_context import DEFAULT_ECHO, make_context
+from tests.validate import assert_valid_chat_completion, assert_valid_response
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "responses_chat"
 USAGE = {

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.seal import KEY_FILE, Sealer, SealError
-from translators.errors import RequestError
+from diglot.proxy.seal import KEY_FILE, Sealer, SealError
+from diglot.translators.errors import RequestError
 
 
 def test_a_blob_opens_under_the_same_secret_only(tmp_path: Path) -> None:

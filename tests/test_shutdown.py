@@ -1,4 +1,4 @@
-"""A real `python -m proxy`: systemd's notify protocol, SIGTERM drains streams, SIGHUP reloads."""
+"""A real `python -m diglot`: systemd's notify protocol, SIGTERM drains streams, SIGHUP reloads."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ async def start(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "proxy",
+        "diglot",
         "--upstream",
         str(upstream.make_url("/v1")),
         "--upstream-api",

@@ -22,10 +22,10 @@ from aiohttp import web
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.test_utils import TestServer
 
+from diglot.proxy.app import create_app
+from diglot.proxy.service import READ_BYTES, read_in_small_pieces
 from fixtures.fake_chat_upstream import FakeUpstream, Received, StreamReply
 from fixtures.fake_responses_upstream import framed, message_item, response, stream_events
-from proxy.app import create_app
-from proxy.service import READ_BYTES, read_in_small_pieces
 from tests.conftest import proxy_config
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from proxy.sse import SSEDecoder, SSEError, SSEEvent, encode_events
+from diglot.proxy.sse import SSEDecoder, SSEError, SSEEvent, encode_events
 
 STREAM = (
     b": comment\n"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.store import DAY, Record, Store, StoreUnavailable, open_store
-from proxy.store.memory import MemoryStore
+from diglot.proxy.store import DAY, Record, Store, StoreUnavailable, open_store
+from diglot.proxy.store.memory import MemoryStore
 from tests.redis_server import redis_server, redis_url
 
 __all__ = ["redis_server", "redis_url"]
@@ -253,7 +253,7 @@ async def test_an_unreachable_redis_is_unavailable(free_port: int, clock: FakeCl
 _WRITER = textwrap.dedent(
     """
     import asyncio, sys, time
-    from proxy.store import Record, open_store
+    from diglot.proxy.store import Record, open_store
 
     async def main() -> None:
         store = open_store("sqlite://" + sys.argv[1], 3600.0, None)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from proxy.cli import serve_parser
-from proxy.config import ConfigError, load_config
-from proxy.store import DAY, default_state_dir, sqlite_path
+from diglot.proxy.cli import serve_parser
+from diglot.proxy.config import ConfigError, load_config
+from diglot.proxy.store import DAY, default_state_dir, sqlite_path
 
 BASE = {"upstream": "http://127.0.0.1:8000/v1", "upstream_api": "chat"}
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from diglot.translators.context import ResponseContext, RestoredTool
+from diglot.translators.responses import chat_completion_to_response
+from diglot.translators.stream.chat_to_responses import ChatToResponsesStream
 from tests.response_context import context_from_fixture, make_context
 from tests.validate import assert_valid_chat_chunk, assert_valid_response, assert_valid_stream
-from translators.context import ResponseContext, RestoredTool
-from translators.responses import chat_completion_to_response
-from translators.stream.chat_to_responses import ChatToResponsesStream
 
 NOW = 1_700_000_009
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "streams"

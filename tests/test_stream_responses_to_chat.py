@@ -13,6 +13,10 @@ from typing import Any
 
 import pytest
 
+from diglot.translators.context import ChatContext, ResponseContext, RestoredTool
+from diglot.translators.responses import response_to_chat_completion
+from diglot.translators.stream.chat_to_responses import ChatToResponsesStream
+from diglot.translators.stream.responses_to_chat import ResponsesToChatStream
 from tests.response_context import make_context
 from tests.test_responses_responses_to_chat import chat_context, function_call, mutate
 from tests.validate import (
@@ -21,10 +25,6 @@ from tests.validate import (
     assert_valid_stream,
     assert_valid_stream_event,
 )
-from translators.context import ChatContext, ResponseContext, RestoredTool
-from translators.responses import response_to_chat_completion
-from translators.stream.chat_to_responses import ChatToResponsesStream
-from translators.stream.responses_to_chat import ResponsesToChatStream
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "streams_chat"
 ENVELOPE = {

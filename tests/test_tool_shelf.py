@@ -7,10 +7,10 @@ from typing import Any
 import orjson
 import pytest
 
-from translators.context import Options, RestoredTool
-from translators.errors import RequestError
-from translators.models import ToolShelf, decode_responses_request
-from translators.requests import ChatCall, responses_request_to_chat
+from diglot.translators.context import Options, RestoredTool
+from diglot.translators.errors import RequestError
+from diglot.translators.models import ToolShelf, decode_responses_request
+from diglot.translators.requests import ChatCall, responses_request_to_chat
 
 TOOLS = [
     {"type": "function", "name": "lookup", "parameters": {"type": "object"}},

@@ -11,12 +11,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
+from diglot.proxy.app import create_app, observed
+from diglot.proxy.config import Config
+from diglot.proxy.metrics import Metrics
+from diglot.translators.errors import upstream_error_body
 from fixtures.fake_chat_upstream import FakeUpstream, Hang, Reply, StreamReply, chunk
 from fixtures.fake_chat_upstream import text_chunks as chat_chunks
-from proxy.app import create_app, observed
-from proxy.config import Config
-from proxy.metrics import Metrics
-from translators.errors import upstream_error_body
 
 if TYPE_CHECKING:
     from tests.conftest import MakeProxy

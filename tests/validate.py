@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,14 +29,11 @@ from openai.types.responses.response_create_params import (
 )
 from pydantic import BaseModel, TypeAdapter
 
-from translators.errors import RequestError
+from diglot.translators.errors import RequestError
 
-SCHEMA_PATH = Path(
-    os.environ.get(
-        "DIGLOT_OPENRESPONSES_SCHEMA",
-        Path(__file__).resolve().parents[2] / "shared" / "openresponses" / "openapi.json",
-    )
-)
+# The Open Responses specification's schema, kept beside the tests (see openresponses/README.md).
+SCHEMA_PATH = Path(__file__).resolve().parent / "openresponses" / "openapi.json"
+SCHEMA_VERSION = "2026-04-24"
 
 # Keys the SDK models do not declare but the API (or the Open Responses schema) does send.
 _UNDECLARED_OK = {
@@ -72,12 +68,14 @@ _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.fa
 
 
 @functools.cache
+def open_responses_schema() -> dict[str, Any]:
+    """The whole OpenAPI document, read once."""
+    document: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
+    return document
+
+
 def _components() -> dict[str, Any]:
-    if not SCHEMA_PATH.is_file():
-        raise AssertionError(
-            f"Open Responses schema not found at {SCHEMA_PATH}; set DIGLOT_OPENRESPONSES_SCHEMA"
-        )
-    components: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())["components"]
+    components: dict[str, Any] = open_responses_schema()["components"]
     return components
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from translators.decoding import (
+from diglot.translators.decoding import (
     Int64,
     Penalty,
     PositiveInt,
@@ -17,8 +17,8 @@ from translators.decoding import (
     json_object,
     validation_error,
 )
-from translators.errors import RequestError
-from translators.models import AudioData
+from diglot.translators.errors import RequestError
+from diglot.translators.models import AudioData
 
 Choices = Annotated[int, msgspec.Meta(ge=1, le=128)]
 Bias = Annotated[int, msgspec.Meta(ge=-100, le=100)]

@@ -6,9 +6,16 @@ from typing import Any
 
 import msgspec
 
-from translators.chat_models import AudioPart, ImagePart, RefusalPart, TextPart, UserPart
-from translators.context import Dropped
-from translators.models import ContentPart, InputAudio, InputFile, InputImage, InputText, OutputText
+from diglot.translators.chat_models import AudioPart, ImagePart, RefusalPart, TextPart, UserPart
+from diglot.translators.context import Dropped
+from diglot.translators.models import (
+    ContentPart,
+    InputAudio,
+    InputFile,
+    InputImage,
+    InputText,
+    OutputText,
+)
 
 
 def chat_content_text(content: object) -> str:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from translators.errors import RequestError
+from diglot.translators.errors import RequestError
 
 IdFactory = Callable[[str], str]
 Seal = Callable[[str], str]

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from translators.errors import RequestError
+from diglot.translators.errors import RequestError
 
 Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
 Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]

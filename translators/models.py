@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from translators.decoding import (
+from diglot.translators.decoding import (
     Int64,
     Penalty,
     PositiveInt,
@@ -18,7 +18,7 @@ from translators.decoding import (
     json_object,
     validation_error,
 )
-from translators.errors import RequestError
+from diglot.translators.errors import RequestError
 
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from translators.models import ReasoningItem
+from diglot.translators.models import ReasoningItem
 
 ReasoningMode = Literal["text", "summary"]
 Segment = tuple[Literal["reasoning", "text"], str]

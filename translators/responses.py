@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from translators.content import (
+from diglot.translators.content import (
     chat_content_text,
     chat_logprobs_to_responses,
     message_item,
@@ -16,16 +16,20 @@ from translators.content import (
     responses_annotations_to_chat,
     responses_logprobs_to_chat,
 )
-from translators.context import ChatContext, ResponseContext
-from translators.errors import responses_error_to_chat
-from translators.reasoning import (
+from diglot.translators.context import ChatContext, ResponseContext
+from diglot.translators.errors import responses_error_to_chat
+from diglot.translators.reasoning import (
     ITEM_SEPARATOR,
     output_reasoning_text,
     reasoning_item,
     split_think,
 )
-from translators.tools import TOOL_CALL_ITEMS, chat_tool_call_to_item, item_tool_call
-from translators.usage import chat_usage_to_responses, responses_usage_to_chat, sum_chat_usage
+from diglot.translators.tools import TOOL_CALL_ITEMS, chat_tool_call_to_item, item_tool_call
+from diglot.translators.usage import (
+    chat_usage_to_responses,
+    responses_usage_to_chat,
+    sum_chat_usage,
+)
 
 ResponseStatus = Literal["in_progress", "completed", "incomplete", "failed"]
 ItemStatus = Literal["completed", "incomplete"]

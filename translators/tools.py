@@ -10,10 +10,10 @@ from typing import Any, Literal
 import msgspec
 import orjson
 
-from translators import chat_models as chat
-from translators.context import Dropped, ResponseContext, RestoredTool, ToolNames
-from translators.errors import RequestError
-from translators.models import (
+from diglot.translators import chat_models as chat
+from diglot.translators.context import Dropped, ResponseContext, RestoredTool, ToolNames
+from diglot.translators.errors import RequestError
+from diglot.translators.models import (
     HOSTED_TOOL_TYPES,
     CustomTool,
     FunctionTool,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from proxy.observability import get_logger
+from diglot.proxy.observability import get_logger
 
 Clock = Callable[[], float]
 Order = Literal["asc", "desc"]
@@ -144,15 +144,15 @@ def open_store(url: str, ttl: float, max_bytes: int | None, clock: Clock = time.
     """The backend a `--store` URL names (its scheme was checked when the settings loaded)."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
-        from proxy.store.memory import MemoryStore
+        from diglot.proxy.store.memory import MemoryStore
 
         return MemoryStore(ttl, max_bytes, clock)
     if scheme == "sqlite":
-        from proxy.store.sqlite import SqliteStore
+        from diglot.proxy.store.sqlite import SqliteStore
 
         return SqliteStore(sqlite_path(url), ttl, max_bytes, clock)
     if scheme == "redis":
-        from proxy.store.redis import RedisStore
+        from diglot.proxy.store.redis import RedisStore
 
         return RedisStore(url, ttl, max_bytes, clock)
     raise ValueError(f"unknown store URL scheme {scheme!r}")

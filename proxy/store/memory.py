@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from proxy.store import MAX_CHAIN, Clock, Record, Store, StoreUnavailable
+from diglot.proxy.store import MAX_CHAIN, Clock, Record, Store, StoreUnavailable
 
 
 class MemoryStore(Store):

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from proxy.store import MAX_CHAIN, Clock, Record, Store, StoreUnavailable
+from diglot.proxy.store import MAX_CHAIN, Clock, Record, Store, StoreUnavailable
 
 PREFIX = "diglot:"
 

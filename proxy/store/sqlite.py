@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from proxy.store import MAX_CHAIN, Clock, Record, Store, StoreUnavailable
+from diglot.proxy.store import MAX_CHAIN, Clock, Record, Store, StoreUnavailable
 
 T = TypeVar("T")
 

@@ -7,8 +7,8 @@ from typing import Any, NoReturn
 
 import msgspec
 
-from translators.content import chat_content, chat_part
-from translators.context import (
+from diglot.translators.content import chat_content, chat_part
+from diglot.translators.context import (
     Dropped,
     IdFactory,
     Options,
@@ -18,8 +18,8 @@ from translators.context import (
     random_id,
     refuse_if_strict,
 )
-from translators.errors import RequestError
-from translators.models import (
+from diglot.translators.errors import RequestError
+from diglot.translators.models import (
     ContentPart,
     CustomToolCallItem,
     CustomToolCallOutputItem,
@@ -39,8 +39,8 @@ from translators.models import (
     ToolOutputPart,
     UnsupportedItem,
 )
-from translators.reasoning import reasoning_item_text
-from translators.tools import (
+from diglot.translators.reasoning import reasoning_item_text
+from diglot.translators.tools import (
     ToolNamer,
     chat_tool_call,
     chat_tool_choice,

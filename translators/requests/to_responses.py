@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from translators.chat_models import (
+from diglot.translators.chat_models import (
     AssistantMessage,
     ChatParams,
     ChatRequest,
@@ -19,13 +19,13 @@ from translators.chat_models import (
     ToolMessage,
     UserMessage,
 )
-from translators.content import (
+from diglot.translators.content import (
     message_item,
     responses_assistant_parts,
     responses_part,
     responses_text,
 )
-from translators.context import (
+from diglot.translators.context import (
     ChatContext,
     Dropped,
     IdFactory,
@@ -34,9 +34,9 @@ from translators.context import (
     random_id,
     refuse_if_strict,
 )
-from translators.errors import RequestError
-from translators.reasoning import reasoning_item
-from translators.tools import (
+from diglot.translators.errors import RequestError
+from diglot.translators.reasoning import reasoning_item
+from diglot.translators.tools import (
     function_call_input_item,
     responses_tool_call_item,
     responses_tool_choice,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from translators.content import chat_content_text, chat_logprobs_to_responses
-from translators.context import ResponseContext
-from translators.reasoning import Segment, ThinkSplitter
-from translators.responses import (
+from diglot.translators.content import chat_content_text, chat_logprobs_to_responses
+from diglot.translators.context import ResponseContext
+from diglot.translators.reasoning import Segment, ThinkSplitter
+from diglot.translators.responses import (
     IN_PROGRESS,
     Outcome,
     failure_outcome,
@@ -17,10 +17,10 @@ from translators.responses import (
     response_object,
     upstream_error_outcome,
 )
-from translators.stream.emitter import Emitter
-from translators.stream.items import MessageItem, OutputItem, ReasoningItem, ToolCallItem
-from translators.tools import chat_call_parts, tool_item_prefix
-from translators.usage import chat_usage_to_responses
+from diglot.translators.stream.emitter import Emitter
+from diglot.translators.stream.items import MessageItem, OutputItem, ReasoningItem, ToolCallItem
+from diglot.translators.tools import chat_call_parts, tool_item_prefix
+from diglot.translators.usage import chat_usage_to_responses
 
 _TERMINAL_EVENTS = {
     "completed": "response.completed",

@@ -5,12 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Literal, NamedTuple
 
-from translators.content import message_item, output_text_part, refusal_part
-from translators.context import RestoredTool, Seal
-from translators.reasoning import ReasoningMode, reasoning_item, reasoning_part
-from translators.responses import ItemStatus
-from translators.stream.emitter import Emitter
-from translators.tools import CustomInputDecoder, tool_call_item
+from diglot.translators.content import message_item, output_text_part, refusal_part
+from diglot.translators.context import RestoredTool, Seal
+from diglot.translators.reasoning import ReasoningMode, reasoning_item, reasoning_part
+from diglot.translators.responses import ItemStatus
+from diglot.translators.stream.emitter import Emitter
+from diglot.translators.tools import CustomInputDecoder, tool_call_item
 
 
 def _joined(fragments: list[str]) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
-from translators.context import ChatContext
-from translators.errors import responses_error_to_chat
-from translators.reasoning import ITEM_SEPARATOR, PART_SEPARATORS
-from translators.responses import chat_envelope, chat_finish_reason, chat_logprobs
-from translators.tools import TOOL_CALL_ITEMS, item_tool_call, tool_call_delta
-from translators.usage import responses_usage_to_chat
+from diglot.translators.context import ChatContext
+from diglot.translators.errors import responses_error_to_chat
+from diglot.translators.reasoning import ITEM_SEPARATOR, PART_SEPARATORS
+from diglot.translators.responses import chat_envelope, chat_finish_reason, chat_logprobs
+from diglot.translators.tools import TOOL_CALL_ITEMS, item_tool_call, tool_call_delta
+from diglot.translators.usage import responses_usage_to_chat
 
 Delta = dict[str, Any]
 ReasoningField = Literal["text", "summary"]
