@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     """diglot's wheel, built from the checkout without touching the network."""
     out = tmp_path_factory.mktemp("wheel")
+    pip_wheel = ("pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "--wheel-dir")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["--wheel-dir", str(out), str(ROOT)],
+        [sys.executable, "-m", *pip_wheel, str(out), str(ROOT)],
         check=True,
         capture_output=True,
         timeout=300,
