@@ -10,10 +10,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, aclosing
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import aiohttp
-import orjson
 from aiohttp import web
 
 from diglot.proxy.jsonenc import dumps
@@ -25,10 +24,12 @@ from diglot.proxy.replies import json_response, upstream_error_response
 from diglot.proxy.state import Proxy
 from diglot.proxy.upstream import (
     REQUEST_ID,
+    not_the_api,
     rate_limit_headers,
     read_all,
     require_event_stream,
     upstream_failure,
+    upstream_json,
 )
 from diglot.translators.chat_models import decode_chat_request
 from diglot.translators.context import ChatContext
@@ -46,6 +47,7 @@ _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Contr
 _DONE_EVENT = b"data: [DONE]\n\n"
 _FINISHED = frozenset({"response.completed", "response.incomplete"})
 _TERMINAL = _FINISHED | {"response.failed", "error"}
+_ENDED = frozenset({"completed", "incomplete", "failed"})  # what a whole answer's status can be
 _T = TypeVar("_T")
 Chunks = list[dict[str, Any]]
 log = get_logger()
@@ -137,22 +139,19 @@ class _Calls:
         async with self.open() as upstream:
             await self.check(upstream)
             raw = await read_all(upstream)
-            return self.translate(raw, index), rate_limit_headers(upstream.headers)
+            return self.translate(raw, index, upstream.status), rate_limit_headers(upstream.headers)
 
-    def translate(self, raw: bytes, index: int) -> dict[str, Any]:
+    def translate(self, raw: bytes, index: int, status: int) -> dict[str, Any]:
         """A whole response object -> a chat.completion (UpstreamFailed if it failed)."""
-        try:
-            response = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
+        response = upstream_json(raw)
+        if not _is_response(response):
+            raise not_the_api("a response object", raw, status)
+        if response["status"] not in _ENDED:
             raise upstream_failure(
                 502,
-                f"The upstream's answer is not JSON ({exc}).",
+                f"The upstream answered with a response that has not ended: status "
+                f"{response['status']!r}.",
                 "bad_upstream_response",
-                "bad_json",
-            ) from None
-        if not isinstance(response, dict):
-            raise upstream_failure(
-                502, "The upstream's answer is JSON but not an object.", "bad_upstream_response"
             )
         try:
             completion = response_to_chat_completion(response, self.context, index)
@@ -165,6 +164,15 @@ class _Calls:
             ) from None
         _count_usage(self.record, response.get("usage"))
         return completion
+
+
+def _is_response(payload: object) -> TypeGuard[dict[str, Any]]:
+    """A Responses object at least: a status and a list of output items."""
+    return (
+        isinstance(payload, dict)
+        and isinstance(payload.get("status"), str)
+        and isinstance(payload.get("output"), list)
+    )
 
 
 async def _answer(upstream: _Calls, headers: dict[str, str]) -> web.Response:
@@ -198,10 +206,15 @@ class _StreamRelay(TranslatingRelay):
 
     __slots__ = ("translator",)
     what = "event"
+    shape = "a Responses event"
 
     def __init__(self, ctx: ChatContext, index: int, record: RequestLog) -> None:
         super().__init__(record)
         self.translator = ResponsesToChatStream(ctx, index)
+
+    def _shaped(self, payload: dict[str, Any]) -> bool:
+        """Typed, as every event is (unknown types are skipped, as new ones may come)."""
+        return isinstance(payload.get("type"), str)
 
     def _feed(self, payload: dict[str, Any]) -> Chunks:
         chunks = self.translator.feed(payload)

@@ -13,7 +13,7 @@ from diglot.proxy.inbound import read_body
 from diglot.proxy.limits import check_item_count, too_deep
 from diglot.proxy.metrics import start_answer
 from diglot.proxy.observability import CLIENT_GONE, RequestLog, get_logger
-from diglot.proxy.replies import upstream_error_response
+from diglot.proxy.replies import passthrough_error_response
 from diglot.proxy.responses_over_chat import responses_over_chat
 from diglot.proxy.state import PROXY, RECORD, Proxy
 from diglot.proxy.upstream import REQUEST_ID, read_all, relay_headers
@@ -96,7 +96,7 @@ async def _passthrough(
         record.upstream_status = upstream.status
         record.upstream_ms = (time.perf_counter() - started) * 1000
         if upstream.status >= 400:
-            return await upstream_error_response(upstream, record.request_id)
+            return await passthrough_error_response(upstream, record.request_id)
         response_headers = relay_headers(upstream.headers)
         response_headers[REQUEST_ID] = record.request_id
         if _sized_answer(upstream):

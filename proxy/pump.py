@@ -11,6 +11,7 @@ import orjson
 
 from diglot.proxy.observability import RequestLog, get_logger
 from diglot.proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent
+from diglot.proxy.upstream import excerpt
 
 Pieces = list[dict[str, Any]]
 log = get_logger()
@@ -21,6 +22,7 @@ class TranslatingRelay(ABC):
 
     __slots__ = ("closed", "decoder", "record")
     what: ClassVar[str]  # what the upstream sends one of: "chunk" or "event"
+    shape: ClassVar[str]  # and what one must be, as an error message names it
 
     def __init__(self, record: RequestLog) -> None:
         self.decoder = SSEDecoder()
@@ -64,6 +66,12 @@ class TranslatingRelay(ABC):
                 return out + self.fail(
                     f"The upstream sent a stream {self.what} that is not an object.", "bad_json"
                 )
+            if not self._shaped(payload):
+                return out + self.fail(
+                    f"The upstream sent a stream {self.what} that is not {self.shape}: "
+                    f"{excerpt(sse.data)}",
+                    "bad_response",
+                )
             try:
                 out += self._feed(payload)
             except Exception as exc:
@@ -76,6 +84,10 @@ class TranslatingRelay(ABC):
             if self.closed:
                 return out
         return out
+
+    @abstractmethod
+    def _shaped(self, payload: dict[str, Any]) -> bool:
+        """Whether an upstream chunk or event has the API's shape, so the translator can read it."""
 
     @abstractmethod
     def _feed(self, payload: dict[str, Any]) -> Pieces:

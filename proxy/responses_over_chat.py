@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import time
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeGuard
 
 import aiohttp
-import orjson
 from aiohttp import web
 
 from diglot.proxy.conversation import Turn, begin_turn, resolve_turn
@@ -21,10 +20,12 @@ from diglot.proxy.sse import encode_events
 from diglot.proxy.state import Proxy
 from diglot.proxy.upstream import (
     REQUEST_ID,
+    not_the_api,
     rate_limit_headers,
     read_all,
     require_event_stream,
     upstream_failure,
+    upstream_json,
 )
 from diglot.translators.context import ResponseContext
 from diglot.translators.models import decode_responses_request
@@ -77,7 +78,7 @@ async def responses_over_chat(
         if parsed.stream:
             require_event_stream(upstream)
             return await _stream(request, upstream, call.context, record, turn)
-        response = _answer(await read_all(upstream), call.context, record)
+        response = _answer(await read_all(upstream), call.context, record, upstream.status)
         if turn.keeps:
             await turn.keep(response)
         headers = rate_limit_headers(upstream.headers)
@@ -85,18 +86,11 @@ async def responses_over_chat(
         return json_response(response, 200, headers)
 
 
-def _answer(raw: bytes, ctx: ResponseContext, record: RequestLog) -> dict[str, Any]:
+def _answer(raw: bytes, ctx: ResponseContext, record: RequestLog, status: int) -> dict[str, Any]:
     """A whole chat.completion -> a whole response object."""
-    try:
-        completion = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise upstream_failure(
-            502, f"The upstream's answer is not JSON ({exc}).", "bad_upstream_response", "bad_json"
-        ) from None
-    if not isinstance(completion, dict):
-        raise upstream_failure(
-            502, "The upstream's answer is JSON but not an object.", "bad_upstream_response"
-        )
+    completion = upstream_json(raw)
+    if not _is_completion(completion):
+        raise not_the_api("a chat completion", raw, status)
     try:
         response = chat_completion_to_response(completion, ctx)
     except Exception as exc:
@@ -108,11 +102,24 @@ def _answer(raw: bytes, ctx: ResponseContext, record: RequestLog) -> dict[str, A
     return response
 
 
+def _is_completion(payload: object) -> TypeGuard[dict[str, Any]]:
+    """A chat.completion at least: its choices hold messages, unless it reports an error."""
+    if not isinstance(payload, dict):
+        return False
+    if payload.get("error") is not None:
+        return True
+    choices = payload.get("choices")
+    return isinstance(choices, list) and all(
+        isinstance(choice, dict) and isinstance(choice.get("message"), dict) for choice in choices
+    )
+
+
 class _ChatStreamRelay(TranslatingRelay):
     """A chat upstream's chunks as Responses events, until one terminal event is out."""
 
     __slots__ = ("translator",)
     what = "chunk"
+    shape = "a chat completion chunk"
 
     def __init__(self, ctx: ResponseContext, record: RequestLog) -> None:
         super().__init__(record)
@@ -120,6 +127,13 @@ class _ChatStreamRelay(TranslatingRelay):
 
     def start(self) -> list[dict[str, Any]]:
         return self.translator.start()
+
+    def _shaped(self, payload: dict[str, Any]) -> bool:
+        """Choices that are objects, or an error the upstream reports (checked on every chunk)."""
+        choices = payload.get("choices")
+        if type(choices) is list:
+            return all(type(choice) is dict for choice in choices)
+        return payload.get("error") is not None or payload.get("object") == "error"
 
     def _feed(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
         return self._track(self.translator.feed(payload), "error_event")

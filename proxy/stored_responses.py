@@ -11,7 +11,7 @@ from aiohttp import web
 from yarl import URL
 
 from diglot.proxy.conversation import chain_items, not_found, store_unavailable, tenant_of
-from diglot.proxy.replies import json_response, upstream_error_response
+from diglot.proxy.replies import json_response, passthrough_error_response
 from diglot.proxy.state import PROXY, RECORD, Proxy
 from diglot.proxy.store import Order, Record, StoreUnavailable, page_items
 from diglot.proxy.upstream import REQUEST_ID, read_all, relay_headers
@@ -120,7 +120,7 @@ async def _relay(request: web.Request, proxy: Proxy) -> web.StreamResponse:
     async with proxy.upstream.open(request.method, url, headers, None) as upstream:
         record.upstream_status = upstream.status
         if upstream.status >= 400:
-            return await upstream_error_response(upstream, record.request_id)
+            return await passthrough_error_response(upstream, record.request_id)
         body = await read_all(upstream)
         response_headers = relay_headers(upstream.headers)
         response_headers[REQUEST_ID] = record.request_id

@@ -9,6 +9,7 @@ from contextlib import suppress
 from functools import partial
 
 import aiohttp
+import orjson
 from aiohttp.client_proto import ResponseHandler
 from multidict import CIMultiDict
 from yarl import URL
@@ -49,6 +50,7 @@ REQUEST_ID = "x-request-id"
 # connection is closed instead.
 _TAIL_BYTES = 64 * 1024
 _TAIL_SECONDS = 0.25
+_EXCERPT = 200  # characters of a body quoted in an error message
 # What went wrong upstream, as counted in the log line and the metrics (a closed set of labels).
 FAULT_KINDS = (
     "refused",  # no connection could be made
@@ -70,6 +72,32 @@ def upstream_failure(status: int, message: str, code: str, kind: str | None = No
     if record is not None:
         record.upstream_fault(kind or ("timeout" if status == 504 else "bad_response"))
     return RequestError(message, code=code, status=status, error_type="server_error")
+
+
+def upstream_json(raw: bytes) -> object:
+    """A whole upstream answer's JSON; not JSON -> 502."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise upstream_failure(
+            502, f"The upstream's answer is not JSON ({exc}).", "bad_upstream_response", "bad_json"
+        ) from None
+
+
+def not_the_api(what: str, raw: bytes, status: int) -> RequestError:
+    """502 for a well-formed answer that is not what the API answers with, quoting its start."""
+    return upstream_failure(
+        502,
+        f"The upstream answered {status} with JSON that is not {what}: {excerpt(raw)}",
+        "bad_upstream_response",
+        "bad_response",
+    )
+
+
+def excerpt(raw: bytes) -> str:
+    """The start of an upstream body on one line, for an error message."""
+    text = " ".join(raw[: _EXCERPT * 4].decode("utf-8", "replace").split())
+    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"
 
 
 def _send_failure(exc: Exception) -> RequestError:

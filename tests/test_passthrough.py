@@ -181,3 +181,64 @@ async def test_a_sized_answer_cut_short_is_a_502_not_a_truncated_200(
     assert resp.status == 502
     error = (await resp.json())["error"]
     assert (error["type"], error["code"]) == ("server_error", "upstream_error")
+
+
+PASSTHROUGHS = [
+    ("chat", "/v1/chat/completions", CHAT_BODY),
+    ("responses", "/v1/responses", RESPONSES_BODY),
+]
+# OpenAI's shape, but spaced, ordered and extended as no encoder of diglot's would write it.
+OPENAI_ERROR = (
+    '{ "error" : {"code":"model_busy" , "param":null,\n  "message": "Café \\u00e9 \U0001f525 busy",'
+    '"type":"server_error", "retry": [1, 2.50]},\t"request_id":"up-1" }\n'
+).encode()
+
+
+@pytest.mark.parametrize("status", [400, 404, 429, 500, 503])
+@pytest.mark.parametrize(("api", "path", "body"), PASSTHROUGHS, ids=["chat", "responses"])
+async def test_an_openai_shaped_upstream_error_is_relayed_byte_for_byte(
+    make_proxy: MakeProxy, fake: FakeUpstream, api: str, path: str, body: bytes, status: int
+) -> None:
+    headers = {"Retry-After": "2", "X-Backend": "fake"}
+    fake.script(Reply(OPENAI_ERROR, status, headers, content_type="application/problem+json"))
+    client = await make_proxy(api)
+    resp = await client.post(path, data=body, headers={"X-Request-Id": "err-1"})
+    assert resp.status == status
+    assert await resp.read() == OPENAI_ERROR
+    assert resp.headers["Content-Type"] == "application/problem+json"
+    assert resp.headers["Content-Length"] == str(len(OPENAI_ERROR))
+    assert (resp.headers["Retry-After"], resp.headers["X-Backend"]) == ("2", "fake")
+    assert resp.headers["X-Request-Id"] == "err-1"
+
+
+@pytest.mark.parametrize(
+    ("payload", "message", "code"),
+    [
+        ({"error": {"code": 400, "message": "context too long"}}, "context too long", None),
+        ({"error": {"message": "slow", "type": 7}}, "slow", None),
+        ({"error": "model 'x' not found"}, "model 'x' not found", None),
+        ({"object": "error", "message": "no such model", "code": 404}, "no such model", None),
+        ({"detail": "bad input"}, "bad input", None),
+        ({"error": {"type": "invalid_request_error"}}, "The upstream returned HTTP 400.", None),
+    ],
+    ids=["llama.cpp", "wrong-type", "ollama", "vllm", "fastapi", "no-message"],
+)
+@pytest.mark.parametrize(("api", "path", "body"), PASSTHROUGHS, ids=["chat", "responses"])
+async def test_other_upstream_error_shapes_are_normalised_in_passthrough(
+    make_proxy: MakeProxy,
+    fake: FakeUpstream,
+    api: str,
+    path: str,
+    body: bytes,
+    payload: dict[str, object],
+    message: str,
+    code: str | None,
+) -> None:
+    fake.script(Reply(payload, 400, {"X-Backend": "fake"}))
+    client = await make_proxy(api)
+    resp = await client.post(path, data=body)
+    assert resp.status == 400
+    assert resp.headers["Content-Type"] == "application/json"
+    assert "X-Backend" not in resp.headers
+    expected = {"message": message, "type": "invalid_request_error", "param": None, "code": code}
+    assert await resp.json() == {"error": expected}

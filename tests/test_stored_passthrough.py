@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
+
 from fixtures.fake_chat_upstream import FakeUpstream, Reply
 
 if TYPE_CHECKING:
@@ -53,3 +55,15 @@ async def test_get_delete_and_input_items_are_relayed(
     ]
     assert all(r.headers["Authorization"] == "Bearer sk-up" for r in fake.received)
     assert fake.received[0].body == b""
+
+
+@pytest.mark.parametrize("path", ["/v1/responses/resp_x", "/v1/responses/resp_x/input_items"])
+async def test_an_openai_shaped_error_of_a_stored_route_arrives_byte_exact(
+    make_proxy: MakeProxy, fake: FakeUpstream, path: str
+) -> None:
+    raw = b'{ "error" : {"type":"invalid_request_error","message":"No response \\u00e9 \xc3\xa9.",'
+    raw += b' "param": null, "code": null, "extra": [1]} }'
+    fake.script(Reply(raw, status=404))
+    proxy = await make_proxy("responses")
+    unknown = await proxy.get(path)
+    assert (unknown.status, await unknown.read()) == (404, raw)

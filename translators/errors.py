@@ -45,6 +45,19 @@ _TYPE_BY_STATUS = {
     429: "rate_limit_error",
 }
 _MAX_MESSAGE = 2000
+_OPTIONAL = ("type", "param", "code")  # each a string or null in OpenAI's error object
+
+
+def is_openai_error(payload: object) -> bool:
+    """`{"error": {"message": str, ...}}` with OpenAI's field types: passthrough relays it as is."""
+    if not isinstance(payload, dict):
+        return False
+    error = payload.get("error")
+    return (
+        isinstance(error, dict)
+        and isinstance(error.get("message"), str)
+        and all(error.get(key) is None or isinstance(error[key], str) for key in _OPTIONAL)
+    )
 
 
 def upstream_error_body(status: int, payload: object) -> dict[str, Any]:

@@ -432,10 +432,12 @@ class _History:
         self._thought.clear()
 
     def _reasoning_text(self, item: ReasoningItem, index: int) -> str:
-        """Readable reasoning, else what a sealed `encrypted_content` holds."""
-        text = reasoning_item_text(item)
-        if text or item.encrypted_content is None or self._sealing is None:
-            return text
+        """What a sealed `encrypted_content` holds (the backend's own words), else readable text.
+
+        The blob is opened even beside readable text, so an altered one is never accepted.
+        """
+        if item.encrypted_content is None or self._sealing is None:
+            return reasoning_item_text(item)
         try:
             return self._sealing.open(item.encrypted_content)
         except ValueError:
