@@ -15,7 +15,11 @@ CPU_LIMITS = {
     ("passthrough", False): 1.2,
     ("passthrough", True): 1.2,
 }
-ADDED_LATENCY_LIMIT_MS = 1.0
+# Latency a diglot target adds over going direct, one request at a time (c=1), non-stream.
+ADDED_LATENCY_LIMITS_MS = {"p50": 1.0, "p99": 3.0}
+# The former benchmark's settings, kept as extra rows beside the default configuration.
+EXTRA_FLAGS = ("--store", "memory://", "--log-level", "warning")
+EXTRA_LABEL = "memory store, warning logs"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Target:
     port: int
     pid: int
     skip: dict[str, str] = field(default_factory=dict)  # scenario name -> why it is not measured
+    extra: bool = False  # diglot started with EXTRA_FLAGS: shown, never judged against the limits
 
     @property
     def path(self) -> str:
@@ -57,7 +62,11 @@ TOOL_DESCRIPTION = "Look a word up in the dictionary."
 
 
 def request_body(api: str, stream: bool) -> dict[str, Any]:
-    """A small realistic request in the client's shape: instructions, a question, one tool."""
+    """A small realistic request in the client's shape: instructions, a question, one tool.
+
+    A Responses request leaves `store` to its default (true), as the SDKs do, so diglot's
+    default store keeps every translated response, as it would for such a client.
+    """
     if api == "responses":
         message = {"type": "input_text", "text": QUESTION}
         return {
@@ -75,7 +84,6 @@ def request_body(api: str, stream: bool) -> dict[str, Any]:
             ],
             "max_output_tokens": 256,
             "temperature": 0.2,
-            "store": False,
             "stream": stream,
         }
     body: dict[str, Any] = {

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -24,19 +26,54 @@ def pinner(cpu: int | None) -> Callable[[], None] | None:
     return lambda: os.sched_setaffinity(0, {cpu})
 
 
+def diglot_argv(upstream: str, api: str, port: int | str, extra: Sequence[str] = ()) -> list[str]:
+    """The command a user types, `--host` and `--port` aside; `extra` only for extra rows."""
+    return [
+        sys.executable, "-m", "diglot", "--upstream", upstream, "--upstream-api", api,
+        "--host", "127.0.0.1", "--port", str(port), *extra,
+    ]  # fmt: skip
+
+
+def typed(argv: Sequence[str]) -> str:
+    """A Python command line as a user would type it: `python -m ...`."""
+    return " ".join(["python", *argv[1:]])
+
+
+def diglot_env(state_home: Path) -> dict[str, str]:
+    """This environment without any diglot setting or systemd state dir; state in `state_home`.
+
+    diglot then runs on its defaults alone, and its default state dir ($XDG_STATE_HOME/diglot:
+    the SQLite store and the seal key) lies inside the run's scratch folder, never the user's.
+    """
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("DIGLOT_") and key != "STATE_DIRECTORY"
+    }
+    env["XDG_STATE_HOME"] = str(state_home)
+    return env
+
+
 class Processes:
     """Every long-lived process of a run, so that all of them stop whatever happens."""
 
-    def __init__(self, logs: Path) -> None:
-        self._logs = logs
+    def __init__(self, scratch: Path) -> None:
+        self._scratch = scratch  # logs and diglot's state; the caller removes it at the end
         self._procs: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
 
-    def start(self, name: str, argv: Sequence[str], cpu: int | None) -> subprocess.Popen[bytes]:
-        """Start `argv` from the repository root, output to <logs>/<name>.log."""
-        log = (self._logs / f"{name}.log").open("wb")
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        cpu: int | None,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start `argv` from the repository root, output to <scratch>/<name>.log."""
+        log = (self._scratch / f"{name}.log").open("wb")
         proc = subprocess.Popen(
             argv,
             cwd=ROOT,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -46,19 +83,47 @@ class Processes:
         self._procs.append((proc, log))
         return proc
 
+    def start_diglot(
+        self,
+        name: str,
+        upstream: str,
+        api: str,
+        port: int,
+        cpu: int | None,
+        extra: Sequence[str] = (),
+    ) -> subprocess.Popen[bytes]:
+        """diglot as a user starts it; state in <scratch>/state/<name>, logs in <name>.log."""
+        return self.start(
+            name, diglot_argv(upstream, api, port, extra), cpu, diglot_env(self.state_home(name))
+        )
+
+    def state_home(self, name: str) -> Path:
+        """The XDG_STATE_HOME given to the diglot named `name`."""
+        return self._scratch / "state" / name
+
     def log_tail(self, name: str, lines: int = 8) -> str:
         """The last lines a process wrote, indented for the report."""
-        path = self._logs / f"{name}.log"
+        path = self._scratch / f"{name}.log"
         text = path.read_text(errors="replace") if path.exists() else ""
         return "\n".join("    " + line for line in text.splitlines()[-lines:])
 
     def error_lines(self, prefix: str) -> list[str]:
         """Logged errors and tracebacks, from the logs of the processes named `prefix`*."""
         found: list[str] = []
-        for path in sorted(self._logs.glob(f"{prefix}*.log")):
+        for path in sorted(self._scratch.glob(f"{prefix}*.log")):
             for line in path.read_text(errors="replace").splitlines():
                 if '"level":"error"' in line or line.startswith(("Traceback", "Error handling")):
                     found.append(f"{path.stem}: {line}")
+        return found
+
+    def logged_events(self, prefix: str, event: str) -> list[dict[str, object]]:
+        """The JSON log lines with this `event`, from the processes named `prefix`*."""
+        found = []
+        for path in sorted(self._scratch.glob(f"{prefix}*.log")):
+            for line in path.read_text(errors="replace").splitlines():
+                if f'"event":"{event}"' in line:
+                    with contextlib.suppress(ValueError):
+                        found.append(json.loads(line))
         return found
 
     def stop_all(self) -> None:

@@ -1,14 +1,17 @@
-"""The floor of this stack: a bare aiohttp byte relay with one shared ClientSession.
+"""The floor of this stack: a bare aiohttp byte relay on uvloop with one shared ClientSession.
 
 Run: python -m bench.relay --upstream http://127.0.0.1:PORT --port N
+It prints one line as it starts: `relay: <event loop class>`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 
 import aiohttp
+import uvloop
 from aiohttp import web
 
 _UPSTREAM = web.AppKey("upstream", str)
@@ -44,11 +47,22 @@ async def _close_session(app: web.Application) -> None:
     await app[_SESSION].close()
 
 
+def loop_name() -> str:
+    """The running event loop's class, as `module.Class`: the run's report shows it."""
+    loop = type(asyncio.get_running_loop())
+    return f"{loop.__module__}.{loop.__qualname__}"
+
+
+async def _announce(app: web.Application) -> None:
+    print(f"relay: {loop_name()}", flush=True)
+
+
 def make_app(upstream: str) -> web.Application:
     """The relay in front of `upstream` (scheme, host and port; request paths are kept)."""
     app = web.Application()
     app[_UPSTREAM] = upstream.rstrip("/")
     app.on_startup.append(_open_session)
+    app.on_startup.append(_announce)
     app.on_cleanup.append(_close_session)
     app.router.add_route("*", "/{tail:.*}", relay)
     return app
@@ -62,7 +76,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     web.run_app(
-        make_app(args.upstream), host=args.host, port=args.port, print=None, access_log=None
+        make_app(args.upstream),
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log=None,
+        loop=uvloop.new_event_loop(),
     )
 
 

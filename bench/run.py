@@ -1,13 +1,18 @@
-"""diglot's benchmark: throughput, latency and CPU per request against a bare relay, in one run.
+"""diglot's benchmark: its default configuration's CPU and latency against a uvloop relay.
 
-Run from the repository root: python -m bench [--quick]   (or: python bench/run.py)
+Run from the repository root: python -m bench [--quick] [--no-extra]   (or: python bench/run.py)
+Throughput, latency and CPU per request, in one run, as ratios to a bare aiohttp relay on uvloop;
+diglot runs exactly as `diglot --upstream URL --upstream-api API` (plus where to listen), its
+state in the run's temporary folder. Extra rows, never judged, show it with EXTRA_FLAGS.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import http.client
+import importlib.metadata
 import json
 import os
 import platform
@@ -25,16 +30,18 @@ from typing import Any
 if not __package__:  # run as `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.plan import PATHS, Scenario, Target, request_body
+from bench.plan import EXTRA_FLAGS, EXTRA_LABEL, PATHS, Scenario, Target, request_body
 from bench.processes import (
     TICKS,
     Processes,
     cpu_seconds,
+    diglot_argv,
     free_port,
     machine_busy_seconds,
     own_seconds,
     pinner,
     settle,
+    typed,
     wait_listening,
 )
 from bench.report import (
@@ -62,19 +69,22 @@ class Settings:
     rounds: int
     seconds: int
     warmup: int
-    unloaded_rounds: int
+    unloaded_rounds: int  # one request at a time (c=1)
+    unloaded_seconds: int
     event_gap_ms: float
     scenarios: tuple[Scenario, ...]
     cores: tuple[int | None, int | None]  # (proxies' CPU, load generator's and upstream's CPU)
     priority: bool  # raise every process of the run above other programs, where permitted
+    extra: bool  # also measure diglot with EXTRA_FLAGS (not judged)
 
 
 @dataclass
 class Stack:
-    """One fake upstream with a relay and two diglots in front of it."""
+    """One fake upstream with a relay and the diglots in front of it."""
 
     upstream_pid: int
     targets: list[Target]
+    relay_loop: str  # the relay's event loop class, as the relay itself reports it
 
 
 def scenarios(quick: bool, gap_ms: float, connections: int) -> tuple[Scenario, ...]:
@@ -115,28 +125,41 @@ def start_stack(procs: Processes, settings: Settings, pacing: str) -> Stack:
         Target(f"direct ({api})", "direct", api, api, upstream_port, upstream.pid) for api in PATHS
     ]
     targets += [Target(f"relay ({api})", "relay", api, api, relay_port, relay.pid) for api in PATHS]
-    for api in PATHS:
-        port = free_port()
-        name = f"diglot-{api}-{pacing}"
-        proc = procs.start(
-            name,
-            [sys.executable, "-m", "diglot", "--upstream", f"http://127.0.0.1:{upstream_port}/v1",
-             "--upstream-api", api, "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "warning", "--store", "memory://"],
-            proxy_core,
-        )  # fmt: skip
-        other = "responses" if api == "chat" else "chat"
-        mine = [
-            Target(f"diglot passthrough {api}->{api}", "passthrough", api, api, port, proc.pid),
-            Target(f"diglot translating {other}->{api}", "translating", other, api, port, proc.pid),
-        ]
-        if not wait_listening(port, proc):
-            why = f"diglot --upstream-api {api} did not start"
-            print(f"{why}:\n{procs.log_tail(name)}", flush=True)
-            for target in mine:
-                target.skip.update((s.name, why) for s in settings.scenarios)
-        targets += mine
-    return Stack(upstream.pid, targets)
+    for extra in (False, True) if settings.extra else (False,):
+        for api in PATHS:
+            targets += start_diglot(procs, settings, pacing, api, upstream_port, extra)
+    relay_says = procs.log_tail(f"relay-{pacing}", 1).strip()
+    return Stack(upstream.pid, targets, relay_says.removeprefix("relay: "))
+
+
+def start_diglot(
+    procs: Processes, settings: Settings, pacing: str, api: str, upstream_port: int, extra: bool
+) -> list[Target]:
+    """One diglot over an `api` upstream, as a user starts it (plus EXTRA_FLAGS if `extra`)."""
+    port = free_port()
+    name = f"diglot-{api}-{pacing}{'-extra' if extra else ''}"
+    proc = procs.start_diglot(
+        name,
+        f"http://127.0.0.1:{upstream_port}/v1",
+        api,
+        port,
+        settings.cores[0],
+        EXTRA_FLAGS if extra else (),
+    )
+    other = "responses" if api == "chat" else "chat"
+    suffix = f" ({EXTRA_LABEL})" if extra else ""
+    mine = [
+        Target(f"diglot passthrough {api}->{api}{suffix}", "passthrough", api, api, port,
+               proc.pid, extra=extra),
+        Target(f"diglot translating {other}->{api}{suffix}", "translating", other, api, port,
+               proc.pid, extra=extra),
+    ]  # fmt: skip
+    if not wait_listening(port, proc):
+        why = f"diglot --upstream-api {api} did not start"
+        print(f"{why}:\n{procs.log_tail(name)}", flush=True)
+        for target in mine:
+            target.skip.update((s.name, why) for s in settings.scenarios)
+    return mine
 
 
 def probe(target: Target, body: bytes, stream: bool) -> str | None:
@@ -254,12 +277,13 @@ def run_scenario(
             )  # fmt: skip
     quiet: dict[str, list[Window]] = {t.name: [] for t in live} if scenario.unloaded else {}
     if scenario.unloaded:
-        print(f"{scenario.name}: unloaded", flush=True)
+        print(f"{scenario.name}: one request at a time", flush=True)
         for order in rotations(live, settings.unloaded_rounds):
             for target in order:
                 quiet[target.name].append(
-                    measure(target, body_of(target), 1, 1, stack.upstream_pid, load_core)
-                )
+                    measure(target, body_of(target), settings.unloaded_seconds, 1,
+                            stack.upstream_pid, load_core)
+                )  # fmt: skip
     return (
         {name: summarise(w) for name, w in loaded.items()},
         {name: summarise(w) for name, w in quiet.items()},
@@ -278,16 +302,33 @@ def raise_priority() -> str:
     return f"nice -{PRIORITY_BOOST}, so that other programs disturb the measurement less"
 
 
-def header(settings: Settings, nproc: int, priority: str) -> list[str]:
-    """What ran where: machine, versions, pinning, durations, method."""
-    model = "unknown CPU"
+def version(package: str) -> str:
+    """An installed distribution's version, or "?"."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo."""
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
-        model = next(
-            (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")),
-            model,
-        )
+        for line in info:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def wrk_version() -> str:
+    """`wrk -v`'s first line, without the copyright."""
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, check=False)
-    wrk_version = (wrk.stdout or wrk.stderr).decode(errors="replace").strip().splitlines()[0]
+    first = (wrk.stdout or wrk.stderr).decode(errors="replace").strip().splitlines()[0]
+    return first.split(" Copyright")[0]
+
+
+def header(settings: Settings, nproc: int, priority: str) -> list[str]:
+    """What ran where and when: machine, versions, command lines, pinning, durations, method."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     proxy_core, load_core = settings.cores
     pinning = (
         "none (fewer than 2 CPUs or --no-pin)"
@@ -295,20 +336,38 @@ def header(settings: Settings, nproc: int, priority: str) -> list[str]:
         else f"relay and diglot on CPU {proxy_core}; wrk (1 thread), fake upstream and runner "
         f"on CPU {load_core}"
     )
+    command = typed(
+        diglot_argv("http://127.0.0.1:<upstream port>/v1", "<chat|responses>", "<port>")
+    )
+    extra = (
+        f"extra rows, not judged ({EXTRA_LABEL}): the same plus {' '.join(EXTRA_FLAGS)}"
+        if settings.extra
+        else "extra rows: none (--no-extra)"
+    )
     return [
-        "diglot benchmark",
-        f"machine: nproc={nproc}, {model}, Linux {platform.release()}",
-        f"software: Python {platform.python_version()}, {wrk_version.split(' Copyright')[0]}",
+        f"diglot benchmark, {now}",
+        f"machine: {cpu_model()}, {os.cpu_count()} CPUs ({nproc} usable), "
+        f"Linux {platform.release()}",
+        f"software: diglot {version('diglot')}, Python {platform.python_version()}, "
+        f"aiohttp {version('aiohttp')}, uvloop {version('uvloop')}, {wrk_version()}",
+        f"diglot (its default configuration, judged): {command}",
+        "  with no DIGLOT_* variable and no STATE_DIRECTORY; XDG_STATE_HOME is a per-run temporary "
+        "folder, so its state (the SQLite store, the seal key) goes there and is removed after the "
+        "run; its info logs (JSON lines) go to a file",
+        extra,
+        "relay (the floor): python -m bench.relay, aiohttp on uvloop, no logs",
         f"pinning: {pinning}",
         f"priority: {priority}",
         f"method: per scenario, every target in turn, {settings.rounds} rounds x "
         f"{settings.seconds} s, order rotated each round, after a {settings.warmup} s warm-up; "
-        f"unloaded (non-stream): {settings.unloaded_rounds} x 1 s with 1 connection",
-        "requests: a small Responses or Chat request (instructions, question, one function tool);"
-        " streams answer 100 SSE events, one socket write each",
-        "CPU/request: utime+stime of the serving process (/proc/<pid>/stat, "
+        f"one request at a time (c=1, non-stream): {settings.unloaded_rounds} rounds x "
+        f"{settings.unloaded_seconds} s",
+        "requests: a small Responses or Chat request (instructions, question, one function tool;"
+        " Responses leaves `store` to its default, so translated responses are stored); streams"
+        " answer 100 SSE events, one socket write each",
+        "CPU/request: utime+stime of the serving process, all threads (/proc/<pid>/stat, "
         f"1/{TICKS} s ticks) across each window, once idle again, / completed requests",
-        "ratios: to the bare aiohttp relay serving the same client API, in this run; the CPU "
+        "ratios: to the bare relay serving the same client API, in this run; the CPU "
         "ratio is the median of the rounds' ratios",
     ]
 
@@ -325,7 +384,8 @@ def bench(settings: Settings, procs: Processes, body_files: dict[tuple[str, bool
         loaded[scenario.name], unloaded[scenario.name] = run_scenario(
             scenario, stacks[scenario.pacing], settings, body_files
         )
-    lines: list[str] = []
+    loops = sorted({stack.relay_loop for stack in stacks.values()})
+    lines = ["", f"event loop: relay {', '.join(loops)}; diglot {diglot_loops(procs)}"]
     for scenario in settings.scenarios:
         lines += load_table(scenario, stacks[scenario.pacing].targets, loaded[scenario.name])
     lines.append(
@@ -340,6 +400,12 @@ def bench(settings: Settings, procs: Processes, body_files: dict[tuple[str, bool
     lines += verdicts(settings.scenarios, by_scenario, loaded, unloaded)
     lines += logged_errors(procs)
     print("\n".join(lines), flush=True)
+
+
+def diglot_loops(procs: Processes) -> str:
+    """The event loops diglot logged when it began serving, as far as its logs say."""
+    loops = {str(line.get("loop", "?")) for line in procs.logged_events("diglot-", "serving")}
+    return ", ".join(sorted(loops)) or "?"
 
 
 def logged_errors(procs: Processes) -> list[str]:
@@ -363,9 +429,9 @@ def write_bodies(folder: Path) -> dict[tuple[str, bool], Path]:
 
 
 def parse_args(argv: Sequence[str] | None) -> Settings:
-    """Settings from the command line; --quick gives about a minute."""
+    """Settings from the command line; --quick gives about two minutes."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds (~1 minute)")
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds (~2 minutes)")
     parser.add_argument(
         "--rounds", type=int, help="measured rounds per target (default 4, quick 2)"
     )
@@ -376,6 +442,11 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
     parser.add_argument(
         "--no-priority", action="store_true", help="do not raise the run's CPU priority"
     )
+    parser.add_argument(
+        "--no-extra",
+        action="store_true",
+        help=f"measure only the default configuration, not the rows with {' '.join(EXTRA_FLAGS)}",
+    )
     args = parser.parse_args(argv)
     cpus = sorted(os.sched_getaffinity(0))
     pinned = not args.no_pin and len(cpus) >= 2
@@ -383,11 +454,13 @@ def parse_args(argv: Sequence[str] | None) -> Settings:
         rounds=args.rounds or (2 if args.quick else 4),
         seconds=args.seconds,
         warmup=1,
-        unloaded_rounds=1 if args.quick else 3,
+        unloaded_rounds=2 if args.quick else 3,
+        unloaded_seconds=1 if args.quick else 2,
         event_gap_ms=args.event_gap_ms,
         scenarios=scenarios(args.quick, args.event_gap_ms, args.connections),
         cores=(cpus[0], cpus[1]) if pinned else (None, None),
         priority=not args.no_priority,
+        extra=not args.no_extra,
     )
 
 

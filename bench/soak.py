@@ -2,10 +2,12 @@
 
 Starts the benchmark's fake upstream and two diglot processes on 127.0.0.1 (one over a chat
 upstream, one over a Responses upstream, so both translation directions and both passthroughs
-run), warms them up, drives --concurrency clients for --seconds, then lets them idle. Some
-clients hang up mid-stream and some ask for whole answers. Prints each diglot's resident memory
-(RSS) fresh, after warm-up, during the run and after it, every error seen, and whether memory
-came back to within --tolerance-mb of the warmed-up baseline (a leak would not).
+run), each on its default configuration (SQLite store, info logs) with its state in a
+temporary folder removed at the end, warms them up, drives --concurrency clients for --seconds,
+then lets them idle. Some clients hang up mid-stream and some ask for whole answers. Prints
+each diglot's resident memory (RSS) fresh, after warm-up, during the run and after it, every
+error seen, whether memory came back to within --tolerance-mb of the warmed-up baseline (a leak
+would not), and how much the default SQLite store wrote.
 
 Run: python -m bench.soak [--seconds 180] [--concurrency 300]; exits 1 on errors or a leak.
 """
@@ -28,7 +30,7 @@ import aiohttp
 import orjson
 
 from bench.plan import request_body
-from bench.processes import Processes, free_port, wait_listening
+from bench.processes import Processes, diglot_argv, free_port, typed, wait_listening
 
 # (diglot's upstream API, the client's path, the client's API): all four ways through diglot.
 ROUTES = (
@@ -198,40 +200,57 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def stored_mb(procs: Processes, names: Sequence[str]) -> dict[str, float]:
+    """Size of each diglot's default SQLite store (with its WAL), to show it was written."""
+    sizes = {}
+    for name in names:
+        state = procs.state_home(name) / "diglot"
+        files = state.glob("responses.db*") if state.is_dir() else ()
+        sizes[name] = sum(path.stat().st_size for path in files) / 1e6
+    return sizes
+
+
+def start_stack(procs: Processes, event_gap_ms: float) -> tuple[dict[str, int], dict[str, int]]:
+    """The fake upstream and a diglot over each API: their pids and ports by API."""
+    upstream_port = free_port()
+    upstream = procs.start(
+        "upstream",
+        [sys.executable, "-m", "bench.upstream", "--port", str(upstream_port),
+         "--event-gap-ms", str(event_gap_ms)],
+        None,
+    )  # fmt: skip
+    if not wait_listening(upstream_port, upstream):
+        raise RuntimeError("the fake upstream did not start:\n" + procs.log_tail("upstream"))
+    pids, ports = {}, {}
+    for api in ("chat", "responses"):
+        port = free_port()
+        upstream_url = f"http://127.0.0.1:{upstream_port}/v1"
+        proc = procs.start_diglot(f"diglot-{api}", upstream_url, api, port, None)
+        if not wait_listening(port, proc):
+            raise RuntimeError(f"diglot ({api}) did not start:\n" + procs.log_tail(f"diglot-{api}"))
+        print("started:", typed(diglot_argv(upstream_url, api, port)))
+        pids[api], ports[api] = proc.pid, port
+    return pids, ports
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="diglot-soak-") as logs:
-        procs = Processes(Path(logs))
+    with tempfile.TemporaryDirectory(prefix="diglot-soak-") as scratch:
+        procs = Processes(Path(scratch))
         try:
-            upstream_port = free_port()
-            upstream = procs.start(
-                "upstream",
-                [sys.executable, "-m", "bench.upstream", "--port", str(upstream_port),
-                 "--event-gap-ms", str(args.event_gap_ms)],
-                None,
-            )  # fmt: skip
-            if not wait_listening(upstream_port, upstream):
-                print("the fake upstream did not start:\n" + procs.log_tail("upstream"))
-                return 1
-            pids, ports = {}, {}
-            for api in ("chat", "responses"):
-                port = free_port()
-                proc = procs.start(
-                    f"diglot-{api}",
-                    [sys.executable, "-m", "diglot", "--upstream",
-                     f"http://127.0.0.1:{upstream_port}/v1", "--upstream-api", api,
-                     "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                    None,
-                )  # fmt: skip
-                if not wait_listening(port, proc):
-                    print(f"diglot ({api}) did not start:\n" + procs.log_tail(f"diglot-{api}"))
-                    return 1
-                pids[api], ports[api] = proc.pid, port
+            pids, ports = start_stack(procs, args.event_gap_ms)
             status = asyncio.run(soak(args, pids, ports))
+            stored = stored_mb(procs, [f"diglot-{api}" for api in pids])
+            print("SQLite store (default) on disk: " + ", ".join(
+                f"{name} {mb:.2f} MB" for name, mb in stored.items()
+            ))  # fmt: skip
             for line in procs.error_lines("diglot"):
                 print("logged:", line)
                 status = 1
             return status
+        except RuntimeError as exc:
+            print(exc)
+            return 1
         finally:
             with contextlib.suppress(Exception):
                 procs.stop_all()
