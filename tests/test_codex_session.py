@@ -77,9 +77,10 @@ async def turn(
 
 
 def echoed(item: dict[str, Any]) -> dict[str, Any]:
-    """Codex sends its reasoning items back without their status."""
+    """Codex sends its reasoning items back without their status and with `content` null."""
     if item["type"] == "reasoning":
-        return {key: value for key, value in item.items() if key != "status"}
+        kept = {key: value for key, value in item.items() if key != "status"}
+        return {**kept, "content": None}
     return item
 
 
@@ -108,9 +109,13 @@ async def test_recorded_codex_session_replays_through_diglot(
         "function_call",
         "function_call",
     ]
-    assert first["output"][0]["content"] == [
-        {"type": "reasoning_text", "text": "I should look at two files."}
+    assert first["output"][0]["summary"] == [
+        {"type": "summary_text", "text": "I should look at two files."}
     ]
+    assert "content" not in first["output"][0]
+    shown = [e["delta"] for e in events if e["type"] == "response.reasoning_summary_text.delta"]
+    assert shown == ["I should look ", "at two files."]
+    assert not [e for e in events if e["type"].startswith("response.reasoning_text.")]
     assert [(i["call_id"], i["arguments"]) for i in first["output"][1:]] == [
         ("call_a", '{"cmd": "echo one"}'),
         ("call_b", '{"cmd": "echo two"}'),

@@ -98,36 +98,38 @@ def test_echoed_settings_are_merged_and_model_falls_back_to_the_request() -> Non
     assert response["metadata"] == {"k": "v"}
 
 
-def test_reasoning_content_becomes_a_reasoning_item_before_the_message() -> None:
+def test_reasoning_content_becomes_a_summary_before_the_message() -> None:
+    """By default the reasoning is the item's one summary part, as OpenAI sends summaries."""
     response = translate(completion({"content": "42", "reasoning_content": "Think."}))
     assert response["output"] == [
         {
             "id": "rs_0",
             "type": "reasoning",
             "status": "completed",
-            "summary": [],
-            "content": [{"type": "reasoning_text", "text": "Think."}],
+            "summary": [{"type": "summary_text", "text": "Think."}],
         },
         message([text_part("42")]),
     ]
 
 
-def test_reasoning_field_and_summary_mode() -> None:
+def test_reasoning_field_and_text_mode() -> None:
     response = translate(
-        completion({"content": "42", "reasoning": "Think."}), reasoning_events="summary"
+        completion({"content": "42", "reasoning": "Think."}), reasoning_events="text"
     )
     assert response["output"][0] == {
         "id": "rs_0",
         "type": "reasoning",
         "status": "completed",
-        "summary": [{"type": "summary_text", "text": "Think."}],
+        "summary": [],
+        "content": [{"type": "reasoning_text", "text": "Think."}],
     }
 
 
 def test_leading_think_block_is_split_off_the_answer() -> None:
     body = completion({"content": "<think>\nPlan it.\n</think>\n\nDone."})
     response = translate(body)
-    assert response["output"][0]["content"] == [{"type": "reasoning_text", "text": "Plan it."}]
+    assert response["output"][0]["summary"] == [{"type": "summary_text", "text": "Plan it."}]
+    assert "content" not in response["output"][0]
     assert response["output"][1] == message([text_part("Done.")])
 
 

@@ -188,54 +188,133 @@ def test_feed_without_start_still_opens_the_stream() -> None:
     assert_valid_stream(events)
 
 
-def test_reasoning_content_closes_before_text() -> None:
-    events = run(
-        [
-            chunk({"role": "assistant", "reasoning_content": "Let me"}),
-            chunk({"reasoning_content": " think."}),
-            chunk({"content": "Done."}),
-            chunk(finish="stop"),
-        ]
-    )
-    assert types(events) == [
-        *START,
-        "response.output_item.added",
-        "response.content_part.added",
-        "response.reasoning_text.delta",
-        "response.reasoning_text.delta",
-        "response.reasoning_text.done",
-        "response.content_part.done",
-        "response.output_item.done",
+REASONING_THEN_TEXT = [
+    chunk({"role": "assistant", "reasoning_content": "Let me"}),
+    chunk({"reasoning_content": " think."}),
+    chunk({"content": "Done."}),
+    chunk(finish="stop"),
+]
+
+
+def test_reasoning_streams_as_a_summary_by_default() -> None:
+    """What Codex, the AI SDK and LangChain show; the item holds the text once, as a summary."""
+    events = run(REASONING_THEN_TEXT)
+    where = {"item_id": "rs_0", "output_index": 0, "summary_index": 0}
+    part = {"type": "summary_text", "text": "Let me think."}
+    done_item = {"id": "rs_0", "type": "reasoning", "status": "completed", "summary": [part]}
+    assert events[2:9] == [
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {"id": "rs_0", "type": "reasoning", "status": "in_progress", "summary": []},
+            "sequence_number": 2,
+        },
+        {
+            "type": "response.reasoning_summary_part.added",
+            **where,
+            "part": {"type": "summary_text", "text": ""},
+            "sequence_number": 3,
+        },
+        {
+            "type": "response.reasoning_summary_text.delta",
+            **where,
+            "delta": "Let me",
+            "sequence_number": 4,
+        },
+        {
+            "type": "response.reasoning_summary_text.delta",
+            **where,
+            "delta": " think.",
+            "sequence_number": 5,
+        },
+        {
+            "type": "response.reasoning_summary_text.done",
+            **where,
+            "text": "Let me think.",
+            "sequence_number": 6,
+        },
+        {
+            "type": "response.reasoning_summary_part.done",
+            **where,
+            "part": part,
+            "sequence_number": 7,
+        },
+        {
+            "type": "response.output_item.done",
+            "output_index": 0,
+            "item": done_item,
+            "sequence_number": 8,
+        },
+    ]
+    assert types(events)[9:] == [
         *MESSAGE_OPEN,
         "response.output_text.delta",
         *TEXT_CLOSE,
         "response.completed",
     ]
-    assert of_type(events, "response.reasoning_text.done")[0]["text"] == "Let me think."
+    assert terminal(events)["output"][0] == done_item
     assert [item["id"] for item in terminal(events)["output"]] == ["rs_0", "msg_0"]
 
 
-def test_summary_mode_streams_summary_events() -> None:
-    events = run(
-        [chunk({"reasoning": "Brief."}), chunk({"content": "A"}), chunk(finish="stop")],
-        make_context(reasoning_events="summary"),
-    )
-    assert types(events)[2:9] == [
-        "response.output_item.added",
-        "response.reasoning_summary_part.added",
-        "response.reasoning_summary_text.delta",
-        "response.reasoning_summary_text.done",
-        "response.reasoning_summary_part.done",
-        "response.output_item.done",
-        "response.output_item.added",
+def test_text_mode_streams_raw_reasoning_text() -> None:
+    """`--reasoning-events text`: for clients that read raw reasoning, and only there."""
+    events = run(REASONING_THEN_TEXT, make_context(reasoning_events="text"))
+    where = {"item_id": "rs_0", "output_index": 0, "content_index": 0}
+    part = {"type": "reasoning_text", "text": "Let me think."}
+    done_item = {
+        "id": "rs_0",
+        "type": "reasoning",
+        "status": "completed",
+        "summary": [],
+        "content": [part],
+    }
+    assert events[2:9] == [
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {
+                "id": "rs_0",
+                "type": "reasoning",
+                "status": "in_progress",
+                "summary": [],
+                "content": [],
+            },
+            "sequence_number": 2,
+        },
+        {
+            "type": "response.content_part.added",
+            **where,
+            "part": {"type": "reasoning_text", "text": ""},
+            "sequence_number": 3,
+        },
+        {"type": "response.reasoning_text.delta", **where, "delta": "Let me", "sequence_number": 4},
+        {
+            "type": "response.reasoning_text.delta",
+            **where,
+            "delta": " think.",
+            "sequence_number": 5,
+        },
+        {
+            "type": "response.reasoning_text.done",
+            **where,
+            "text": "Let me think.",
+            "sequence_number": 6,
+        },
+        {"type": "response.content_part.done", **where, "part": part, "sequence_number": 7},
+        {
+            "type": "response.output_item.done",
+            "output_index": 0,
+            "item": done_item,
+            "sequence_number": 8,
+        },
     ]
-    assert terminal(events)["output"][0]["summary"] == [{"type": "summary_text", "text": "Brief."}]
+    assert terminal(events)["output"][0] == done_item
 
 
 def test_think_block_split_across_chunks() -> None:
     pieces = ["<", "think", ">\nStep", " one", "</thi", "nk>", "\n\nAns", "wer"]
     events = run([chunk({"content": piece}) for piece in pieces] + [chunk(finish="stop")])
-    assert [e["delta"] for e in of_type(events, "response.reasoning_text.delta")] == [
+    assert [e["delta"] for e in of_type(events, "response.reasoning_summary_text.delta")] == [
         "Step",
         " one",
     ]
@@ -261,8 +340,7 @@ def test_unclosed_think_block_at_the_end_is_reasoning() -> None:
             "id": "rs_0",
             "type": "reasoning",
             "status": "incomplete",
-            "summary": [],
-            "content": [{"type": "reasoning_text", "text": "still going </th"}],
+            "summary": [{"type": "summary_text", "text": "still going </th"}],
         }
     ]
 

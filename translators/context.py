@@ -27,7 +27,8 @@ class Options:
     instructions_role: Literal["system", "developer"] = "system"
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     strict: bool = False
-    reasoning_events: Literal["text", "summary"] = "text"
+    # Summaries are what clients show (Codex, LangChain, the AI SDK); raw text few read.
+    reasoning_events: Literal["text", "summary"] = "summary"
     think_tags: bool = True
     chat_reasoning_content: bool = True
     forward_chat_only_params: bool = False
