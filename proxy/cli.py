@@ -10,9 +10,11 @@ from typing import NoReturn
 
 from diglot import __version__
 from diglot.proxy.app import create_app
-from diglot.proxy.config import Config, ConfigError, load_config
+from diglot.proxy.config import Config, ConfigError, config_warnings, load_config
 from diglot.proxy.demo import run_demo
-from diglot.proxy.observability import configure_logging, get_logger
+from diglot.proxy.demo_backend import PACE
+from diglot.proxy.observability import configure_logging
+from diglot.proxy.service import CannotListen
 from diglot.proxy.service import run as run_service
 
 USAGE_ERROR = 2
@@ -44,7 +46,11 @@ def serve_parser() -> argparse.ArgumentParser:
     add("--strict", action=argparse.BooleanOptionalAction, help="refuse unmappable fields (400)")
     add("--instructions-role", metavar="system|developer", help="role for `instructions`")
     add("--max-tokens-field", metavar="max_tokens|max_completion_tokens")
-    add("--reasoning-events", metavar="text|summary", help="how reasoning is streamed")
+    add(
+        "--reasoning-events",
+        metavar="text|summary",
+        help="reasoning as a summary, which clients show (default), or as raw reasoning_text",
+    )
     add("--think-tags", action=argparse.BooleanOptionalAction, help="split <think> blocks")
     add(
         "--chat-reasoning-content",
@@ -97,33 +103,71 @@ def demo_parser() -> argparse.ArgumentParser:
         prog="diglot demo",
         description="Start a tiny chat-only demo backend and diglot in front of it.",
     )
-    parser.add_argument("--port", type=int, default=8080, help="diglot's port (default 8080)")
+    parser.add_argument("--port", type=_port, default=8080, help="diglot's port (default 8080)")
+    parser.add_argument(
+        "--pace",
+        type=_pace,
+        default=PACE,
+        metavar="SECONDS",
+        help=f"pause between streamed words (default {PACE})",
+    )
     return parser
+
+
+def _port(value: str) -> int:
+    """A port number, checked here so that a bad one is a usage error, not a traceback."""
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port: give 0 to 65535")
+    return int(value)
+
+
+def _pace(value: str) -> float:
+    try:
+        pace = float(value)
+    except ValueError:
+        pace = -1.0
+    if not 0 <= pace <= 10:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a pace: give 0 to 10 seconds")
+    return pace
+
+
+def demo(args: Sequence[str]) -> int:
+    """`diglot demo`: the demo backend with diglot in front of it, until Ctrl+C."""
+    options = demo_parser().parse_args(args)
+    try:
+        run_demo(options.port, options.pace)
+    except CannotListen as exc:
+        _cannot_listen(exc)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `diglot` command and `python -m diglot`."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["demo"]:
-        return run_demo(demo_parser().parse_args(args[1:]).port)
+        return demo(args[1:])
     parsed = vars(serve_parser().parse_args(args))
     try:
         config = load_config(parsed, os.environ)
     except ConfigError as exc:
         print(f"diglot: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
+    for warning in config_warnings(config, os.environ):
+        print(f"diglot: warning: {warning}", file=sys.stderr)
     serve(config)
     return 0
 
 
 def serve(config: Config) -> None:
-    """Run until SIGINT/SIGTERM, then drain."""
+    """Run until SIGINT/SIGTERM, then drain; an address it cannot listen on is one line, exit 2."""
     configure_logging(config.log_format, config.log_level)
-    get_logger().info(
-        "listening",
-        host=config.host,
-        port=config.port,
-        upstream=config.upstream,
-        upstream_api=config.upstream_api,
-    )
-    run_service(create_app(config), config.host, config.port, config.drain_timeout)
+    try:
+        run_service(create_app(config), config.host, config.port, config.drain_timeout)
+    except CannotListen as exc:
+        _cannot_listen(exc)
+
+
+def _cannot_listen(exc: CannotListen) -> NoReturn:
+    """Like a configuration error: the port is a setting the user can change."""
+    print(f"diglot: error: {exc}", file=sys.stderr)
+    raise SystemExit(USAGE_ERROR)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
+import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -34,7 +38,7 @@ class Config:
     strict: bool = False
     instructions_role: Literal["system", "developer"] = "system"
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
-    reasoning_events: Literal["text", "summary"] = "text"
+    reasoning_events: Literal["text", "summary"] = "summary"
     think_tags: bool = True
     chat_reasoning_content: bool = True
     forward_chat_only_params: bool = False
@@ -80,7 +84,7 @@ def _text(name: str, value: object) -> str:
 
 def _choice(*allowed: str) -> Callable[[str, object], str]:
     def parse(name: str, value: object) -> str:
-        text = _text(name, value).lower()
+        text = value.strip().lower() if isinstance(value, str) else ""
         if text not in allowed:
             raise ConfigError(name, f"{value!r} is not one of {', '.join(allowed)}")
         return text
@@ -88,54 +92,59 @@ def _choice(*allowed: str) -> Callable[[str, object], str]:
     return parse
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
 def _flag(name: str, value: object) -> bool:
     if isinstance(value, bool):
         return value
+    if not isinstance(value, str):  # TOML has booleans of its own
+        raise ConfigError(name, f"{value!r} is not a boolean: give true or false")
+    text = value.strip().lower()
+    if text not in _TRUE + _FALSE:
+        forms = f"{'/'.join(_TRUE)} or {'/'.join(_FALSE)}"
+        raise ConfigError(name, f"{value!r} is not a boolean: give {forms}")
+    return text in _TRUE
+
+
+def _as_number(value: object, kind: type[int] | type[float]) -> int | float | None:
+    """The finite number a TOML value or a string holds, else None."""
     if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-    raise ConfigError(name, f"{value!r} is not a boolean (true/false)")
-
-
-def _number(name: str, value: object, kind: type[int] | type[float]) -> int | float:
-    if isinstance(value, bool):
-        raise ConfigError(name, f"{value!r} is not a number")
-    if isinstance(value, int | float):
-        number: int | float = value
-    elif isinstance(value, str):
         try:
-            number = kind(value.strip())
+            value = kind(value.strip())
         except ValueError:
-            raise ConfigError(name, f"{value!r} is not a number") from None
-    else:
-        raise ConfigError(name, f"{value!r} is not a number")
-    if kind is int and number != int(number):
-        raise ConfigError(name, f"{value!r} is not a whole number")
-    return kind(number)
+            return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    if kind is int and value != int(value):
+        return None
+    return kind(value)
 
 
 def _port(name: str, value: object) -> int:
-    port = int(_number(name, value, int))
-    if not 0 <= port <= 65535:
-        raise ConfigError(name, f"{port} is outside 0-65535")
-    return port
+    port = _as_number(value, int)
+    if port is None or not 0 <= port <= 65535:
+        raise ConfigError(name, f"{value!r} is not a port: give a whole number from 0 to 65535")
+    return int(port)
 
 
-def _positive_float(name: str, value: object) -> float:
-    seconds = float(_number(name, value, float))
+def _seconds(name: str, value: object) -> float:
+    seconds = _as_number(value, float)
+    if seconds is None:
+        raise ConfigError(name, f"{value!r} is not a number of seconds: give one such as 10 or 2.5")
     if seconds <= 0:
-        raise ConfigError(name, "must be greater than 0")
-    return seconds
+        raise ConfigError(name, "must be greater than 0: give seconds such as 10 or 2.5")
+    return float(seconds)
 
 
-def _positive_int(name: str, value: object) -> int:
-    size = int(_number(name, value, int))
-    if size <= 0:
-        raise ConfigError(name, "must be greater than 0")
-    return size
+def _count(name: str, value: object) -> int:
+    count = _as_number(value, int)
+    if count is None:
+        raise ConfigError(name, f"{value!r} is not a whole number: give one such as 512")
+    if count <= 0:
+        raise ConfigError(name, "must be greater than 0: give a whole number such as 512")
+    return int(count)
 
 
 def _url(name: str, value: object) -> str:
@@ -149,9 +158,15 @@ def _url(name: str, value: object) -> str:
 def _keys(name: str, value: object) -> tuple[str, ...]:
     """One or more keys: a list (CLI, TOML) or a comma-separated string (environment)."""
     items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple) or not items:
-        raise ConfigError(name, "expected one or more keys")
-    return tuple(_text(name, item) for item in items)
+    if (
+        not isinstance(items, list | tuple)
+        or not items
+        or not all(isinstance(item, str) and item.strip() for item in items)
+    ):
+        raise ConfigError(
+            name, "expected one or more non-empty keys, as a list or separated by commas"
+        )
+    return tuple(item.strip() for item in items)
 
 
 def _text_file(name: str, value: object) -> str:
@@ -185,10 +200,17 @@ _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def _duration(name: str, value: object) -> float:
     """Seconds, or a number with s, m, h or d after it (`30d`)."""
+    number, scale = value, 1
     if isinstance(value, str) and value.strip()[-1:].lower() in _DURATION_UNITS:
-        text = value.strip()
-        return _positive_float(name, text[:-1]) * _DURATION_UNITS[text[-1].lower()]
-    return _positive_float(name, value)
+        number, scale = value.strip()[:-1], _DURATION_UNITS[value.strip()[-1].lower()]
+    seconds = _as_number(number, float)
+    if seconds is None:
+        forms = "give seconds or a number with s, m, h or d (30d)"
+        raise ConfigError(name, f"{value!r} is not a duration: {forms}")
+    if seconds <= 0:
+        forms = "give seconds or a number with s, m, h or d (30d)"
+        raise ConfigError(name, f"must be greater than 0: {forms}")
+    return seconds * scale
 
 
 def _level(name: str, value: object) -> str:
@@ -209,19 +231,19 @@ PARSERS: dict[str, Callable[[str, object], Any]] = {
     "chat_reasoning_content": _flag,
     "forward_chat_only_params": _flag,
     "hoist_system": _flag,
-    "connect_timeout": _positive_float,
-    "read_timeout": _positive_float,
-    "max_body_bytes": _positive_int,
-    "upstream_idle_timeout": _positive_float,
-    "max_input_items": _positive_int,
-    "max_upstream_requests": _positive_int,
-    "upstream_queue_timeout": _positive_float,
+    "connect_timeout": _seconds,
+    "read_timeout": _seconds,
+    "max_body_bytes": _count,
+    "upstream_idle_timeout": _seconds,
+    "max_input_items": _count,
+    "max_upstream_requests": _count,
+    "upstream_queue_timeout": _seconds,
     "client_api_keys": _keys,
     "client_api_keys_file": _text_file,
-    "drain_timeout": _positive_float,
+    "drain_timeout": _seconds,
     "store": _store_url,
     "store_ttl": _duration,
-    "store_max_bytes": _positive_int,
+    "store_max_bytes": _count,
     "seal_key": _text,
     "state_dir": _text,
     "log_format": _choice("json", "console", "auto"),
@@ -234,7 +256,18 @@ ALIASES = {
     "connect_timeout": "upstream_connect_timeout",
     "read_timeout": "upstream_read_timeout",
 }
+# Singular names of list settings; the items given under both names count.
+SINGULARS = {"client_api_keys": "client_api_key"}
+# Settings guarding access: a misspelt variable close to one of them stops diglot.
+GUARDS = ("client_api_keys", "client_api_keys_file")
 ENV_PREFIX = "DIGLOT_"
+# Variables Kubernetes injects for a Service named diglot (or diglot-*): not settings.
+_KUBERNETES_NAME = re.compile(
+    r"DIGLOT_(?:\w+_)?(?:SERVICE_HOST|SERVICE_PORT(?:_\w+)?"
+    r"|PORT_\d+_(?:TCP|UDP|SCTP)(?:_PROTO|_PORT|_ADDR)?)"
+)
+# ... and DIGLOT_PORT=tcp://10.0.0.1:8080, which is not the port to listen on.
+_KUBERNETES_PORT = re.compile(r"(?:tcp|udp|sctp)://\S*", re.IGNORECASE)
 
 
 def env_name(setting: str) -> str:
@@ -242,8 +275,66 @@ def env_name(setting: str) -> str:
     return ENV_PREFIX + setting.upper()
 
 
+def _file_names() -> set[str]:
+    """Every name a setting goes by, as a config-file key."""
+    return {*PARSERS, *ALIASES.values(), *SINGULARS.values()}
+
+
+def _env_names() -> set[str]:
+    """Every name a setting goes by, lower-cased and without the DIGLOT_ prefix."""
+    return _file_names() | {"config"}
+
+
+def _closest(name: str, known: set[str]) -> str | None:
+    """The known name a misspelt one most likely meant."""
+    matches = difflib.get_close_matches(name, sorted(known), n=1)
+    return matches[0] if matches else None
+
+
+def _from_kubernetes(key: str, value: str) -> bool:
+    """Whether a DIGLOT_* variable is a Kubernetes service link rather than a setting."""
+    if _KUBERNETES_NAME.fullmatch(key):
+        return True
+    return key.endswith("_PORT") and _KUBERNETES_PORT.fullmatch(value.strip()) is not None
+
+
+def _from_env(env: Mapping[str, str], setting: str) -> str | None:
+    """A setting's variable; empty or a Kubernetes service link counts as unset."""
+    key = env_name(setting)
+    value = env.get(key)
+    return value if value and not _from_kubernetes(key, value) else None
+
+
+def _unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """DIGLOT_* variables that are neither a setting nor Kubernetes'."""
+    known = {env_name(name) for name in _env_names()}
+    return sorted(
+        key
+        for key, value in env.items()
+        if key.startswith(ENV_PREFIX) and key not in known and not _from_kubernetes(key, value)
+    )
+
+
+def _meant(key: str) -> str | None:
+    """The setting an unknown variable most likely meant."""
+    return _closest(key.removeprefix(ENV_PREFIX).lower(), _env_names())
+
+
+def _refuse_near_guards(env: Mapping[str, str]) -> None:
+    """A misspelt access setting would leave the door open: stop instead."""
+    guards = {*GUARDS, *(SINGULARS[name] for name in GUARDS if name in SINGULARS)}
+    for key in _unknown_variables(env):
+        meant = _meant(key)
+        if meant in guards:
+            raise ConfigError(
+                key,
+                f"unknown environment variable; did you mean {env_name(meant)}? "
+                "(it guards access, so diglot does not start)",
+            )
+
+
 def read_file(path: str) -> dict[str, object]:
-    """A TOML config file's settings; keys are the option names with `_` or `-`."""
+    """A TOML config file's settings by the name used; keys are option names with `_` or `-`."""
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
@@ -251,35 +342,69 @@ def read_file(path: str) -> dict[str, object]:
         raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+    known = _file_names()
     settings: dict[str, object] = {}
-    fields = {alias: name for name, alias in ALIASES.items()}
     for key, value in data.items():
         name = key.replace("-", "_")
-        if name in fields:
-            settings[fields[name]] = value
-        elif name not in PARSERS:
-            raise ConfigError(key, f"unknown setting in {path}")
-        else:
-            settings.setdefault(name, value)
+        if name not in known:
+            meant = _closest(name, known)
+            hint = f"; did you mean {meant}?" if meant else ""
+            raise ConfigError(key, f"unknown setting in {path}{hint}")
+        settings.setdefault(name, value)
     return settings
+
+
+def _raw_values(name: str, get: Callable[[str], object | None]) -> list[object]:
+    """What one source gives a setting: the newer name wins, a singular name adds."""
+    names = (ALIASES[name], name) if name in ALIASES else (name,)
+    found = [value for key in names if (value := get(key)) is not None][:1]
+    if name in SINGULARS and (value := get(SINGULARS[name])) is not None:
+        found.append(value)
+    return found
 
 
 def load_config(cli: Mapping[str, object | None], env: Mapping[str, str]) -> Config:
     """Merge the sources (CLI > env > file > default) and validate every value."""
-    config_path = cli.get("config") or env.get(env_name("config"))
+    _refuse_near_guards(env)
+    config_path = cli.get("config") or _from_env(env, "config")
     from_file = read_file(str(config_path)) if config_path else {}
+    sources: tuple[Callable[[str], object | None], ...] = (
+        cli.get,
+        lambda key: _from_env(env, key),
+        from_file.get,
+    )
     values: dict[str, Any] = {}
     for name, parse in PARSERS.items():
-        names = (ALIASES[name], name) if name in ALIASES else (name,)
-        raw: object | None = next((cli[key] for key in names if cli.get(key) is not None), None)
-        if raw is None:
-            raw = next((env[env_name(key)] for key in names if env.get(env_name(key))), None)
-        if raw is None:
-            raw = from_file.get(name)
-        if raw is not None:
-            values[name] = parse(name, raw)
+        raws = next((found for get in sources if (found := _raw_values(name, get))), [])
+        parsed = [parse(name, raw) for raw in raws]
+        if len(parsed) == 1:
+            values[name] = parsed[0]
+        elif parsed:
+            values[name] = tuple(chain.from_iterable(parsed))
     for name in REQUIRED:
         if name not in values:
             flag = "--" + name.replace("_", "-")
             raise ConfigError(name, f"required (set {flag}, {env_name(name)} or the config file)")
     return Config(**values)
+
+
+def config_warnings(config: Config, env: Mapping[str, str]) -> list[str]:
+    """What is worth a line at startup without stopping diglot, one message each."""
+    warnings = [_unknown_warning(key) for key in _unknown_variables(env)]
+    if not urlsplit(config.upstream).path:
+        warnings.append(_pathless_warning(config))
+    return warnings
+
+
+def _unknown_warning(key: str) -> str:
+    meant = _meant(key)
+    hint = f"did you mean {env_name(meant)}?" if meant else "no setting has a name close to it"
+    return f"unknown environment variable {key} ignored; {hint}"
+
+
+def _pathless_warning(config: Config) -> str:
+    endpoint = "/chat/completions" if config.upstream_api == "chat" else "/responses"
+    return (
+        f"upstream {config.upstream} has no path: diglot will call {config.upstream}{endpoint}; "
+        f"most backends want {config.upstream}/v1"
+    )

@@ -63,7 +63,8 @@ def test_help_exits_0_and_lists_every_option() -> None:
 def test_main_returns_2_on_config_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--upstream", "http://h/v1", "--upstream-api", "chat", "--read-timeout", "0"]) == 2
     assert capsys.readouterr().err == (
-        "diglot: error: invalid setting read_timeout: must be greater than 0\n"
+        "diglot: error: invalid setting read_timeout: "
+        "must be greater than 0: give seconds such as 10 or 2.5\n"
     )
 
 
@@ -93,6 +94,7 @@ async def test_demo_serves_the_responses_api_over_its_chat_backend(free_port: in
             async with session.get(f"http://127.0.0.1:{port}/v1/models") as resp:
                 models = await resp.json()
         assert body["status"] == "completed"
+        assert [item["type"] for item in body["output"]] == ["reasoning", "message"]
         assert models["data"][0]["id"] == "diglot-demo"
     finally:
         demo.terminate()

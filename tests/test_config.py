@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from diglot.proxy.cli import serve_parser
+from diglot.proxy.cli import main, serve_parser
 from diglot.proxy.config import Config, ConfigError, load_config
 from diglot.translators.context import Options
 
@@ -61,7 +61,7 @@ def test_env_alone_is_enough_and_empty_env_values_are_unset() -> None:
         "DIGLOT_THINK_TAGS": "off",
         "DIGLOT_INSTRUCTIONS_ROLE": "developer",
         "DIGLOT_MAX_TOKENS_FIELD": "max_completion_tokens",
-        "DIGLOT_REASONING_EVENTS": "summary",
+        "DIGLOT_REASONING_EVENTS": "text",
     }
     config = load_config({}, env)
     assert config.upstream_api == "responses"
@@ -69,7 +69,7 @@ def test_env_alone_is_enough_and_empty_env_values_are_unset() -> None:
     assert config.options() == Options(
         instructions_role="developer",
         max_tokens_field="max_completion_tokens",
-        reasoning_events="summary",
+        reasoning_events="text",
         think_tags=False,
     )
 
@@ -164,3 +164,103 @@ def test_chat_client_options_on_the_command_line() -> None:
     config = load_config({**vars(serve_parser().parse_args(args)), **BASE}, {})
     assert (config.chat_reasoning_content, config.forward_chat_only_params) == (False, True)
     assert config.hoist_system is True
+
+
+@pytest.mark.parametrize(
+    ("cli", "env", "message"),
+    [
+        (
+            {"store_ttl": "5x"},
+            {},
+            "store_ttl: '5x' is not a duration: give seconds or a number with s, m, h or d (30d)",
+        ),
+        (
+            {},
+            {"DIGLOT_STORE_TTL": "ad"},
+            "store_ttl: 'ad' is not a duration: give seconds or a number with s, m, h or d (30d)",
+        ),
+        (
+            {},
+            {"DIGLOT_STRICT": "maybe"},
+            "strict: 'maybe' is not a boolean: give 1/true/yes/on or 0/false/no/off",
+        ),
+        (
+            {"port": "http"},
+            {},
+            "port: 'http' is not a port: give a whole number from 0 to 65535",
+        ),
+        (
+            {"port": "70000"},
+            {},
+            "port: '70000' is not a port: give a whole number from 0 to 65535",
+        ),
+        (
+            {"read_timeout": "soon"},
+            {},
+            "read_timeout: 'soon' is not a number of seconds: give one such as 10 or 2.5",
+        ),
+        (
+            {},
+            {"DIGLOT_DRAIN_TIMEOUT": "nan"},
+            "drain_timeout: 'nan' is not a number of seconds: give one such as 10 or 2.5",
+        ),
+        (
+            {"max_body_bytes": "1.5"},
+            {},
+            "max_body_bytes: '1.5' is not a whole number: give one such as 512",
+        ),
+        (
+            {"max_input_items": "0"},
+            {},
+            "max_input_items: must be greater than 0: give a whole number such as 512",
+        ),
+        ({"log_format": "xml"}, {}, "log_format: 'xml' is not one of json, console, auto"),
+        ({"host": " "}, {}, "host: expected a non-empty string"),
+    ],
+)
+def test_messages_state_the_accepted_forms(
+    cli: dict[str, object], env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config({**BASE, **cli}, env)
+    assert str(caught.value) == f"invalid setting {message}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("strict = 1\n", "strict: 1 is not a boolean: give true or false"),
+        ("log_format = 1\n", "log_format: 1 is not one of json, console, auto"),
+        (
+            "read_timeout = true\n",
+            "read_timeout: True is not a number of seconds: give one such as 10 or 2.5",
+        ),
+        (
+            "client_api_keys = []\n",
+            "client_api_keys: expected one or more non-empty keys, "
+            "as a list or separated by commas",
+        ),
+    ],
+)
+def test_file_messages_state_the_accepted_forms(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config({**BASE, "config": write(tmp_path, text)}, {})
+    assert str(caught.value) == f"invalid setting {message}"
+
+
+def test_unknown_file_key_names_the_closest_setting(tmp_path: Path) -> None:
+    path = write(tmp_path, 'client-api-kyes = ["k"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config({**BASE, "config": path}, {})
+    assert str(caught.value) == (
+        f"invalid setting client-api-kyes: unknown setting in {path}; did you mean client_api_keys?"
+    )
+
+
+def test_main_prints_a_bad_duration_as_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--upstream", "http://h/v1", "--upstream-api", "chat", "--store-ttl", "5x"]
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        "diglot: error: invalid setting store_ttl: '5x' is not a duration: "
+        "give seconds or a number with s, m, h or d (30d)\n"
+    )
