@@ -96,24 +96,6 @@ def _auth(path: str, keys: ClientKeys | None) -> ClientKeys | None:
     return None if path in EXEMPT_PATHS else keys
 
 
-def serve(
-    app: web.Application | Awaitable[web.Application],
-    host: str,
-    port: int,
-    on_ready: Callable[[str], None] | None = None,
-) -> None:
-    """Run until SIGINT/SIGTERM: how the demo serves; `diglot` itself runs through proxy.service."""
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        access_log=None,
-        print=on_ready,
-        handler_cancellation=True,  # a client that goes away cancels its upstream request
-        auto_decompress=False,  # proxy.inbound decodes bodies itself, under the size limit
-    )
-
-
 def request_id(request: web.Request) -> str:
     """The client's x-request-id when it is a sane token, else a fresh one."""
     given = request.headers.get(REQUEST_ID)

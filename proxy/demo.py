@@ -1,175 +1,127 @@
-"""`diglot demo`: a tiny chat-only backend on loopback with diglot in front of it."""
+"""`diglot demo`: the demo backend on loopback with diglot in front of it, served as `diglot` is."""
 
 from __future__ import annotations
 
-import time
-from typing import Any
+import importlib.util
+import secrets
+import shlex
+import socket
+import sys
+from collections.abc import AsyncIterator
 
-import orjson
 from aiohttp import web
 
-from diglot.proxy.app import create_app, serve
+from diglot.proxy.app import create_app
 from diglot.proxy.config import Config
+from diglot.proxy.demo_backend import MODEL, demo_backend
 from diglot.proxy.observability import configure_logging
+from diglot.proxy.service import run
 
-MODEL = "diglot-demo"
-
-
-def _last_user_text(messages: object) -> str:
-    """What the user said last, from string or content-part messages."""
-    if not isinstance(messages, list):
-        return ""
-    for message in reversed(messages):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(
-                    str(part.get("text", "")) for part in content if isinstance(part, dict)
-                )
-    return ""
+HOST = "127.0.0.1"
+DRAIN_SECONDS = 5.0  # Ctrl+C lets answers in flight finish, but a demo should stop promptly
 
 
-def _reply(body: dict[str, Any]) -> str:
-    said = _last_user_text(body.get("messages")).strip() or "nothing"
-    return f"Hello from the diglot demo backend! You said: {said}"
+def sdk_python() -> str | None:
+    """This interpreter when the openai SDK is importable in it (so the example runs as printed)."""
+    return sys.executable if importlib.util.find_spec("openai") is not None else None
 
 
-def _usage(body: dict[str, Any], text: str) -> dict[str, int]:
-    prompt = len(orjson.dumps(body.get("messages"))) // 4
-    completion = len(text.split())
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-
-
-def _chunk(ident: str, created: int, delta: dict[str, Any], finish: str | None) -> bytes:
-    chunk = {
-        "id": ident,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": MODEL,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-    return b"data: " + orjson.dumps(chunk) + b"\n\n"
-
-
-async def chat_completions(request: web.Request) -> web.StreamResponse:
-    """A canned but well-formed chat completion, streamed word by word when asked."""
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        body = None
-    if not isinstance(body, dict):
-        error = {
-            "error": {"message": "Body must be a JSON object.", "type": "invalid_request_error"}
-        }
-        return web.Response(body=orjson.dumps(error), status=400, content_type="application/json")
-    text, created, ident = _reply(body), int(time.time()), f"chatcmpl-demo{time.time_ns()}"
-    if not body.get("stream"):
-        completion = {
-            "id": ident,
-            "object": "chat.completion",
-            "created": created,
-            "model": MODEL,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": _usage(body, text),
-        }
-        return web.Response(body=orjson.dumps(completion), content_type="application/json")
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-    await response.prepare(request)
-    await response.write(_chunk(ident, created, {"role": "assistant", "content": ""}, None))
-    for index, word in enumerate(text.split(" ")):
-        await response.write(
-            _chunk(ident, created, {"content": (" " if index else "") + word}, None)
-        )
-    await response.write(_chunk(ident, created, {}, "stop"))
-    if (body.get("stream_options") or {}).get("include_usage"):
-        usage = {
-            "id": ident,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": MODEL,
-            "choices": [],
-            "usage": _usage(body, text),
-        }
-        await response.write(b"data: " + orjson.dumps(usage) + b"\n\n")
-    await response.write(b"data: [DONE]\n\n")
-    await response.write_eof()
-    return response
-
-
-async def list_models(_: web.Request) -> web.Response:
-    models = {
-        "object": "list",
-        "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "diglot"}],
-    }
-    return web.Response(body=orjson.dumps(models), content_type="application/json")
-
-
-def demo_backend() -> web.Application:
-    """The chat-only backend: /v1/chat/completions and /v1/models."""
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_get("/v1/models", list_models)
-    return app
-
-
-def examples(port: int) -> str:
-    """What `diglot demo` prints for the user to try."""
-    base = f"http://127.0.0.1:{port}/v1"
-    return f"""diglot is serving the Responses API on {base} (demo chat-only backend behind it).
+def examples(url: str, python: str | None) -> str:
+    """What `diglot demo` prints: a curl and an SDK example that paste and run as they are."""
+    base = f"{url}/v1"
+    interpreter = shlex.quote(python) if python else "python3"
+    sdk = "the openai SDK" if python else "the openai SDK (first: pip install openai)"
+    return f"""diglot is serving the Responses API on {base}.
+Behind it is a demo backend that speaks only Chat Completions: it reasons aloud, calls the
+first tool it is given and streams word by word, and diglot translates all of it.
 
 Try it with curl:
 
-  curl -s {base}/responses -H 'Content-Type: application/json' \\
-    -d '{{"model": "{MODEL}", "input": "Hello, diglot!"}}'
+curl -s {base}/responses -H 'Content-Type: application/json' \\
+  -d '{{"model": "{MODEL}", "input": "Hello, diglot!"}}'
 
-or with the openai SDK (pip install openai):
+or with {sdk}:
 
-  python3 - <<'PY'
-  from openai import OpenAI
-  client = OpenAI(base_url="{base}", api_key="demo")
-  print(client.responses.create(model="{MODEL}", input="Hello, diglot!").output_text)
-  with client.responses.stream(model="{MODEL}", input="Stream to me") as stream:
-      for event in stream:
-          if event.type == "response.output_text.delta":
-              print(event.delta, end="", flush=True)
-  print()
-  PY
+{interpreter} - <<'PY'
+from openai import OpenAI
+
+client = OpenAI(base_url="{base}", api_key="demo")
+
+# Text
+print(client.responses.create(model="{MODEL}", input="Hello, diglot!").output_text)
+
+# Streaming: the backend's reasoning, then its answer, as the words arrive
+with client.responses.stream(model="{MODEL}", input="Stream to me") as stream:
+    for event in stream:
+        if event.type == "response.output_item.added":
+            print(f"[{{event.item.type}}] ", end="")
+        elif event.type in (
+            "response.reasoning_text.delta",
+            "response.reasoning_summary_text.delta",
+            "response.output_text.delta",
+        ):
+            print(event.delta, end="", flush=True)
+        elif event.type == "response.output_item.done":
+            print()
+
+# A tool call, then its result sent back for the answer
+tools = [{{
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city now",
+    "parameters": {{
+        "type": "object",
+        "properties": {{"city": {{"type": "string"}}}},
+        "required": ["city"],
+    }},
+}}]
+asked = client.responses.create(
+    model="{MODEL}", input="What is the weather in Paris?", tools=tools
+)
+call = next(item for item in asked.output if item.type == "function_call")
+print(f"function call: {{call.name}}({{call.arguments}})")
+result = {{"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 18 C"}}
+answer = client.responses.create(
+    model="{MODEL}", previous_response_id=asked.id, input=[result], tools=tools
+)
+print(answer.output_text)
+PY
 
 Press Ctrl+C to stop."""
 
 
-def run_demo(port: int) -> int:
-    """Start the backend on a free loopback port, then diglot on `port`; run until Ctrl+C."""
+def demo_app(pace: float) -> web.Application:
+    """diglot in front of the demo backend, which starts and stops with it.
+
+    The backend's socket is bound here, so its address is known before diglot is configured;
+    nothing is written to disk (responses stay in memory, the seal key is made up).
+    """
+    backend = socket.socket()
+    backend.bind((HOST, 0))
+    port = backend.getsockname()[1]
+    config = Config(
+        upstream=f"http://{HOST}:{port}/v1",
+        upstream_api="chat",
+        store="memory://",
+        seal_key=secrets.token_hex(16),
+        drain_timeout=DRAIN_SECONDS,
+    )
+    app = create_app(config)
+
+    async def run_backend(_: web.Application) -> AsyncIterator[None]:
+        runner = web.AppRunner(demo_backend(pace), access_log=None)
+        await runner.setup()
+        await web.SockSite(runner, backend).start()
+        yield
+        await runner.cleanup()
+
+    app.cleanup_ctx.append(run_backend)
+    return app
+
+
+def run_demo(port: int, pace: float) -> None:
+    """Serve the demo on `port` until Ctrl+C or SIGTERM; CannotListen when the port is taken."""
     configure_logging("console", "info")
-
-    async def build() -> web.Application:
-        backend = web.AppRunner(demo_backend(), access_log=None)
-        await backend.setup()
-        site = web.TCPSite(backend, "127.0.0.1", 0)
-        await site.start()
-        backend_port = backend.addresses[0][1]
-        config = Config(
-            upstream=f"http://127.0.0.1:{backend_port}/v1", upstream_api="chat", port=port
-        )
-        app = create_app(config)
-
-        async def stop_backend(_: web.Application) -> None:
-            await backend.cleanup()
-
-        app.on_cleanup.append(stop_backend)
-        return app
-
-    serve(build(), "127.0.0.1", port, lambda _: print(examples(port), flush=True))
-    return 0
+    app = demo_app(pace)
+    python = sdk_python()
+    run(app, HOST, port, DRAIN_SECONDS, lambda url: print(examples(url, python), flush=True))

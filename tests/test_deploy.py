@@ -1,10 +1,12 @@
-"""deploy/: the systemd unit verifies and runs; the env example, image recipe and sidecar pod."""
+"""deploy/: the systemd unit verifies and runs where the README installs diglot; the env example,
+image recipe and sidecar pod."""
 
 from __future__ import annotations
 
 import os
 import re
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -17,8 +19,10 @@ import pytest
 from diglot.proxy import systemd
 from diglot.proxy.config import ALIASES, ENV_PREFIX, PARSERS, load_config
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
 UNIT = DEPLOY / "diglot.service"
+README = ROOT / "README.md"
 SETTINGS = set(PARSERS) | set(ALIASES.values()) | {"config"}
 
 
@@ -48,7 +52,7 @@ def test_unit_is_a_hardened_notify_service() -> None:
         "DynamicUser": "yes",
         "StateDirectory": "diglot",
         "EnvironmentFile": "-/etc/diglot/diglot.env",
-        "ExecStart": "/usr/local/bin/diglot",
+        "ExecStart": "/opt/diglot/bin/diglot",
         "ProtectSystem": "strict",
         "ProtectHome": "yes",
         "NoNewPrivileges": "yes",
@@ -76,43 +80,139 @@ def test_stop_timeout_covers_the_drain() -> None:
     assert stop > drain.drain_timeout + 5
 
 
-def verify(unit: Path) -> subprocess.CompletedProcess[str]:
+def readme_block(heading: str) -> str:
+    """The first ```sh block under this heading of the README."""
+    section = README.read_text().split(f"\n{heading}\n", 1)[1]
+    found = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert found is not None, f"no sh block under {heading}"
+    return found.group(1)
+
+
+def shell_commands(block: str) -> list[list[str]]:
+    """The words of each command in a shell block (split at && and ;), without sudo or comments."""
+    commands: list[list[str]] = []
+    for line in block.replace("\\\n", " ").splitlines():
+        words = shlex.shlex(line, posix=True, punctuation_chars=True)
+        words.whitespace_split = True
+        command: list[str] = []
+        for word in [*words, "&&"]:
+            if word not in ("&&", ";"):
+                command.append(word)
+            elif command:
+                commands.append(command[1:] if command[0] == "sudo" else command)
+                command = []
+    return commands
+
+
+def diglot_installed_at(commands: list[list[str]]) -> list[str]:
+    """Where these commands leave a `diglot` executable: a virtualenv they pip install into, and
+    links made to it. Other ways of installing are not recognised, so they place nothing."""
+    venvs: set[Path] = set()
+    places: list[str] = []
+    for words in commands:
+        match words:
+            case [python, "-m", "venv", directory] if Path(python).name.startswith("python3"):
+                venvs.add(Path(directory))
+            case [pip, "install", *_] | [pip, "-m", "pip", "install", *_] if (
+                Path(pip).parent.name == "bin" and Path(pip).parent.parent in venvs
+            ):
+                places.append(str(Path(pip).parent / "diglot"))
+            case ["ln", "-s" | "-sf", target, link] if target in places:
+                places.append(link)
+    return places
+
+
+def systemd_install_commands() -> list[list[str]]:
+    return shell_commands(readme_block("### systemd"))
+
+
+def exec_start() -> str:
+    return unit_settings()["ExecStart"][0].split()[0]
+
+
+def test_the_readme_installs_diglot_where_the_unit_starts_it() -> None:
+    """pipx 1.1 (Debian 12) has no --global: a virtualenv's console script is where it is on
+    every release, as long as `python3 -m venv` works, which on Debian takes python3-venv."""
+    commands = systemd_install_commands()
+    assert exec_start() in diglot_installed_at(commands)
+    venv = next(i for i, words in enumerate(commands) if words[1:3] == ["-m", "venv"])
+    assert any(
+        words[:2] == ["apt-get", "install"] and "python3-venv" in words for words in commands[:venv]
+    )
+
+
+def test_install_commands_are_read_as_a_shell_would() -> None:
+    """The reading above means something: only a virtualenv pip installed into counts."""
+    block = (
+        "sudo python3 -m venv /opt/d && sudo /opt/d/bin/pip install .   # comment\n"
+        "python3 -m venv /srv/v; /srv/v/bin/python -m pip install \\\n  diglot\n"
+        "sudo ln -sf /srv/v/bin/diglot /usr/local/bin/diglot\n"
+        "sudo pipx install --global .\n"
+        "/elsewhere/bin/pip install .\n"
+    )
+    assert diglot_installed_at(shell_commands(block)) == [
+        "/opt/d/bin/diglot",
+        "/srv/v/bin/diglot",
+        "/usr/local/bin/diglot",
+    ]
+
+
+def verify(root: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", str(unit)],
+        [
+            "systemd-analyze",
+            "verify",
+            "--man=no",
+            f"--root={root}",
+            "/etc/systemd/system/diglot.service",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
     )
 
 
+def stub(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+
+
 @pytest.fixture
-def unit_copy(tmp_path: Path) -> Path:
-    """The unit with ExecStart at the installed console script: verify checks that it exists."""
+def installed_root(tmp_path: Path) -> Path:
+    """A root as the README leaves it: the unit in /etc/systemd/system, diglot where the README's
+    commands put it (a stub: verify checks that ExecStart is an executable), the system's units."""
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed")
-    diglot = installed_diglot()
-    if diglot is None:
-        pytest.skip("the diglot console script is not installed")
-    text = re.sub(r"(?m)^ExecStart=\S+", f"ExecStart={diglot}", UNIT.read_text())
-    copy = tmp_path / "diglot.service"
-    copy.write_text(text)
-    return copy
+    system_units = Path("/usr/lib/systemd/system")
+    if not (system_units / "sysinit.target").exists():
+        pytest.skip("no systemd units in /usr/lib/systemd/system")
+    shutil.copytree(system_units, tmp_path / "usr/lib/systemd/system", symlinks=True)
+    reload_command = unit_settings()["ExecReload"][0].split()[0]
+    for binary in [*diglot_installed_at(systemd_install_commands()), reload_command]:
+        stub(tmp_path / binary.lstrip("/"))
+    unit = tmp_path / "etc/systemd/system/diglot.service"
+    unit.parent.mkdir(parents=True)
+    shutil.copy(UNIT, unit)
+    return tmp_path
 
 
-def test_systemd_analyze_verify_passes(unit_copy: Path) -> None:
-    result = verify(unit_copy)
+def test_systemd_analyze_verify_passes(installed_root: Path) -> None:
+    result = verify(installed_root)
     assert result.returncode == 0, result.stderr
     assert "diglot.service" not in result.stderr, result.stderr
 
 
-def test_systemd_analyze_verify_can_fail(unit_copy: Path) -> None:
+def test_systemd_analyze_verify_can_fail(installed_root: Path) -> None:
     """The check above means something: a bad directive or a missing binary is reported."""
-    text = unit_copy.read_text()
-    unit_copy.write_text(text.replace("Type=notify", "Type=notifyy"))
-    assert "Failed to parse service type" in verify(unit_copy).stderr
-    unit_copy.write_text(re.sub(r"(?m)^ExecStart=\S+", "ExecStart=/nonexistent/diglot", text))
-    result = verify(unit_copy)
-    assert result.returncode != 0 and "/nonexistent/diglot" in result.stderr
+    unit = installed_root / "etc/systemd/system/diglot.service"
+    text = unit.read_text()
+    unit.write_text(text.replace("Type=notify", "Type=notifyy"))
+    assert "Failed to parse service type" in verify(installed_root).stderr
+    unit.write_text(text)
+    (installed_root / exec_start().lstrip("/")).unlink()
+    result = verify(installed_root)
+    assert result.returncode != 0 and f"{exec_start()} is not executable" in result.stderr
 
 
 def user_systemd_running() -> bool:

@@ -13,6 +13,8 @@ import asyncio.sslproto
 import gc
 import os
 import socket
+import sys
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -23,7 +25,7 @@ from aiohttp.client_proto import ResponseHandler
 from aiohttp.test_utils import TestServer
 
 from diglot.proxy.app import create_app
-from diglot.proxy.service import READ_BYTES, read_in_small_pieces
+from diglot.proxy.service import READ_BYTES, LoopFactory, loop_factory, read_in_small_pieces
 from fixtures.fake_chat_upstream import FakeUpstream, Received, StreamReply
 from fixtures.fake_responses_upstream import framed, message_item, response, stream_events
 from tests.conftest import proxy_config
@@ -163,3 +165,65 @@ async def test_the_service_reads_sockets_in_pieces_that_do_not_fragment_the_heap
         await asyncio.wait_for(reads.done, 5)
         transport.close()
     assert reads.sizes == [READ_BYTES] * 4
+
+
+def read_peak(new_loop: LoopFactory) -> int:
+    """The most memory Python held at once while an event loop read one 100-byte message."""
+
+    async def read() -> int:
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            loop = asyncio.get_running_loop()
+            transport, reads = await loop.connect_accepted_socket(lambda: _Reads(100), ours)
+            tracemalloc.start()
+            try:
+                theirs.sendall(b"x" * 100)
+                await asyncio.wait_for(reads.done, 5)
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            transport.close()
+        return peak
+
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        return runner.run(read())
+
+
+def test_uvloop_reads_copy_out_only_what_arrived(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Why the small-reads patch is only for asyncio's loop: uvloop never asks for 256 KiB."""
+    uvloop = pytest.importorskip("uvloop")
+    monkeypatch.setattr(asyncio.selector_events._SelectorSocketTransport, "max_size", 256 * 1024)
+    assert read_peak(asyncio.new_event_loop) >= 256 * 1024  # what fragments the heap
+    assert read_peak(uvloop.new_event_loop) < 16 * 1024
+
+
+@pytest.mark.parametrize(
+    ("upstream", "store", "uvloop_serves"),
+    [
+        ("http://127.0.0.1:8000/v1", "memory://", True),
+        ("http://127.0.0.1:8000/v1", "redis://127.0.0.1:6379/0", True),
+        ("https://api.example.com/v1", "memory://", False),
+        ("http://127.0.0.1:8000/v1", "rediss://127.0.0.1:6379/0", False),
+    ],
+)
+def test_the_service_runs_on_uvloop_unless_it_reads_tls(
+    monkeypatch: pytest.MonkeyPatch, upstream: str, store: str, uvloop_serves: bool
+) -> None:
+    """uvloop's TLS reads allocate 256 KiB each, as asyncio's do unpatched: asyncio serves those."""
+    uvloop = pytest.importorskip("uvloop")
+    for kind in (asyncio.selector_events._SelectorSocketTransport, asyncio.sslproto.SSLProtocol):
+        monkeypatch.setattr(kind, "max_size", 256 * 1024)  # restored after the test
+    factory = loop_factory(proxy_config(upstream, store=store))
+    assert factory is (uvloop.new_event_loop if uvloop_serves else None)  # None: asyncio's
+    read_size = 256 * 1024 if uvloop_serves else READ_BYTES  # patched only where asyncio reads
+    assert asyncio.sslproto.SSLProtocol.max_size == read_size
+
+
+def test_without_uvloop_asyncio_serves_reading_in_small_pieces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # `import uvloop` raises ImportError
+    for kind in (asyncio.selector_events._SelectorSocketTransport, asyncio.sslproto.SSLProtocol):
+        monkeypatch.setattr(kind, "max_size", 256 * 1024)  # restored after the test
+    assert loop_factory(proxy_config("http://127.0.0.1:8000/v1")) is None
+    assert asyncio.sslproto.SSLProtocol.max_size == READ_BYTES
