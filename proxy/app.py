@@ -7,6 +7,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -18,7 +19,13 @@ from diglot.proxy.health import install_health
 from diglot.proxy.ids import IdMint
 from diglot.proxy.limits import Overloaded
 from diglot.proxy.metrics import Metrics, install_metrics, scrape
-from diglot.proxy.observability import CLIENT_GONE, CURRENT_RECORD, RequestLog, get_logger
+from diglot.proxy.observability import (
+    CLIENT_GONE,
+    CURRENT_RECORD,
+    RequestLog,
+    get_logger,
+    request_line_writer,
+)
 from diglot.proxy.replies import json_response
 from diglot.proxy.state import PROXY, RECORD, Proxy
 from diglot.proxy.upstream import REQUEST_ID, Upstream
@@ -109,9 +116,9 @@ def observed(handler: Handler, route: str, keys: ClientKeys | None, metrics: Met
 
     A wrapper per route rather than an aiohttp middleware, which would add two more coroutine
     frames to every step of every request. Logging is configured before the app is built, so
-    whether request lines are wanted is asked once here, not per request.
+    whether and how request lines are written is settled once here, not per request.
     """
-    log_requests = log.is_enabled_for(logging.INFO)
+    write_line = request_line_writer() if log.is_enabled_for(logging.INFO) else None
 
     async def frame(request: web.Request) -> web.StreamResponse:
         record = RequestLog(request_id=request_id(request), started=time.perf_counter())
@@ -148,8 +155,8 @@ def observed(handler: Handler, route: str, keys: ClientKeys | None, metrics: Met
             CURRENT_RECORD.reset(token)
             ended = time.perf_counter()
             record.first_byte = record.first_byte or ended  # an unstreamed answer goes out whole
-            if log_requests:
-                _log_request(request, record, status, ended)
+            if write_line is not None:
+                write_line(_request_line(request, record, status, ended))
             metrics.finished(route, record, status, ended)
 
     return frame
@@ -196,7 +203,10 @@ def _http_error_body(exc: web.HTTPException) -> dict[str, object]:
     return error_body(exc.reason, kind)
 
 
-def _log_request(request: web.Request, record: RequestLog, status: int, ended: float) -> None:
+def _request_line(
+    request: web.Request, record: RequestLog, status: int, ended: float
+) -> dict[str, Any]:
+    """The request's log line: what is known of it, without empty fields."""
     fields = {
         "request_id": record.request_id,
         "method": request.method,
@@ -217,7 +227,7 @@ def _log_request(request: web.Request, record: RequestLog, status: int, ended: f
         "upstream_retries": record.upstream_retries or None,
         "error": record.error,
     }
-    log.info("request", **{key: value for key, value in fields.items() if value is not None})
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def _ms(seconds: float) -> float:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import msgspec
 import structlog
@@ -19,9 +20,16 @@ CLIENT_GONE = "client disconnected"
 Direction = Literal["passthrough", "responses->chat", "chat->responses", "local"]
 
 
+class _JsonLines:
+    """Where JSON log lines go once configured: the request line is written here directly."""
+
+    stream: BinaryIO | None = None
+
+
 def configure_logging(log_format: str, level: str) -> None:
     """Set up structlog once at startup; request handling never touches configuration."""
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    _JsonLines.stream = sys.stderr.buffer if use_json else None
     shared: list[Any] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -49,6 +57,44 @@ def configure_logging(log_format: str, level: str) -> None:
 def get_logger() -> Any:
     """diglot's logger (a structlog bound logger)."""
     return structlog.get_logger(LOGGER_NAME)
+
+
+def request_line_writer() -> Callable[[dict[str, Any]], None]:
+    """How the per-request line is written, chosen once per route.
+
+    With JSON logs it is rendered and written directly, the same line structlog would write
+    (fields, event, level, timestamp) at a fraction of the cost: every request writes one.
+    """
+    stream = _JsonLines.stream
+    if stream is None:
+        info = get_logger().info
+        return lambda fields: info("request", **fields)
+    stamp = _Timestamps()
+
+    def write(fields: dict[str, Any]) -> None:
+        fields.update(event="request", level="info", timestamp=stamp())
+        stream.write(dumps(fields) + b"\n")
+        stream.flush()
+
+    return write
+
+
+class _Timestamps:
+    """structlog's ISO UTC timestamps, with the date and time formatted once per second."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
 
 
 class RequestLog(msgspec.Struct):
