@@ -17,7 +17,7 @@ def test_defaults() -> None:
     config = load_config(BASE, {})
     assert config.store is None
     assert config.store_ttl == 30 * DAY
-    assert config.store_max_bytes is None
+    assert config.store_max_bytes == 1 << 30
     assert config.seal_key is None
     assert config.state_dir is None
 

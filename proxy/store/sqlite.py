@@ -1,211 +1,494 @@
 """`sqlite:///path`: the default store, one file in WAL mode, written off the event loop.
 
-Every write commits before `put` returns, so a response acknowledged to a client survives the
-proxy being killed. `synchronous=NORMAL` keeps that promise for process crashes; only a power
-loss may take the last commits with it.
+One writer thread commits every write that waits for it in one transaction (group commit), and
+`put` returns only once its transaction committed, so a response acknowledged to a client
+survives the proxy being killed. `synchronous=NORMAL` keeps that promise for process crashes;
+only a power loss may take the last commits with it. Reads run on a second connection, which
+WAL lets read while the writer writes; a third thread copies the WAL back into the database
+file, so that no write waits for that copy and its fsyncs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from diglot.proxy.observability import get_logger
 from diglot.proxy.store import MAX_CHAIN, Clock, Record, Store, StoreUnavailable
 
 T = TypeVar("T")
+log = get_logger()
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (
-    id TEXT PRIMARY KEY,
-    tenant TEXT NOT NULL,
-    previous_id TEXT,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    size INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS responses_by_expiry ON responses (expires_at);
-CREATE INDEX IF NOT EXISTS responses_by_age ON responses (created_at);
-CREATE TABLE IF NOT EXISTS items (
-    item_id TEXT PRIMARY KEY,
-    response_id TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE
-);
-CREATE INDEX IF NOT EXISTS items_by_response ON items (response_id);
-CREATE TABLE IF NOT EXISTS budget (one INTEGER PRIMARY KEY CHECK (one = 1), bytes INTEGER);
-INSERT OR IGNORE INTO budget VALUES (1, 0);
-CREATE TRIGGER IF NOT EXISTS count_in AFTER INSERT ON responses
-    BEGIN UPDATE budget SET bytes = bytes + NEW.size; END;
-CREATE TRIGGER IF NOT EXISTS count_out AFTER DELETE ON responses
-    BEGIN UPDATE budget SET bytes = bytes - OLD.size; END;
-"""
+_LAYOUT = 1  # PRAGMA user_version once the tables below are in place
+_MOST_PER_COMMIT = 256  # writes one transaction takes at most
+_EXPIRE_CHUNK = 1000  # rows one expiry transaction removes at most: writes wait meanwhile
+# Seconds between two copies of the WAL into the database file: the longer the WAL grows
+# between them, the longer the writer's share of the copy takes.
+_CHECKPOINT_PAUSE = 0.03
+_PRAGMAS = (
+    # Before anything is written (later, it changes nothing): a small page keeps the pages each
+    # write dirties at random places of the id indexes cheap, and wastes less space per record.
+    "PRAGMA page_size = 2048",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA recursive_triggers = ON",  # REPLACE counts the replaced row out
+    # The checkpointer thread copies the WAL; the writer copies all of it only if that thread
+    # falls far behind.
+    "PRAGMA wal_autocheckpoint = 16384",
+    "PRAGMA journal_size_limit = 67108864",  # a burst's WAL is cut back to 64 MB once copied
+)
+# `seq` is the storage order the budget evicts by; a record's item ids sit in its own range of
+# `record_items`, so eviction removes them from the start of that table too.
+_TABLES = (
+    """CREATE TABLE IF NOT EXISTS records (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        tenant TEXT NOT NULL,
+        previous_id TEXT,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        size INTEGER NOT NULL,
+        body BLOB NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS records_by_expiry ON records (expires_at)",
+    """CREATE TABLE IF NOT EXISTS record_items (
+        seq INTEGER NOT NULL,
+        item_id TEXT NOT NULL,
+        PRIMARY KEY (seq, item_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS record_items_by_id ON record_items (item_id)",
+    """CREATE TABLE IF NOT EXISTS used_bytes (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        bytes INTEGER NOT NULL
+    )""",
+    "INSERT OR IGNORE INTO used_bytes VALUES (1, 0)",
+    """CREATE TRIGGER IF NOT EXISTS records_in AFTER INSERT ON records
+        BEGIN UPDATE used_bytes SET bytes = bytes + NEW.size; END""",
+    """CREATE TRIGGER IF NOT EXISTS records_out AFTER DELETE ON records BEGIN
+        UPDATE used_bytes SET bytes = bytes - OLD.size;
+        DELETE FROM record_items WHERE seq = OLD.seq;
+    END""",
+)
+# The first layout (`responses`, `items`, `budget`), carried over oldest first.
+_FROM_FIRST_LAYOUT = (
+    """INSERT OR REPLACE INTO records
+        (id, tenant, previous_id, created_at, expires_at, size, body)
+        SELECT id, tenant, previous_id, created_at, expires_at, size, body
+        FROM responses ORDER BY created_at""",
+    """INSERT OR IGNORE INTO record_items
+        SELECT records.seq, items.item_id
+        FROM items JOIN records ON records.id = items.response_id""",
+    "DROP TABLE items",
+    "DROP TABLE responses",
+    "DROP TABLE budget",
+)
+_INSERT = (
+    "INSERT OR REPLACE INTO records (id, tenant, previous_id, created_at, expires_at, size, body) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 # The chain in one statement: the response, then each previous one, of the same tenant, alive.
 _CHAIN = """
 WITH RECURSIVE chain (id, previous_id, created_at, body, depth) AS (
-    SELECT id, previous_id, created_at, body, 0 FROM responses
+    SELECT id, previous_id, created_at, body, 0 FROM records
         WHERE id = :id AND tenant = :tenant AND expires_at > :now
     UNION ALL
     SELECT r.id, r.previous_id, r.created_at, r.body, chain.depth + 1
-        FROM responses AS r JOIN chain ON r.id = chain.previous_id
+        FROM records AS r JOIN chain ON r.id = chain.previous_id
         WHERE r.tenant = :tenant AND r.expires_at > :now AND chain.depth < :limit
 )
 SELECT id, previous_id, created_at, body FROM chain ORDER BY depth DESC
 """
-_ROW = "SELECT id, previous_id, created_at, body FROM responses"
+_ROW = "SELECT id, previous_id, created_at, body FROM records"
 _ALIVE = "tenant = ? AND expires_at > ?"
+_EXPIRE = "DELETE FROM records WHERE seq IN (SELECT seq FROM records WHERE expires_at <= ? LIMIT ?)"
 
 
 class SqliteStore(Store):
-    """One connection, used by one worker thread: sqlite calls never block the event loop."""
+    """Writes go to one writer thread, reads to one reader thread: never on the event loop."""
 
     def __init__(self, path: Path, ttl: float, max_bytes: int | None, clock: Clock) -> None:
         super().__init__(ttl, max_bytes, clock)
         self.path = path
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="diglot-sqlite")
-        self._db: sqlite3.Connection | None = None
+        self._writer = _Writer(path, max_bytes)
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="diglot-sqlite-read")
+        self._read_db: sqlite3.Connection | None = None
+        self._laid_out = False  # the writer has made the file and its tables
         self._closed = False
 
+    @property
+    def commits(self) -> int:
+        """Write transactions committed so far: fewer than the writes when they were grouped."""
+        return self._writer.commits
+
     async def put(self, record: Record) -> None:
-        expires = self.expires_at(record)
-        await self._run(lambda db: self._put(db, record, expires))
+        row = (
+            record.id,
+            record.tenant,
+            record.previous_id,
+            record.created_at,
+            self.expires_at(record),
+            record.size,
+            record.body,
+        )
+        await self._write(functools.partial(_insert, row, record.item_ids), put=True)
 
     async def get(self, tenant: str, response_id: str) -> Record | None:
-        now = self.clock()
-        row = await self._run(
-            lambda db: db.execute(
-                f"{_ROW} WHERE id = ? AND {_ALIVE}", (response_id, tenant, now)
-            ).fetchone()
-        )
-        return None if row is None else _record(tenant, row)
+        query, params = f"{_ROW} WHERE id = ? AND {_ALIVE}", (response_id, tenant, self.clock())
+        rows = await self._read(lambda db: db.execute(query, params).fetchall())
+        return _record(tenant, rows[0]) if rows else None
 
     async def chain(self, tenant: str, response_id: str) -> list[Record] | None:
         params = {"id": response_id, "tenant": tenant, "now": self.clock(), "limit": MAX_CHAIN}
-        rows = await self._run(lambda db: db.execute(_CHAIN, params).fetchall())
+        rows = await self._read(lambda db: db.execute(_CHAIN, params).fetchall())
         return [_record(tenant, row) for row in rows] or None
 
     async def delete(self, tenant: str, response_id: str) -> bool:
-        now = self.clock()
-        deleted = await self._run(
-            lambda db: (
-                db.execute(
-                    f"DELETE FROM responses WHERE id = ? AND {_ALIVE}", (response_id, tenant, now)
-                ).rowcount
-            )
-        )
+        query = f"DELETE FROM records WHERE id = ? AND {_ALIVE}"
+        params = (response_id, tenant, self.clock())
+        deleted: int = await self._write(lambda db: db.execute(query, params).rowcount)
         return bool(deleted)
 
     async def locate(self, tenant: str, item_ids: list[str]) -> dict[str, Record]:
         if not item_ids:
             return {}
-        now = self.clock()
         marks = ",".join("?" * len(item_ids))
         query = (
-            "SELECT items.item_id, r.id, r.previous_id, r.created_at, r.body FROM items "
-            "JOIN responses AS r ON r.id = items.response_id "
-            f"WHERE items.item_id IN ({marks}) AND r.tenant = ? AND r.expires_at > ?"
+            "SELECT items.item_id, r.id, r.previous_id, r.created_at, r.body "
+            "FROM record_items AS items JOIN records AS r ON r.seq = items.seq "
+            f"WHERE items.item_id IN ({marks}) AND r.tenant = ? AND r.expires_at > ? "
+            "ORDER BY r.seq"  # an item id stored twice names its latest response
         )
-        rows = await self._run(lambda db: db.execute(query, (*item_ids, tenant, now)).fetchall())
+        params = (*item_ids, tenant, self.clock())
+        rows = await self._read(lambda db: db.execute(query, params).fetchall())
         return {row[0]: _record(tenant, row[1:]) for row in rows}
 
     async def expire(self) -> int:
-        now = self.clock()
-        return await self._run(
-            lambda db: db.execute("DELETE FROM responses WHERE expires_at <= ?", (now,)).rowcount
-        )
+        """In chunks, so that the writes waiting meanwhile are not held up by a large sweep."""
+        params = (self.clock(), _EXPIRE_CHUNK)
+        removed = 0
+        while True:
+            gone: int = await self._write(lambda db: db.execute(_EXPIRE, params).rowcount)
+            removed += gone
+            if gone < _EXPIRE_CHUNK:
+                return removed
 
     async def used_bytes(self) -> int:
-        row = await self._run(lambda db: db.execute("SELECT bytes FROM budget").fetchone())
-        return int(row[0])
+        rows = await self._read(lambda db: db.execute("SELECT bytes FROM used_bytes").fetchall())
+        return int(rows[0][0])
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        await asyncio.get_running_loop().run_in_executor(self._worker, self._close)
-        self._worker.shutdown(wait=False)
+        await self._writer.stop()
+        await asyncio.get_running_loop().run_in_executor(self._reader, self._close_reader)
+        self._reader.shutdown(wait=False)
 
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, work: Callable[[sqlite3.Connection], T], put: bool = False) -> T:
+        if self._closed:
+            raise StoreUnavailable("the sqlite store is closed")
+        result: T = await self._writer.submit(work, put)
+        self._laid_out = True
+        return result
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if not self._laid_out:  # the reader never makes the file: the writer does, owner-only
+            await self._write(_nothing)
         if self._closed:
             raise StoreUnavailable("the sqlite store is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, self._call, work)
+        return await loop.run_in_executor(self._reader, self._call, work)
 
     def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """In the worker thread: (re)open the database when needed, run, map failures."""
+        """In the reader thread: (re)open the reading connection when needed, run, map failures."""
         try:
-            return work(self._open())
+            if self._read_db is None:
+                self._read_db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+                self._read_db.execute("PRAGMA query_only = ON")
+            return work(self._read_db)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"the sqlite store at {self.path} failed: {exc}") from exc
+            raise _unavailable(self.path, exc) from exc
+
+    def _close_reader(self) -> None:
+        if self._read_db is not None:
+            self._read_db.close()
+            self._read_db = None
+
+
+@dataclass(slots=True)
+class _Job:
+    """A write waiting for the writer thread, and the future of the task waiting for it."""
+
+    work: Callable[[sqlite3.Connection], Any]  # `_stop`: close the connection, end the thread
+    put: bool  # its result is the row's `seq`; the budget is kept after it
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+class _Writer:
+    """One thread and connection; each transaction takes every write waiting when it begins."""
+
+    def __init__(self, path: Path, max_bytes: int | None) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.commits = 0
+        # Writes, and None: the checkpointer asks for the WAL's last frames to be copied.
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._db: sqlite3.Connection | None = None
+        self._checkpointer = _Checkpointer(path, finish=lambda: self._queue.put(None))
+
+    def submit(self, work: Callable[[sqlite3.Connection], Any], put: bool) -> asyncio.Future[Any]:
+        """The write's future: its result once committed, or StoreUnavailable."""
+        if self._thread is None:
+            # A daemon: an unclosed store must not keep the process alive; what a write
+            # acknowledged is already committed.
+            self._thread = threading.Thread(target=self._serve, name="diglot-sqlite-write")
+            self._thread.daemon = True
+            self._thread.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Job(work, put, loop, future))
+        return future
+
+    async def stop(self) -> None:
+        """After the writes already waiting: close the connection and end the thread."""
+        if self._thread is not None:
+            await self.submit(_stop, put=False)
+
+    def _serve(self) -> None:
+        """The thread: a transaction for whatever waits, again and again, until told to stop."""
+        held: list[_Job | None] = []  # what ended the last transaction's drain, handled next
+        while True:
+            item = held.pop() if held else self._queue.get()
+            if item is None:
+                self._finish_checkpoint()
+            elif item.work is _stop:
+                break
+            else:
+                held = self._commit(item)
+        self._checkpointer.stop()
+        self._close()
+        _settle(item, None, None)
+
+    def _commit(self, first: _Job) -> list[_Job | None]:
+        """One transaction for this write and those waiting once it began.
+
+        Returns what stopped the drain, if not a write (a stop, a checkpoint to finish)."""
+        jobs, held = [first], []
+        try:
+            db = self._open()
+            db.execute("BEGIN IMMEDIATE")
+            held = self._drain(jobs)
+            results = [job.work(db) for job in jobs]
+            kept = [seq for job, seq in zip(jobs, results, strict=True) if job.put]
+            if self.max_bytes is not None and kept:
+                _evict(db, self.max_bytes, min(kept))
+            db.execute("COMMIT")
+        except Exception as exc:  # every waiting task hears of it: none may hang
+            self._rollback()
+            for job in jobs:
+                _settle(job, None, _failure(self.path, exc))
+        else:
+            self.commits += 1
+            for job, result in zip(jobs, results, strict=True):
+                _settle(job, result, None)
+            self._checkpointer.nudge()
+        return held
+
+    def _drain(self, jobs: list[_Job]) -> list[_Job | None]:
+        """Add the writes waiting now to `jobs`, up to what is not a write (returned)."""
+        while len(jobs) < _MOST_PER_COMMIT:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return []
+            if item is None or item.work is _stop:
+                return [item]
+            jobs.append(item)
+        return []
+
+    def _finish_checkpoint(self) -> None:
+        """Copy the WAL's last frames between two transactions: only a checkpoint that copies
+        all of it lets the next transaction start the WAL over, and the checkpointer cannot
+        while commits keep coming; the frames before were copied off this thread."""
+        if self._db is None:
+            return
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("store_checkpoint_failed", path=str(self.path), error=str(exc))
 
     def _open(self) -> sqlite3.Connection:
-        if self._db is not None:
-            return self._db
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not self.path.exists():  # prompts live here: owner only (WAL files follow the mode)
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        if self._db is None:
+            self._db = _connect(self.path)
+        return self._db
+
+    def _rollback(self) -> None:
+        """Undo a failed transaction; a connection that cannot is dropped and opened anew."""
+        if self._db is None or not self._db.in_transaction:
+            return
         try:
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA foreign_keys = ON")
-            db.execute("PRAGMA recursive_triggers = ON")  # REPLACE counts out the old row
-            db.executescript(_SCHEMA)
+            self._db.execute("ROLLBACK")
         except sqlite3.Error:
-            db.close()
-            raise
-        self._db = db
-        return db
+            self._close()
 
     def _close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
 
-    def _put(self, db: sqlite3.Connection, record: Record, expires: float) -> None:
-        """One transaction: the row, its item index, and eviction down to the byte budget."""
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.id,
-                    record.tenant,
-                    record.previous_id,
-                    record.created_at,
-                    expires,
-                    record.size,
-                    record.body,
-                ),
-            )
-            db.executemany(
-                "INSERT OR REPLACE INTO items VALUES (?, ?)",
-                [(item_id, record.id) for item_id in record.item_ids],
-            )
-            if self.max_bytes is not None:
-                _evict(db, self.max_bytes, record.id)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+
+class _Checkpointer:
+    """A thread and connection copying the WAL into the database file soon after commits, so
+    that no write waits for most of that copy and its fsyncs."""
+
+    def __init__(self, path: Path, finish: Callable[[], None]) -> None:
+        self.path = path
+        self._finish = finish  # has the writer copy what was committed meanwhile
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._halt = threading.Event()
+
+    def nudge(self) -> None:
+        """From the writer thread: something was committed."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name="diglot-sqlite-checkpoint")
+            self._thread.daemon = True
+            self._thread.start()
+        self._wake.set()
+
+    def stop(self) -> None:
+        """From the writer thread, as it stops: end the thread once its copy is done."""
+        if self._thread is not None:
+            self._halt.set()
+            self._wake.set()
+            self._thread.join()
+
+    def _serve(self) -> None:
+        db: sqlite3.Connection | None = None
+        while True:
+            self._wake.wait()
+            if self._halt.is_set():
+                break
+            self._wake.clear()
+            try:
+                db = db or sqlite3.connect(self.path, isolation_level=None, timeout=10)
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:  # the writer copies the WAL itself if this goes on
+                log.warning("store_checkpoint_failed", path=str(self.path), error=str(exc))
+                if db is not None:
+                    db.close()
+                    db = None
+            else:
+                self._finish()
+            self._halt.wait(_CHECKPOINT_PAUSE)  # the commits meanwhile are copied together
+        if db is not None:
+            db.close()
 
 
-def _evict(db: sqlite3.Connection, budget: int, keep: str) -> None:
-    """Oldest responses first until the budget holds; the one just stored always stays."""
-    (used,) = db.execute("SELECT bytes FROM budget").fetchone()
-    if used <= budget:
+def _connect(path: Path) -> sqlite3.Connection:
+    """The writer's connection: the file made owner-only, its tables laid out, carried over."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():  # prompts live here: owner only (WAL files follow the mode)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    db = sqlite3.connect(path, isolation_level=None, timeout=10)
+    try:
+        for pragma in _PRAGMAS:
+            db.execute(pragma)
+        if _layout(db) < _LAYOUT:
+            _lay_out(db)
+    except sqlite3.Error:
+        db.close()
+        raise
+    return db
+
+
+def _layout(db: sqlite3.Connection) -> int:
+    version: int = db.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def _lay_out(db: sqlite3.Connection) -> None:
+    """Make the tables, and carry the first layout's responses over when the file has them."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if _layout(db) < _LAYOUT:  # another process may have done it meanwhile
+            first = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'budget'").fetchone()
+            for statement in _TABLES + (_FROM_FIRST_LAYOUT if first else ()):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {_LAYOUT}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _insert(row: tuple[object, ...], item_ids: tuple[str, ...], db: sqlite3.Connection) -> int:
+    """The record and its item ids; its `seq`."""
+    seq = db.execute(_INSERT, row).lastrowid
+    assert seq is not None  # an INSERT always has one
+    db.executemany("INSERT OR IGNORE INTO record_items VALUES (?, ?)", [(seq, i) for i in item_ids])
+    return seq
+
+
+def _nothing(db: sqlite3.Connection) -> None:
+    """A write that only makes sure the file and its tables exist."""
+
+
+def _stop(db: sqlite3.Connection) -> None:
+    """Never run: tells the writer thread to close its connection and end."""
+
+
+def _evict(db: sqlite3.Connection, budget: int, first_kept: int) -> None:
+    """Oldest records first until the budget holds; those of this transaction always stay."""
+    (used,) = db.execute("SELECT bytes FROM used_bytes").fetchone()
+    excess = used - budget
+    if excess <= 0:
         return
-    doomed: list[tuple[str]] = []
-    rows = db.execute("SELECT id, size FROM responses WHERE id != ? ORDER BY created_at", (keep,))
-    for response_id, size in rows:
-        if used <= budget:
+    doomed: list[tuple[int]] = []
+    rows = db.execute("SELECT seq, size FROM records WHERE seq < ? ORDER BY seq", (first_kept,))
+    for seq, size in rows:
+        doomed.append((seq,))
+        excess -= size
+        if excess <= 0:
             break
-        doomed.append((response_id,))
-        used -= size
-    db.executemany("DELETE FROM responses WHERE id = ?", doomed)
+    rows.close()
+    db.executemany("DELETE FROM records WHERE seq = ?", doomed)
+
+
+def _settle(job: _Job, result: object, error: BaseException | None) -> None:
+    """From the writer thread: resolve the job's future in its event loop."""
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for this any more
+        job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
+
+
+def _resolve(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
+    if future.done():  # the waiting task was cancelled
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+def _failure(path: Path, exc: Exception) -> Exception:
+    """What a failed write raises: StoreUnavailable for the database's own failures."""
+    return _unavailable(path, exc) if isinstance(exc, sqlite3.Error | OSError) else exc
+
+
+def _unavailable(path: Path, exc: Exception) -> StoreUnavailable:
+    return StoreUnavailable(f"the sqlite store at {path} failed: {exc}")
 
 
 def _record(tenant: str, row: tuple[str, str | None, float, bytes]) -> Record:
