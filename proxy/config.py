@@ -55,7 +55,7 @@ class Config:
     drain_timeout: float = 30.0
     store: str | None = None  # None: sqlite under the state directory
     store_ttl: float = 30 * 24 * 60 * 60.0
-    store_max_bytes: int | None = None
+    store_max_bytes: int | None = 1024 * 1024 * 1024  # a store never fills a disk
     seal_key: str | None = None
     state_dir: str | None = None
     log_format: LogFormat = "auto"
