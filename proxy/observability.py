@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -21,15 +22,22 @@ Direction = Literal["passthrough", "responses->chat", "chat->responses", "local"
 
 
 class _JsonLines:
-    """Where JSON log lines go once configured: the request line is written here directly."""
+    """Where JSON log lines go once configured: request lines are written here directly."""
 
     stream: BinaryIO | None = None
+    flush_due = False
+
+
+# How long a request line may wait in stderr's buffer: under load, one write call then carries
+# many lines. Any other log line flushes the buffer first, so the order of lines is kept.
+FLUSH_AFTER = 0.05
 
 
 def configure_logging(log_format: str, level: str) -> None:
     """Set up structlog once at startup; request handling never touches configuration."""
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     _JsonLines.stream = sys.stderr.buffer if use_json else None
+    _JsonLines.flush_due = False
     shared: list[Any] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -63,7 +71,8 @@ def request_line_writer() -> Callable[[dict[str, Any]], None]:
     """How the per-request line is written, chosen once per route.
 
     With JSON logs it is rendered and written directly, the same line structlog would write
-    (fields, event, level, timestamp) at a fraction of the cost: every request writes one.
+    (fields, event, level, timestamp), and flushed within FLUSH_AFTER: every request writes
+    one, and a write call of its own for each cost more than the rest of its logging.
     """
     stream = _JsonLines.stream
     if stream is None:
@@ -74,9 +83,18 @@ def request_line_writer() -> Callable[[dict[str, Any]], None]:
     def write(fields: dict[str, Any]) -> None:
         fields.update(event="request", level="info", timestamp=stamp())
         stream.write(dumps(fields) + b"\n")
-        stream.flush()
+        if not _JsonLines.flush_due:
+            _JsonLines.flush_due = True
+            asyncio.get_running_loop().call_later(FLUSH_AFTER, flush_request_lines)
 
     return write
+
+
+def flush_request_lines() -> None:
+    """Write out the request lines waiting in the buffer."""
+    _JsonLines.flush_due = False
+    if _JsonLines.stream is not None:
+        _JsonLines.stream.flush()
 
 
 class _Timestamps:
