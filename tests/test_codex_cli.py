@@ -58,6 +58,19 @@ apps = false
 """
 
 
+def codex_env(tmp_path: Path, base_url: object) -> dict[str, str]:
+    """A Codex home in tmp_path whose provider is diglot at base_url; the environment naming it."""
+    home = tmp_path / "codex-home"
+    home.mkdir()
+    (home / "config.toml").write_text(CONFIG.format(base_url=base_url))
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "CODEX_HOME": str(home),
+        "LOCAL_API_KEY": "local-key",
+    }
+
+
 def shell_then_answer(received: Received) -> Script:
     """First turn: reason and run a command; once its output is back, answer with it."""
     messages = received.json()["messages"]
@@ -82,17 +95,9 @@ async def test_codex_cli_runs_a_tool_call_through_diglot(
     assert CODEX is not None, "CI installs Codex CLI (npm @openai/codex); see .ci/run"
     fake.responder = shell_then_answer
     server = await make_proxy_server("chat")
-    home = tmp_path / "codex-home"
-    home.mkdir()
-    (home / "config.toml").write_text(CONFIG.format(base_url=server.make_url("/v1")))
+    env = codex_env(tmp_path, server.make_url("/v1"))
     work = tmp_path / "work"
     work.mkdir()
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "CODEX_HOME": str(home),
-        "LOCAL_API_KEY": "local-key",
-    }
     process = await asyncio.create_subprocess_exec(
         CODEX,
         "exec",

@@ -40,7 +40,7 @@ from fixtures.fake_chat_upstream import (
     tool_call,
     tool_call_chunks,
 )
-from tests.test_codex_cli import CONFIG as CODEX_CONFIG
+from tests.test_codex_cli import codex_env
 from tests.validate import assert_valid_response, assert_valid_stream, assert_valid_stream_event
 from tests.weather import INSTRUCTIONS
 
@@ -286,15 +286,7 @@ async def test_vercel_ai_sdk_shows_the_reasoning_once(diglot: TestServer) -> Non
 @pytest.mark.skipif(CODEX is None and not os.environ.get("CI"), reason="Codex CLI is not installed")
 async def test_codex_cli_shows_the_reasoning_once(diglot: TestServer, tmp_path: Path) -> None:
     assert CODEX is not None, "CI installs Codex CLI (npm @openai/codex); see .ci/run"
-    home = tmp_path / "codex-home"
-    home.mkdir()
-    (home / "config.toml").write_text(CODEX_CONFIG.format(base_url=diglot.make_url("/v1")))
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "CODEX_HOME": str(home),
-        "LOCAL_API_KEY": "local-key",
-    }
+    env = codex_env(tmp_path, diglot.make_url("/v1"))
     process = await asyncio.create_subprocess_exec(
         CODEX,
         "exec",
