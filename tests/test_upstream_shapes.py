@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from diglot.proxy.metrics import METRICS
 from fixtures import fake_chat_upstream as chat_fake
 from fixtures import fake_responses_upstream as responses_fake
 from fixtures.fake_chat_upstream import FakeUpstream, Reply, StreamReply
+from tests.test_property import FUZZ, any_json
 from tests.validate import (
     assert_valid_chat_completion,
     assert_valid_chat_stream,
@@ -248,24 +249,6 @@ async def test_a_responses_event_of_the_wrong_shape_fails_the_stream(
 
 
 # --- the property --------------------------------------------------------------------------------
-
-FUZZ = settings(
-    max_examples=60,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-any_json = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=8),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
-    ),
-    max_leaves=10,
-)
 
 
 @st.composite
