@@ -93,18 +93,24 @@ class Turn(msgspec.Struct):
             body = self._bodies[record.id] = msgspec.json.decode(record.body)
         return body
 
-    async def keep(self, response: dict[str, Any]) -> None:
-        """Store the finished response before the client sees it end; unstored, it says so."""
+    async def keep(self, response: dict[str, Any], encoded: bytes | None = None) -> bool:
+        """Store the finished response before the client sees it end; unstored, it says so.
+
+        `encoded` is the response as JSON when the caller has it already (it goes to the client
+        too); False when the store failed and the response was changed to say so.
+        """
         if self.input_items is None:
-            return
+            return True
         item_ids = [item["id"] for item in self.input_items]
         item_ids += [item["id"] for item in response["output"] if isinstance(item.get("id"), str)]
+        if encoded is None:
+            encoded = dumps(response)
         record = Record(
             id=response["id"],
             tenant=self.tenant,
             previous_id=self.previous_id,
             created_at=float(response["created_at"]),
-            body=dumps({"input": self.input_items, "response": response}),
+            body=b'{"input":' + dumps(self.input_items) + b',"response":' + encoded + b"}",
             item_ids=tuple(item_ids),
         )
         try:
@@ -112,6 +118,8 @@ class Turn(msgspec.Struct):
         except StoreUnavailable as exc:
             log.warning("response_not_stored", response_id=response["id"], error=str(exc))
             response["store"] = False
+            return False
+        return True
 
 
 def begin_turn(

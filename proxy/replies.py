@@ -17,11 +17,12 @@ _MAX_ERROR_BODY = 1024 * 1024
 
 
 def json_response(
-    body: Mapping[str, Any], status: int, headers: Mapping[str, str] | None = None
+    body: Mapping[str, Any] | bytes, status: int, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    """orjson-encoded JSON; aiohttp's json_response would use the slower stdlib encoder."""
+    """orjson-encoded JSON (or JSON already encoded); aiohttp's would use the stdlib encoder."""
+    encoded = body if isinstance(body, bytes) else dumps(body)
     return web.Response(
-        body=dumps(body), status=status, content_type="application/json", headers=headers
+        body=encoded, status=status, content_type="application/json", headers=headers
     )
 
 

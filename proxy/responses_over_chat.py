@@ -79,11 +79,12 @@ async def responses_over_chat(
             require_event_stream(upstream)
             return await _stream(request, upstream, call.context, record, turn)
         response = _answer(await read_all(upstream), call.context, record, upstream.status)
-        if turn.keeps:
-            await turn.keep(response)
+        encoded = dumps(response)  # once, for the store and the client
+        if turn.keeps and not await turn.keep(response, encoded):
+            encoded = dumps(response)  # it now says it was not stored
         headers = rate_limit_headers(upstream.headers)
         headers[REQUEST_ID] = record.request_id
-        return json_response(response, 200, headers)
+        return json_response(encoded, 200, headers)
 
 
 def _answer(raw: bytes, ctx: ResponseContext, record: RequestLog, status: int) -> dict[str, Any]:
