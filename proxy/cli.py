@@ -10,7 +10,7 @@ from typing import NoReturn
 
 from diglot import __version__
 from diglot.proxy.app import create_app
-from diglot.proxy.config import Config, ConfigError, config_warnings, load_config
+from diglot.proxy.config import PARSERS, Config, ConfigError, config_warnings, load_config
 from diglot.proxy.demo import run_demo
 from diglot.proxy.demo_backend import PACE
 from diglot.proxy.observability import configure_logging
@@ -115,10 +115,12 @@ def demo_parser() -> argparse.ArgumentParser:
 
 
 def _port(value: str) -> int:
-    """A port number, checked here so that a bad one is a usage error, not a traceback."""
-    if not value.isdigit() or int(value) > 65535:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a port: give 0 to 65535")
-    return int(value)
+    """The port setting's own rule, as a usage error rather than a traceback."""
+    try:
+        port: int = PARSERS["port"]("port", value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return port
 
 
 def _pace(value: str) -> float:

@@ -87,6 +87,23 @@ def test_a_port_in_use_is_one_line_and_exit_2(demo: bool, taken_port: int, tmp_p
     )
 
 
+@pytest.mark.parametrize("port", ["70000", "x"])
+def test_a_bad_demo_port_is_the_port_settings_one_line(port: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "diglot", "demo", "--port", port],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=WAIT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "diglot demo: error: argument --port: invalid setting port: "
+        f"'{port}' is not a port: give a whole number from 0 to 65535\n"
+    )
+
+
 async def test_diglot_logs_serving_once_bound_and_runs_on_uvloop(
     free_port: int, tmp_path: Path
 ) -> None:
