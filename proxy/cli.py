@@ -5,12 +5,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from diglot import __version__
 from diglot.proxy.app import create_app
-from diglot.proxy.config import PARSERS, Config, ConfigError, config_warnings, load_config
+from diglot.proxy.config import (
+    PARSERS,
+    SETTINGS,
+    Config,
+    ConfigError,
+    Setting,
+    config_warnings,
+    load_config,
+)
 from diglot.proxy.demo import run_demo
 from diglot.proxy.demo_backend import PACE
 from diglot.proxy.observability import configure_logging
@@ -35,67 +43,37 @@ def serve_parser() -> argparse.ArgumentParser:
         "speak the same API). Run `diglot demo` to try it.",
         argument_default=None,
     )
-    add = parser.add_argument
-    add("-V", "--version", action="version", version=f"diglot {__version__}")
-    add("--upstream", metavar="URL", help="upstream base URL including /v1")
-    add("--upstream-api", metavar="chat|responses", help="the API the upstream speaks")
-    add("--host", help="address to listen on (default 127.0.0.1)")
-    add("--port", help="port to listen on (default 8080)")
-    add("--upstream-api-key", metavar="KEY", help="replace the client's Authorization upstream")
-    add("--config", metavar="FILE", help="TOML file with any of these settings")
-    add("--strict", action=argparse.BooleanOptionalAction, help="refuse unmappable fields (400)")
-    add("--instructions-role", metavar="system|developer", help="role for `instructions`")
-    add("--max-tokens-field", metavar="max_tokens|max_completion_tokens")
-    add(
-        "--reasoning-events",
-        metavar="text|summary",
-        help="reasoning as a summary, which clients show (default), or as raw reasoning_text",
-    )
-    add("--think-tags", action=argparse.BooleanOptionalAction, help="split <think> blocks")
-    add(
-        "--chat-reasoning-content",
-        action=argparse.BooleanOptionalAction,
-        help="give Chat clients reasoning as `reasoning_content` (default on)",
-    )
-    add(
-        "--forward-chat-only-params",
-        action=argparse.BooleanOptionalAction,
-        help="send Chat-only params (stop, logit_bias, ...) to a Responses upstream as they are",
-    )
-    add(
-        "--hoist-system",
-        action=argparse.BooleanOptionalAction,
-        help="a Chat request's leading system message becomes `instructions`",
-    )
-    add("--upstream-connect-timeout", metavar="SECONDS", help="upstream connect timeout (def. 10)")
-    add("--upstream-read-timeout", metavar="SECONDS", help="wait for each upstream read (def. 600)")
-    add("--upstream-idle-timeout", metavar="SECONDS", help="silence allowed mid-stream (def. 600)")
-    add("--connect-timeout", help=argparse.SUPPRESS)
-    add("--read-timeout", help=argparse.SUPPRESS)
-    add("--max-body-bytes", metavar="N", help="decoded request body limit (default 50 MiB)")
-    add("--max-input-items", metavar="N", help="input items/messages per request (def. 20000)")
-    add("--max-upstream-requests", metavar="N", help="concurrent upstream requests (def. 512)")
-    add("--upstream-queue-timeout", metavar="SECONDS", help="wait for a slot, then 429 (def. 10)")
-    add(
-        "--client-api-key",
-        dest="client_api_keys",
-        action="append",
-        metavar="KEY",
-        help="accept only clients bearing this key (repeatable)",
-    )
-    add("--client-api-keys-file", metavar="FILE", help="client keys, one per line (SIGHUP reloads)")
-    add("--drain-timeout", metavar="SECONDS", help="on SIGTERM, wait this long for requests (30)")
-    add(
-        "--store", metavar="URL", help="sqlite:///FILE (default), memory:// or redis://HOST:PORT/DB"
-    )
-    add("--store-ttl", metavar="DURATION", help="keep stored responses this long (default 30d)")
-    add("--store-max-bytes", metavar="N", help="evict the oldest responses beyond this size")
-    add("--seal-key", metavar="SECRET", help="key sealing reasoning (default: kept in state dir)")
-    add("--state-dir", metavar="DIR", help="where the default store and seal key live")
-    add("--log-format", metavar="json|console|auto")
-    add("--log-level", metavar="LEVEL", help="debug, info, warning, error (default info)")
-    add("--log-bodies", action=argparse.BooleanOptionalAction, help="log request bodies")
+    parser.add_argument("-V", "--version", action="version", version=f"diglot {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="TOML file with any of these settings")
+    translation = parser.add_argument_group("translation")
+    for setting in SETTINGS:
+        group = translation if setting.translation else parser
+        _add_setting(group.add_argument, setting)
     return parser
+
+
+def _add_setting(add: Callable[..., argparse.Action], setting: Setting) -> None:
+    """A setting's flag: `--` and its name with hyphens (its newer name, or its singular for a
+    list given once per item)."""
+    if setting.alias is not None:
+        add(_flag(setting.alias), metavar=setting.metavar, help=setting.help)
+        add(_flag(setting.name), help=argparse.SUPPRESS)
+    elif setting.singular is not None:
+        add(
+            _flag(setting.singular),
+            dest=setting.name,
+            action="append",
+            metavar=setting.metavar,
+            help=setting.help,
+        )
+    elif setting.boolean:
+        add(_flag(setting.name), action=argparse.BooleanOptionalAction, help=setting.help)
+    else:
+        add(_flag(setting.name), metavar=setting.metavar, help=setting.help)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def demo_parser() -> argparse.ArgumentParser:

@@ -7,15 +7,16 @@ import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import MISSING, Field, dataclass, field, fields
 from itertools import chain
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 from diglot.translators.context import Options
 
 LogFormat = Literal["json", "console", "auto"]
 UpstreamApi = Literal["chat", "responses"]
+Parser = Callable[[str, object], Any]
 
 
 class ConfigError(Exception):
@@ -24,56 +25,6 @@ class ConfigError(Exception):
     def __init__(self, setting: str, problem: str) -> None:
         super().__init__(f"invalid setting {setting}: {problem}")
         self.setting = setting
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """Everything diglot needs to run; built once at startup."""
-
-    upstream: str
-    upstream_api: UpstreamApi
-    host: str = "127.0.0.1"
-    port: int = 8080
-    upstream_api_key: str | None = None
-    strict: bool = False
-    instructions_role: Literal["system", "developer"] = "system"
-    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
-    reasoning_events: Literal["text", "summary"] = "summary"
-    think_tags: bool = True
-    chat_reasoning_content: bool = True
-    forward_chat_only_params: bool = False
-    hoist_system: bool = False
-    connect_timeout: float = 10.0
-    read_timeout: float = 600.0
-    max_body_bytes: int = 50 * 1024 * 1024
-    upstream_idle_timeout: float = 600.0
-    max_input_items: int = 20_000
-    max_upstream_requests: int = 512
-    upstream_queue_timeout: float = 10.0
-    client_api_keys: tuple[str, ...] = ()
-    client_api_keys_file: str | None = None
-    drain_timeout: float = 30.0
-    store: str | None = None  # None: sqlite under the state directory
-    store_ttl: float = 30 * 24 * 60 * 60.0
-    store_max_bytes: int | None = 1024 * 1024 * 1024  # a store never fills a disk
-    seal_key: str | None = None
-    state_dir: str | None = None
-    log_format: LogFormat = "auto"
-    log_level: str = "info"
-    log_bodies: bool = False
-
-    def options(self) -> Options:
-        """The translation knobs of this configuration."""
-        return Options(
-            instructions_role=self.instructions_role,
-            max_tokens_field=self.max_tokens_field,
-            strict=self.strict,
-            reasoning_events=self.reasoning_events,
-            think_tags=self.think_tags,
-            chat_reasoning_content=self.chat_reasoning_content,
-            forward_chat_only_params=self.forward_chat_only_params,
-            hoist_system=self.hoist_system,
-        )
 
 
 def _text(name: str, value: object) -> str:
@@ -217,49 +168,206 @@ def _level(name: str, value: object) -> str:
     return _choice("debug", "info", "warning", "error", "critical")(name, value)
 
 
-PARSERS: dict[str, Callable[[str, object], Any]] = {
-    "upstream": _url,
-    "upstream_api": _choice("chat", "responses"),
-    "host": _text,
-    "port": _port,
-    "upstream_api_key": _text,
-    "strict": _flag,
-    "instructions_role": _choice("system", "developer"),
-    "max_tokens_field": _choice("max_tokens", "max_completion_tokens"),
-    "reasoning_events": _choice("text", "summary"),
-    "think_tags": _flag,
-    "chat_reasoning_content": _flag,
-    "forward_chat_only_params": _flag,
-    "hoist_system": _flag,
-    "connect_timeout": _seconds,
-    "read_timeout": _seconds,
-    "max_body_bytes": _count,
-    "upstream_idle_timeout": _seconds,
-    "max_input_items": _count,
-    "max_upstream_requests": _count,
-    "upstream_queue_timeout": _seconds,
-    "client_api_keys": _keys,
-    "client_api_keys_file": _text_file,
-    "drain_timeout": _seconds,
-    "store": _store_url,
-    "store_ttl": _duration,
-    "store_max_bytes": _count,
-    "seal_key": _text,
-    "state_dir": _text,
-    "log_format": _choice("json", "console", "auto"),
-    "log_level": _level,
-    "log_bodies": _flag,
-}
-REQUIRED = ("upstream", "upstream_api")
+_OPTIONS = tuple(option.name for option in fields(Options))
+
+
+def _given(
+    parse: Parser | None = None,
+    help: str | None = None,
+    *,
+    metavar: str | None = None,
+    alias: str | None = None,
+    singular: str | None = None,
+    guards: bool = False,
+) -> dict[str, Any]:
+    """How a `Config` field's setting is given (see `Setting`); a parser and a metavar left out
+    come from its type."""
+    return {
+        "parse": parse,
+        "help": help,
+        "metavar": metavar,
+        "alias": alias,
+        "singular": singular,
+        "guards": guards,
+    }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config(Options):
+    """Everything diglot needs to run; built once at startup.
+
+    The one table of diglot's settings: each field here, and each translation option it
+    inherits from `Options`, is a setting, and the CLI, the environment and the config file
+    take it from its declaration (see `Setting`).
+    """
+
+    upstream: str = field(metadata=_given(_url, "upstream base URL including /v1", metavar="URL"))
+    upstream_api: UpstreamApi = field(metadata=_given(help="the API the upstream speaks"))
+    host: str = field(
+        default="127.0.0.1", metadata=_given(_text, "address to listen on (default 127.0.0.1)")
+    )
+    port: int = field(default=8080, metadata=_given(_port, "port to listen on (default 8080)"))
+    upstream_api_key: str | None = field(
+        default=None,
+        metadata=_given(_text, "replace the client's Authorization upstream", metavar="KEY"),
+    )
+    connect_timeout: float = field(
+        default=10.0,
+        metadata=_given(
+            _seconds,
+            "upstream connect timeout (def. 10)",
+            metavar="SECONDS",
+            alias="upstream_connect_timeout",
+        ),
+    )
+    read_timeout: float = field(
+        default=600.0,
+        metadata=_given(
+            _seconds,
+            "wait for each upstream read (def. 600)",
+            metavar="SECONDS",
+            alias="upstream_read_timeout",
+        ),
+    )
+    upstream_idle_timeout: float = field(
+        default=600.0,
+        metadata=_given(_seconds, "silence allowed mid-stream (def. 600)", metavar="SECONDS"),
+    )
+    max_body_bytes: int = field(
+        default=50 * 1024 * 1024,
+        metadata=_given(_count, "decoded request body limit (default 50 MiB)", metavar="N"),
+    )
+    max_input_items: int = field(
+        default=20_000,
+        metadata=_given(_count, "input items/messages per request (def. 20000)", metavar="N"),
+    )
+    max_upstream_requests: int = field(
+        default=512,
+        metadata=_given(_count, "concurrent upstream requests (def. 512)", metavar="N"),
+    )
+    upstream_queue_timeout: float = field(
+        default=10.0,
+        metadata=_given(_seconds, "wait for a slot, then 429 (def. 10)", metavar="SECONDS"),
+    )
+    client_api_keys: tuple[str, ...] = field(
+        default=(),
+        metadata=_given(
+            _keys,
+            "accept only clients bearing this key (repeatable)",
+            metavar="KEY",
+            singular="client_api_key",
+            guards=True,
+        ),
+    )
+    client_api_keys_file: str | None = field(
+        default=None,
+        metadata=_given(
+            _text_file, "client keys, one per line (SIGHUP reloads)", metavar="FILE", guards=True
+        ),
+    )
+    drain_timeout: float = field(
+        default=30.0,
+        metadata=_given(
+            _seconds, "on SIGTERM, wait this long for requests (30)", metavar="SECONDS"
+        ),
+    )
+    store: str | None = field(
+        default=None,  # sqlite under the state directory
+        metadata=_given(
+            _store_url,
+            "sqlite:///FILE (default), memory:// or redis://HOST:PORT/DB",
+            metavar="URL",
+        ),
+    )
+    store_ttl: float = field(
+        default=30 * 24 * 60 * 60.0,
+        metadata=_given(
+            _duration, "keep stored responses this long (default 30d)", metavar="DURATION"
+        ),
+    )
+    store_max_bytes: int | None = field(
+        default=1024 * 1024 * 1024,  # a store never fills a disk
+        metadata=_given(_count, "evict the oldest responses beyond this size", metavar="N"),
+    )
+    seal_key: str | None = field(
+        default=None,
+        metadata=_given(
+            _text, "key sealing reasoning (default: kept in state dir)", metavar="SECRET"
+        ),
+    )
+    state_dir: str | None = field(
+        default=None,
+        metadata=_given(_text, "where the default store and seal key live", metavar="DIR"),
+    )
+    log_format: LogFormat = field(default="auto", metadata=_given())
+    log_level: str = field(
+        default="info",
+        metadata=_given(_level, "debug, info, warning, error (default info)", metavar="LEVEL"),
+    )
+    log_bodies: bool = field(default=False, metadata=_given(help="log request bodies"))
+
+    def options(self) -> Options:
+        """The translation knobs of this configuration."""
+        return Options(**{name: getattr(self, name) for name in _OPTIONS})
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One setting as the sources take it, from the declaration of its `Config` field.
+
+    Its name is its config-file key (`_` or `-`); `DIGLOT_` and its name in capitals, its
+    environment variable; `--` and its name with hyphens, its flag.
+    """
+
+    name: str
+    parse: Parser  # given, else from its type: a boolean, or a Literal of choices
+    help: str | None  # its line in `diglot --help`
+    metavar: str | None  # given, else a Literal's choices, else argparse's
+    alias: str | None  # a newer name, accepted wherever this one is (and winning)
+    singular: str | None  # a list's singular name, repeated on the command line
+    guards: bool  # guards access: a misspelt variable close to it stops diglot
+    boolean: bool  # an on/off switch (--x / --no-x)
+    translation: bool  # a field of the translators' `Options`
+
+
+def _setting(spec: Field[Any], hint: object) -> Setting:
+    """A field's setting, with what its declaration leaves out filled in from its type."""
+    given = spec.metadata
+    choices = get_args(hint) if get_origin(hint) is Literal else ()
+    parse = given.get("parse") or (
+        _flag if hint is bool else _choice(*choices) if choices else None
+    )
+    if parse is None:
+        raise TypeError(f"setting {spec.name} declares no parser and its type implies none")
+    return Setting(
+        name=spec.name,
+        parse=parse,
+        help=given["help"],
+        metavar=given.get("metavar") or "|".join(choices) or None,
+        alias=given.get("alias"),
+        singular=given.get("singular"),
+        guards=given.get("guards", False),
+        boolean=hint is bool,
+        translation=spec.name in _OPTIONS,
+    )
+
+
+def _table() -> tuple[Setting, ...]:
+    """Every setting: the server's own first, then the translation options."""
+    hints = get_type_hints(Config)
+    ordered = sorted(fields(Config), key=lambda spec: spec.name in _OPTIONS)
+    return tuple(_setting(spec, hints[spec.name]) for spec in ordered)
+
+
+SETTINGS = _table()
+PARSERS = {setting.name: setting.parse for setting in SETTINGS}
+REQUIRED = tuple(spec.name for spec in fields(Config) if spec.default is MISSING)
 # Newer names of settings, accepted wherever the older name is (the newer one wins).
-ALIASES = {
-    "connect_timeout": "upstream_connect_timeout",
-    "read_timeout": "upstream_read_timeout",
-}
+ALIASES = {setting.name: setting.alias for setting in SETTINGS if setting.alias}
 # Singular names of list settings; the items given under both names count.
-SINGULARS = {"client_api_keys": "client_api_key"}
+SINGULARS = {setting.name: setting.singular for setting in SETTINGS if setting.singular}
 # Settings guarding access: a misspelt variable close to one of them stops diglot.
-GUARDS = ("client_api_keys", "client_api_keys_file")
+GUARDS = tuple(setting.name for setting in SETTINGS if setting.guards)
 ENV_PREFIX = "DIGLOT_"
 # Variables Kubernetes injects for a Service named diglot (or diglot-*): not settings.
 _KUBERNETES_NAME = re.compile(

@@ -24,11 +24,12 @@ from diglot.proxy.jsonenc import dumps
 from diglot.proxy.observability import get_logger
 from diglot.proxy.seal import Sealer
 from diglot.proxy.store import Record, Store, StoreUnavailable, default_state_dir, open_store
+from diglot.translators.content import message_text_parts
 from diglot.translators.errors import RequestError
 from diglot.translators.models import InputItem, ItemReference, ResponsesRequest, decode_items
+from diglot.translators.requests.include import sealed_reasoning_asked
 
 log = get_logger()
-_ENCRYPTED_REASONING = "reasoning.encrypted_content"
 _ID_PREFIXES = {
     "message": "msg",
     "function_call": "fc",
@@ -132,7 +133,7 @@ def begin_turn(
     """
     params = req.params
     turn = Turn(store, tenant_of(headers), previous_id=params.previous_response_id)
-    if params.include and _ENCRYPTED_REASONING in params.include:
+    if sealed_reasoning_asked(params):
         sealer.ready()
     references = not isinstance(req.input, str) and ItemReference in map(type, req.input)
     if params.previous_response_id is not None or references:
@@ -242,11 +243,7 @@ def _stored_input(
         item["id"], item["type"] = item_id, kind
         item.setdefault("status", "completed")
         if kind == "message" and isinstance(item.get("content"), str):
-            text = item["content"]
-            if item.get("role") == "assistant":
-                item["content"] = [{"type": "output_text", "text": text, "annotations": []}]
-            else:
-                item["content"] = [{"type": "input_text", "text": text}]
+            item["content"] = message_text_parts(item.get("role"), item["content"])
         items.append(item)
     return items
 

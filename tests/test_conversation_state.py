@@ -219,6 +219,50 @@ async def test_get_delete_and_input_items(make_proxy: MakeProxy, fake: FakeUpstr
         }
 
 
+async def test_string_content_is_stored_as_the_parts_diglot_answers_with(
+    make_proxy: MakeProxy, fake: FakeUpstream
+) -> None:
+    """A message given as a string is kept as content parts: the assistant's `output_text` like
+    the ones diglot's responses hold, any other role's `input_text`."""
+    fake.script(Reply(completion("Hi!")))
+    proxy = await make_proxy("chat")
+    body = {
+        "model": "m",
+        "input": [
+            {"role": "user", "content": "q", "id": "msg_q"},
+            {"role": "assistant", "content": "a", "id": "msg_a"},
+            {"role": "developer", "content": "d", "id": "msg_d"},
+        ],
+    }
+    created = await (await proxy.post("/v1/responses", json=body)).json()
+    listed = await proxy.get(f"/v1/responses/{created['id']}/input_items?order=asc")
+    assert (await listed.json())["data"] == [
+        {
+            "id": "msg_q",
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "q"}],
+            "status": "completed",
+        },
+        {
+            "id": "msg_a",
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "a", "annotations": [], "logprobs": []}],
+            "status": "completed",
+        },
+        {
+            "id": "msg_d",
+            "type": "message",
+            "role": "developer",
+            "content": [{"type": "input_text", "text": "d"}],
+            "status": "completed",
+        },
+    ]
+    message = created["output"][0]
+    assert message["content"][0].keys() == {"type", "text", "annotations", "logprobs"}
+
+
 async def test_another_key_sees_none_of_it(make_proxy: MakeProxy, fake: FakeUpstream) -> None:
     fake.script(Reply(completion("Hi!")))
     proxy = await make_proxy("chat")

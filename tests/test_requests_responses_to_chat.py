@@ -416,6 +416,67 @@ def test_bad_requests_name_the_field(
     assert envelope["message"]
 
 
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (
+            {"model": "m", "input": "hi", "previous_response_id": "resp_1"},
+            {
+                "message": "Continuing from 'previous_response_id' needs the stored turns it "
+                "names, and none were resolved for this request; send the whole conversation "
+                "in 'input'.",
+                "type": "invalid_request_error",
+                "param": "previous_response_id",
+                "code": "unsupported_parameter",
+            },
+        ),
+        (
+            {"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]},
+            {
+                "message": "Input items of type 'item_reference' need the stored item they "
+                "name, and none was resolved for this request; send the referenced item itself.",
+                "type": "invalid_request_error",
+                "param": "input[0].id",
+                "code": "unsupported_value",
+            },
+        ),
+        (
+            {"model": "m", "input": "hi", "conversation": "conv_1"},
+            {
+                "message": "Conversations are not supported: diglot stores responses, not "
+                "conversation objects; continue a stored response with 'previous_response_id', "
+                "or send the whole conversation in 'input'.",
+                "type": "invalid_request_error",
+                "param": "conversation",
+                "code": "unsupported_parameter",
+            },
+        ),
+    ],
+)
+def test_state_left_unresolved_is_refused_saying_what_diglot_keeps(
+    body: dict[str, Any], error: dict[str, Any]
+) -> None:
+    """diglot stores responses (the proxy resolves ids and references before translating);
+    only state it was not given, and conversation objects, are refused."""
+    assert refused(body).body() == {"error": error}
+
+
+def test_a_resolved_previous_response_id_is_not_refused() -> None:
+    history = decode_responses_request(
+        b'{"model": "m", "input": [{"role": "user", "content": "before"}]}'
+    ).input
+    assert not isinstance(history, str)
+    request = decode_responses_request(
+        b'{"model": "m", "input": "after", "previous_response_id": "resp_1"}'
+    )
+    call = responses_request_to_chat(request, Options(), now=0, history=history)
+    assert call.body["messages"] == [
+        {"role": "user", "content": "before"},
+        {"role": "user", "content": "after"},
+    ]
+    assert call.context.echo["previous_response_id"] == "resp_1"
+
+
 def test_background_false_is_accepted() -> None:
     assert translate({"model": "m", "input": "hi", "background": False}).dropped == []
 

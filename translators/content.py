@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 
 from diglot.translators.chat_models import AudioPart, ImagePart, RefusalPart, TextPart, UserPart
 from diglot.translators.context import Dropped
+from diglot.translators.errors import RequestError
 from diglot.translators.models import (
     ContentPart,
     InputAudio,
@@ -15,6 +16,7 @@ from diglot.translators.models import (
     InputImage,
     InputText,
     OutputText,
+    Refusal,
 )
 
 
@@ -109,6 +111,15 @@ def output_text_part(text: str, logprobs: list[dict[str, Any]]) -> dict[str, Any
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
 
 
+def input_text_part(text: str) -> dict[str, Any]:
+    return {"type": "input_text", "text": text}
+
+
+def message_text_parts(role: object, text: str) -> list[dict[str, Any]]:
+    """A message's string content as parts: the assistant's `output_text`, others' `input_text`."""
+    return [output_text_part(text, []) if role == "assistant" else input_text_part(text)]
+
+
 def refusal_part(refusal: str) -> dict[str, Any]:
     return {"type": "refusal", "refusal": refusal}
 
@@ -176,10 +187,49 @@ def chat_content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     return parts
 
 
+def chat_text_content(content: list[ContentPart], index: int) -> str | list[dict[str, Any]]:
+    """System and developer messages of `input[index]`: Chat takes text parts only."""
+    parts: list[dict[str, Any]] = []
+    for position, part in enumerate(content):
+        if not isinstance(part, InputText | OutputText):
+            path = f"input[{index}].content[{position}]"
+            _refuse_part(part.__struct_config__.tag, path, "system and developer")
+        parts.append({"type": "text", "text": part.text})
+    return chat_content(parts) if parts else ""
+
+
+def chat_assistant_message(content: str | list[ContentPart], index: int) -> dict[str, Any]:
+    """An assistant turn of `input[index]`: its text parts joined, its refusals as `refusal`."""
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    texts: list[str] = []
+    refusals: list[str] = []
+    for position, part in enumerate(content):
+        if isinstance(part, OutputText | InputText):
+            texts.append(part.text)
+        elif isinstance(part, Refusal):
+            refusals.append(part.refusal)
+        else:
+            path = f"input[{index}].content[{position}]"
+            _refuse_part(part.__struct_config__.tag, path, "assistant")
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts)}
+    if refusals:
+        message["refusal"] = "".join(refusals)
+    return message
+
+
+def _refuse_part(kind: object, path: str, roles: str) -> NoReturn:
+    raise RequestError(
+        f"Invalid value for '{path}.type': Chat Completions takes no {kind!s} parts in "
+        f"{roles} messages.",
+        f"{path}.type",
+    )
+
+
 def responses_part(part: UserPart) -> dict[str, Any]:
     """A Chat user content part as a Responses input part (the reverse of `chat_part`)."""
     if isinstance(part, TextPart):
-        return {"type": "input_text", "text": part.text}
+        return input_text_part(part.text)
     if isinstance(part, ImagePart):
         image = part.image_url
         return {"type": "input_image", "image_url": image.url, "detail": image.detail or "auto"}
@@ -193,7 +243,7 @@ def responses_text(content: str | list[TextPart]) -> str | list[dict[str, Any]]:
     """System, developer and tool message content: a string stays one, text parts `input_text`."""
     if isinstance(content, str):
         return content
-    return [{"type": "input_text", "text": part.text} for part in content]
+    return [input_text_part(part.text) for part in content]
 
 
 def responses_assistant_parts(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
@@ -20,19 +20,45 @@ def random_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(24)}"
 
 
+def _help(line: str | None) -> dict[str, str | None]:
+    """A translation option's line in `diglot --help`: diglot's configuration makes each option
+    a setting (flag, variable, file key) from its name, type and default."""
+    return {"help": line}
+
+
 @dataclass(frozen=True, slots=True)
 class Options:
-    """Translation knobs that come from diglot's configuration."""
+    """Translation knobs that come from diglot's configuration, each declared here only."""
 
-    instructions_role: Literal["system", "developer"] = "system"
-    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
-    strict: bool = False
+    strict: bool = field(default=False, metadata=_help("refuse unmappable fields (400)"))
+    instructions_role: Literal["system", "developer"] = field(
+        default="system", metadata=_help("role for `instructions`")
+    )
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = field(
+        default="max_tokens", metadata=_help(None)
+    )
     # Summaries are what clients show (Codex, LangChain, the AI SDK); raw text few read.
-    reasoning_events: Literal["text", "summary"] = "summary"
-    think_tags: bool = True
-    chat_reasoning_content: bool = True
-    forward_chat_only_params: bool = False
-    hoist_system: bool = False
+    reasoning_events: Literal["text", "summary"] = field(
+        default="summary",
+        metadata=_help(
+            "reasoning as a summary, which clients show (default), or as raw reasoning_text"
+        ),
+    )
+    think_tags: bool = field(default=True, metadata=_help("split <think> blocks"))
+    chat_reasoning_content: bool = field(
+        default=True,
+        metadata=_help("give Chat clients reasoning as `reasoning_content` (default on)"),
+    )
+    forward_chat_only_params: bool = field(
+        default=False,
+        metadata=_help(
+            "send Chat-only params (stop, logit_bias, ...) to a Responses upstream as they are"
+        ),
+    )
+    hoist_system: bool = field(
+        default=False,
+        metadata=_help("a Chat request's leading system message becomes `instructions`"),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,12 @@
-"""Reasoning: Responses `reasoning` items <-> Chat `reasoning_content` and `<think>` text."""
+"""Reasoning: Responses `reasoning` items and settings <-> Chat `reasoning_content`, `<think>`
+text and `reasoning_effort`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from diglot.translators.models import ReasoningItem
+from diglot.translators.models import Reasoning, ReasoningItem
 
 ReasoningMode = Literal["text", "summary"]
 Segment = tuple[Literal["reasoning", "text"], str]
@@ -145,6 +146,12 @@ PART_SEPARATORS = {"text": "", "summary": "\n\n"}
 ITEM_SEPARATOR = "\n\n"
 
 
+def join_reasoning(earlier: str | None, texts: list[str]) -> str:
+    """Reasoning items that precede one assistant turn, after any it already carries."""
+    text = ITEM_SEPARATOR.join(texts)
+    return f"{earlier}{ITEM_SEPARATOR}{text}" if earlier else text
+
+
 def reasoning_text(content: list[str], summary: list[str]) -> str:
     """One reasoning item's `reasoning_content`: its raw text parts, else its summary parts."""
     if content:
@@ -161,3 +168,23 @@ def _texts(parts: object) -> list[str]:
     if not isinstance(parts, list):
         return []
     return [p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)]
+
+
+def effort_to_chat(reasoning: Reasoning | None, body: dict[str, Any]) -> None:
+    """`reasoning.effort` -> `reasoning_effort`; Chat has no summary setting."""
+    if reasoning is not None and reasoning.effort is not None:
+        body["reasoning_effort"] = reasoning.effort
+
+
+def effort_to_responses(effort: str | None, body: dict[str, Any]) -> None:
+    """`reasoning_effort` -> `reasoning.effort`."""
+    if effort is not None:
+        body["reasoning"] = {"effort": effort}
+
+
+def reasoning_echo(reasoning: Reasoning | None) -> dict[str, Any]:
+    """The `reasoning` setting a response repeats, null where the request gave none."""
+    return {
+        "effort": reasoning.effort if reasoning else None,
+        "summary": reasoning.summary if reasoning else None,
+    }
