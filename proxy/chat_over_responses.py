@@ -19,11 +19,12 @@ from diglot.proxy.jsonenc import dumps
 from diglot.proxy.limits import check_item_count
 from diglot.proxy.metrics import start_answer
 from diglot.proxy.observability import CLIENT_GONE, RequestLog, get_logger
-from diglot.proxy.pump import TranslatingRelay, translated
-from diglot.proxy.replies import json_response, upstream_error_response
+from diglot.proxy.pump import TranslatingRelay, count_usage, translated
+from diglot.proxy.replies import json_response
 from diglot.proxy.state import Proxy
 from diglot.proxy.upstream import (
     REQUEST_ID,
+    UpstreamRefused,
     not_the_api,
     rate_limit_headers,
     read_all,
@@ -33,32 +34,20 @@ from diglot.proxy.upstream import (
 )
 from diglot.translators.chat_models import decode_chat_request
 from diglot.translators.context import ChatContext
+from diglot.translators.errors import UpstreamFailed
 from diglot.translators.requests import ResponsesCall, chat_request_to_responses
-from diglot.translators.responses import (
-    UpstreamFailed,
-    merge_chat_choices,
-    response_to_chat_completion,
-)
+from diglot.translators.responses import merge_chat_choices, response_to_chat_completion
+from diglot.translators.stream.choices_fan_in import ChoicesFanIn
+from diglot.translators.stream.lifecycle import StreamPhase
 from diglot.translators.stream.responses_to_chat import ResponsesToChatStream
-from diglot.translators.usage import sum_chat_usage
 
 DROPPED_HEADER = "x-diglot-dropped-params"
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 _DONE_EVENT = b"data: [DONE]\n\n"
-_FINISHED = frozenset({"response.completed", "response.incomplete"})
-_TERMINAL = _FINISHED | {"response.failed", "error"}
 _ENDED = frozenset({"completed", "incomplete", "failed"})  # what a whole answer's status can be
 _T = TypeVar("_T")
 Chunks = list[dict[str, Any]]
 log = get_logger()
-
-
-class _Refused(Exception):
-    """The upstream refused: its error, already shaped as the client's response."""
-
-    def __init__(self, response: web.Response) -> None:
-        super().__init__(response.status)
-        self.response = response
 
 
 async def chat_over_responses(
@@ -83,18 +72,18 @@ async def chat_over_responses(
         if parsed.stream:
             return await _stream(request, upstream, headers)
         return await _answer(upstream, headers)
-    except _Refused as refused:
-        return refused.response
-    except UpstreamFailed as failed:
-        record.error = failed.body["error"]["message"]
+    except UpstreamRefused as refused:
+        return refused.reply
+    except UpstreamFailed as failure:
+        record.error = failure.body["error"]["message"]
         record.upstream_fault("error_event")
-        return json_response(failed.body, failed.status, {REQUEST_ID: record.request_id})
+        return json_response(failure.body, failure.status, {REQUEST_ID: record.request_id})
 
 
 class _Calls:
-    """The one request body sent to the upstream for each choice, and how its answer is checked."""
+    """The one request body sent to the upstream for each choice, and how its answer is read."""
 
-    __slots__ = ("body", "context", "headers", "n", "proxy", "record", "started", "url")
+    __slots__ = ("body", "context", "headers", "n", "proxy", "record", "url")
 
     def __init__(
         self, request: web.Request, proxy: Proxy, record: RequestLog, call: ResponsesCall
@@ -108,36 +97,22 @@ class _Calls:
             request.headers, record.request_id, "application/json"
         )
         self.url = proxy.upstream.url("/responses")
-        self.started = time.perf_counter()
 
     def open(self) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
-        """One upstream request (an async context manager yielding the upstream's answer)."""
-        return self.proxy.upstream.open("POST", self.url, self.headers, self.body)
-
-    async def check(self, upstream: aiohttp.ClientResponse) -> None:
-        """An upstream error status ends the request with that error."""
-        record = self.record
-        if record.upstream_status is None or upstream.status >= 300:
-            record.upstream_status = upstream.status
-            record.upstream_ms = (time.perf_counter() - self.started) * 1000
-        if upstream.status >= 400:
-            raise _Refused(await upstream_error_response(upstream, record.request_id))
-        if upstream.status >= 300:
-            raise upstream_failure(
-                502, f"The upstream answered HTTP {upstream.status}.", "bad_upstream_response"
-            )
+        """One upstream exchange; an error status raises the client's reply (UpstreamRefused)."""
+        return self.proxy.upstream.open(
+            "POST", self.url, self.headers, self.body, passthrough=False
+        )
 
     async def opened(self, stack: AsyncExitStack) -> aiohttp.ClientResponse:
-        """One upstream stream, open and checked, released when `stack` closes."""
+        """One upstream stream, open and an event stream, released when `stack` closes."""
         answer: aiohttp.ClientResponse = await stack.enter_async_context(self.open())
-        await self.check(answer)
         require_event_stream(answer)
         return answer
 
     async def completion(self, index: int) -> tuple[dict[str, Any], dict[str, str]]:
         """One choice, non-streamed: the chat.completion and the upstream's rate-limit headers."""
         async with self.open() as upstream:
-            await self.check(upstream)
             raw = await read_all(upstream)
             return self.translate(raw, index, upstream.status), rate_limit_headers(upstream.headers)
 
@@ -162,7 +137,7 @@ class _Calls:
             raise upstream_failure(
                 502, "The upstream sent a response diglot cannot read.", "bad_upstream_response"
             ) from None
-        _count_usage(self.record, response.get("usage"))
+        count_usage(self.record, response.get("usage"))
         return completion
 
 
@@ -201,44 +176,19 @@ async def _all(calls: Iterable[Awaitable[_T]]) -> list[_T]:
             task.cancel()
 
 
-class _StreamRelay(TranslatingRelay):
+class _StreamRelay(TranslatingRelay[ResponsesToChatStream]):
     """One upstream Responses stream as one choice's chat chunks, until it ends."""
 
-    __slots__ = ("translator",)
+    __slots__ = ()
     what = "event"
     shape = "a Responses event"
 
     def __init__(self, ctx: ChatContext, index: int, record: RequestLog) -> None:
-        super().__init__(record)
-        self.translator = ResponsesToChatStream(ctx, index)
+        super().__init__(record, ResponsesToChatStream(ctx, index))
 
     def _shaped(self, payload: dict[str, Any]) -> bool:
         """Typed, as every event is (unknown types are skipped, as new ones may come)."""
         return isinstance(payload.get("type"), str)
-
-    def _feed(self, payload: dict[str, Any]) -> Chunks:
-        chunks = self.translator.feed(payload)
-        kind = payload.get("type")
-        if kind in _TERMINAL:
-            self.closed = True
-            if kind in _FINISHED and isinstance(payload.get("response"), dict):
-                _count_usage(self.record, payload["response"].get("usage"))
-            else:
-                self._failing(chunks, "error_event")
-        return chunks
-
-    def _finish(self) -> Chunks:
-        return self._failing(self.translator.finish(), "broken_stream")
-
-    def _failed(self, message: str, fault: str) -> Chunks:
-        return self._failing(self.translator.fail(message, "server_error"), fault)
-
-    def _failing(self, chunks: Chunks, fault: str) -> Chunks:
-        for chunk in chunks:
-            if "error" in chunk:
-                self.record.error = chunk["error"].get("message")
-                self.record.upstream_fault(fault)
-        return chunks
 
 
 def _encode(chunks: Chunks) -> bytes:
@@ -284,49 +234,26 @@ async def _relay_one(
 async def _relay_many(
     response: web.StreamResponse, answers: list[aiohttp.ClientResponse], upstream: _Calls
 ) -> None:
-    """The n choices interleaved as they arrive; one usage chunk summing all; an error ends all."""
-    queue: asyncio.Queue[Chunks | None] = asyncio.Queue()
+    """The n choices' chunks, each pumped into one fan-in, sent as the fan-in says."""
+    queue: asyncio.Queue[tuple[int, Chunks | None]] = asyncio.Queue()
 
     async def pump(index: int, answer: aiohttp.ClientResponse) -> None:
         relay = _StreamRelay(upstream.context, index, upstream.record)
         try:
             async with aclosing(translated(answer, relay)) as chunks:
                 async for piece in chunks:
-                    queue.put_nowait(piece)
+                    queue.put_nowait((index, piece))
         finally:
-            queue.put_nowait(None)
+            queue.put_nowait((index, None))
 
     pumps = [asyncio.create_task(pump(i, answer)) for i, answer in enumerate(answers)]
-    usages: Chunks = []
+    fan_in = ChoicesFanIn(len(answers))
     try:
-        running = len(pumps)
-        while running:
-            piece = await queue.get()
-            if piece is None:
-                running -= 1
-                continue
-            out: Chunks = []
-            for chunk in piece:
-                held = not chunk.get("choices") and "usage" in chunk
-                (usages if held else out).append(chunk)
+        while fan_in.phase is StreamPhase.OPEN:
+            index, piece = await queue.get()
+            out = fan_in.end(index) if piece is None else fan_in.feed(index, piece)
             if out:
                 await response.write(_encode(out))
-            if any("error" in chunk for chunk in out):
-                return
-        if usages:
-            total = {**usages[0], "usage": sum_chat_usage([c["usage"] or {} for c in usages])}
-            await response.write(_encode([total]))
     finally:
         for task in pumps:
             task.cancel()
-
-
-def _count_usage(record: RequestLog, usage: object) -> None:
-    """Token counts for the log line, summed over the n upstream answers."""
-    if isinstance(usage, dict):
-        record.input_tokens = _plus(record.input_tokens, usage.get("input_tokens"))
-        record.output_tokens = _plus(record.output_tokens, usage.get("output_tokens"))
-
-
-def _plus(total: int | None, value: object) -> int | None:
-    return (total or 0) + value if isinstance(value, int) else total

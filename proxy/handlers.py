@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import aiohttp
 import msgspec
 from aiohttp import web
@@ -13,10 +11,9 @@ from diglot.proxy.inbound import read_body
 from diglot.proxy.limits import check_item_count, too_deep
 from diglot.proxy.metrics import start_answer
 from diglot.proxy.observability import CLIENT_GONE, RequestLog, get_logger
-from diglot.proxy.replies import passthrough_error_response
 from diglot.proxy.responses_over_chat import responses_over_chat
 from diglot.proxy.state import PROXY, RECORD, Proxy
-from diglot.proxy.upstream import REQUEST_ID, read_all, relay_headers
+from diglot.proxy.upstream import REQUEST_ID, UpstreamRefused, read_all, relay_headers
 
 log = get_logger()
 _WHOLE_ANSWER_LIMIT = 1024 * 1024
@@ -91,42 +88,45 @@ async def _passthrough(
             _check_items(peeked, proxy.config.max_input_items)
     headers = proxy.upstream.headers(request.headers, record.request_id, content_type)
     url = proxy.upstream.url(path, request.query_string)
-    started = time.perf_counter()
-    async with proxy.upstream.open(request.method, url, headers, raw) as upstream:
-        record.upstream_status = upstream.status
-        record.upstream_ms = (time.perf_counter() - started) * 1000
-        if upstream.status >= 400:
-            return await passthrough_error_response(upstream, record.request_id)
-        response_headers = relay_headers(upstream.headers)
-        response_headers[REQUEST_ID] = record.request_id
-        if _sized_answer(upstream):
-            body = await read_all(upstream)
-            return web.Response(
-                body=body, status=upstream.status, reason=upstream.reason, headers=response_headers
+    try:
+        async with proxy.upstream.open(
+            request.method, url, headers, raw, passthrough=True
+        ) as upstream:
+            response_headers = relay_headers(upstream.headers)
+            response_headers[REQUEST_ID] = record.request_id
+            if _sized_answer(upstream):
+                body = await read_all(upstream)
+                return web.Response(
+                    body=body,
+                    status=upstream.status,
+                    reason=upstream.reason,
+                    headers=response_headers,
+                )
+            response = web.StreamResponse(
+                status=upstream.status, reason=upstream.reason, headers=response_headers
             )
-        response = web.StreamResponse(
-            status=upstream.status, reason=upstream.reason, headers=response_headers
-        )
-        chunks = upstream.content.iter_any()
-        try:
-            await start_answer(request, response)
-            while True:
-                try:
-                    chunk = await chunks.__anext__()
-                except StopAsyncIteration:
-                    break
-                except (TimeoutError, aiohttp.ClientError) as exc:
-                    record.error = f"upstream broke mid-body: {exc!r}"
-                    record.upstream_fault(
-                        "timeout" if isinstance(exc, TimeoutError) else "broken_stream"
-                    )
-                    _abort(request)
-                    return response
-                await response.write(chunk)
-            await response.write_eof()
-        except ConnectionResetError:
-            record.error = CLIENT_GONE
-        return response
+            chunks = upstream.content.iter_any()
+            try:
+                await start_answer(request, response)
+                while True:
+                    try:
+                        chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    except (TimeoutError, aiohttp.ClientError) as exc:
+                        record.error = f"upstream broke mid-body: {exc!r}"
+                        record.upstream_fault(
+                            "timeout" if isinstance(exc, TimeoutError) else "broken_stream"
+                        )
+                        _abort(request)
+                        return response
+                    await response.write(chunk)
+                await response.write_eof()
+            except ConnectionResetError:
+                record.error = CLIENT_GONE
+            return response
+    except UpstreamRefused as refused:
+        return refused.reply
 
 
 def _sized_answer(upstream: aiohttp.ClientResponse) -> bool:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator
-from typing import Any, ClassVar
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, ClassVar, Generic, TypeVar
 
 import aiohttp
 import orjson
@@ -12,22 +12,35 @@ import orjson
 from diglot.proxy.observability import RequestLog, get_logger
 from diglot.proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent
 from diglot.proxy.upstream import excerpt
+from diglot.translators.stream.lifecycle import StreamClosed, StreamPhase, StreamTranslator
 
 Pieces = list[dict[str, Any]]
 log = get_logger()
+_OPEN = StreamPhase.OPEN  # a module global: an Enum member looked up on its class costs more
+_FAILED = "server_error"  # the code of a failure diglot reports for the upstream
+_Translator = TypeVar("_Translator", bound=StreamTranslator)
 
 
-class TranslatingRelay(ABC):
-    """Upstream SSE bytes through one stream translator until its terminal piece is out."""
+class TranslatingRelay(ABC, Generic[_Translator]):
+    """Upstream SSE bytes through one stream translator until the translator says it is over.
 
-    __slots__ = ("closed", "decoder", "record")
+    Whatever ends the stream (a terminal piece, the upstream's end, a break), the translator's
+    usage and error then go to the request's record, once.
+    """
+
+    __slots__ = ("decoder", "record", "translator")
     what: ClassVar[str]  # what the upstream sends one of: "chunk" or "event"
     shape: ClassVar[str]  # and what one must be, as an error message names it
 
-    def __init__(self, record: RequestLog) -> None:
+    def __init__(self, record: RequestLog, translator: _Translator) -> None:
         self.decoder = SSEDecoder()
         self.record = record
-        self.closed = False
+        self.translator = translator
+
+    @property
+    def closed(self) -> bool:
+        """The translator has sent its last piece."""
+        return self.translator.phase is not _OPEN
 
     def data(self, data: bytes) -> Pieces:
         """What one piece of the upstream body becomes."""
@@ -42,14 +55,26 @@ class TranslatingRelay(ABC):
 
     def fail(self, message: str, fault: str) -> Pieces:
         """The upstream broke off (`fault` is its kind in the log line and metrics)."""
-        self.closed = True
-        return self._failed(message, fault)
+        pieces = self.translator.fail(message, _FAILED)
+        self._ended(fault)
+        return pieces
 
     def _close(self) -> Pieces:
+        """The upstream said it is done: the translator's end, unless it ended already."""
         if self.closed:
             return []
-        self.closed = True
-        return self._finish()
+        pieces = self.translator.finish()
+        self._ended("broken_stream")
+        return pieces
+
+    def _ended(self, fault: str) -> None:
+        """The ended translator's usage, and its error as an upstream fault of kind `fault`."""
+        translator = self.translator
+        count_usage(self.record, translator.usage)
+        error = translator.error
+        if error is not None:
+            self.record.error = error.message
+            self.record.upstream_fault(fault)
 
     def _decoded(self, events: list[SSEEvent]) -> Pieces:
         out: Pieces = []
@@ -73,7 +98,9 @@ class TranslatingRelay(ABC):
                     "bad_response",
                 )
             try:
-                out += self._feed(payload)
+                pieces = self.translator.feed(payload)
+            except StreamClosed:
+                raise  # diglot's own bug, not the upstream's
             except Exception as exc:
                 log.warning(
                     f"bad_upstream_{self.what}", request_id=self.record.request_id, error=repr(exc)
@@ -81,7 +108,9 @@ class TranslatingRelay(ABC):
                 return out + self.fail(
                     f"The upstream sent a stream {self.what} diglot cannot read.", "bad_response"
                 )
-            if self.closed:
+            out += pieces
+            if self.translator.phase is not _OPEN:
+                self._ended("error_event")
                 return out
         return out
 
@@ -89,21 +118,9 @@ class TranslatingRelay(ABC):
     def _shaped(self, payload: dict[str, Any]) -> bool:
         """Whether an upstream chunk or event has the API's shape, so the translator can read it."""
 
-    @abstractmethod
-    def _feed(self, payload: dict[str, Any]) -> Pieces:
-        """One upstream chunk or event through the translator; closes on the terminal one."""
-
-    @abstractmethod
-    def _finish(self) -> Pieces:
-        """The translator's end, the upstream having said it is done."""
-
-    @abstractmethod
-    def _failed(self, message: str, fault: str) -> Pieces:
-        """The translator's failure pieces, noted in the request's record."""
-
 
 async def translated(
-    upstream: aiohttp.ClientResponse, relay: TranslatingRelay
+    upstream: aiohttp.ClientResponse, relay: TranslatingRelay[Any]
 ) -> AsyncGenerator[Pieces, None]:
     """What to send the client as the upstream's bytes arrive; a broken upstream still ends it."""
     chunks = upstream.content.iter_any()
@@ -122,3 +139,14 @@ async def translated(
             pieces = relay.data(data)
         if pieces:
             yield pieces
+
+
+def count_usage(record: RequestLog, usage: object) -> None:
+    """Token counts of a Responses `usage` for the log line, summed over n upstream answers."""
+    if isinstance(usage, Mapping):
+        record.input_tokens = _plus(record.input_tokens, usage.get("input_tokens"))
+        record.output_tokens = _plus(record.output_tokens, usage.get("output_tokens"))
+
+
+def _plus(total: int | None, value: object) -> int | None:
+    return (total or 0) + value if isinstance(value, int) else total

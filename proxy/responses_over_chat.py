@@ -15,11 +15,12 @@ from diglot.proxy.limits import check_item_count
 from diglot.proxy.metrics import start_answer
 from diglot.proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from diglot.proxy.pump import TranslatingRelay, translated
-from diglot.proxy.replies import json_response, upstream_error_response
+from diglot.proxy.replies import json_response
 from diglot.proxy.sse import encode_events
 from diglot.proxy.state import Proxy
 from diglot.proxy.upstream import (
     REQUEST_ID,
+    UpstreamRefused,
     not_the_api,
     rate_limit_headers,
     read_all,
@@ -34,8 +35,6 @@ from diglot.translators.responses import chat_completion_to_response
 from diglot.translators.stream.chat_to_responses import ChatToResponsesStream
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
-_FAILED = "server_error"
-_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 log = get_logger()
 
 
@@ -65,26 +64,21 @@ async def responses_over_chat(
         log.info("upstream_request_body", request_id=record.request_id, body=call.body)
     headers = proxy.upstream.headers(request.headers, record.request_id, "application/json")
     url = proxy.upstream.url("/chat/completions")
-    started = time.perf_counter()
-    async with proxy.upstream.open("POST", url, headers, dumps(call.body)) as upstream:
-        record.upstream_status = upstream.status
-        record.upstream_ms = (time.perf_counter() - started) * 1000
-        if upstream.status >= 400:
-            return await upstream_error_response(upstream, record.request_id)
-        if upstream.status >= 300:
-            raise upstream_failure(
-                502, f"The upstream answered HTTP {upstream.status}.", "bad_upstream_response"
-            )
-        if parsed.stream:
-            require_event_stream(upstream)
-            return await _stream(request, upstream, call.context, record, turn)
-        response = _answer(await read_all(upstream), call.context, record, upstream.status)
-        encoded = dumps(response)  # once, for the store and the client
-        if turn.keeps and not await turn.keep(response, encoded):
-            encoded = dumps(response)  # it now says it was not stored
-        headers = rate_limit_headers(upstream.headers)
-        headers[REQUEST_ID] = record.request_id
-        return json_response(encoded, 200, headers)
+    body = dumps(call.body)
+    try:
+        async with proxy.upstream.open("POST", url, headers, body, passthrough=False) as upstream:
+            if parsed.stream:
+                require_event_stream(upstream)
+                return await _stream(request, upstream, call.context, record, turn)
+            response = _answer(await read_all(upstream), call.context, record, upstream.status)
+            encoded = dumps(response)  # once, for the store and the client
+            if turn.keeps and not await turn.keep(response, encoded):
+                encoded = dumps(response)  # it now says it was not stored
+            headers = rate_limit_headers(upstream.headers)
+            headers[REQUEST_ID] = record.request_id
+            return json_response(encoded, 200, headers)
+    except UpstreamRefused as refused:
+        return refused.reply
 
 
 def _answer(raw: bytes, ctx: ResponseContext, record: RequestLog, status: int) -> dict[str, Any]:
@@ -115,16 +109,15 @@ def _is_completion(payload: object) -> TypeGuard[dict[str, Any]]:
     )
 
 
-class _ChatStreamRelay(TranslatingRelay):
-    """A chat upstream's chunks as Responses events, until one terminal event is out."""
+class _ChatStreamRelay(TranslatingRelay[ChatToResponsesStream]):
+    """A chat upstream's chunks as Responses events, until the translator's terminal event."""
 
-    __slots__ = ("translator",)
+    __slots__ = ()
     what = "chunk"
     shape = "a chat completion chunk"
 
     def __init__(self, ctx: ResponseContext, record: RequestLog) -> None:
-        super().__init__(record)
-        self.translator = ChatToResponsesStream(ctx)
+        super().__init__(record, ChatToResponsesStream(ctx))
 
     def start(self) -> list[dict[str, Any]]:
         return self.translator.start()
@@ -135,26 +128,6 @@ class _ChatStreamRelay(TranslatingRelay):
         if type(choices) is list:
             return all(type(choice) is dict for choice in choices)
         return payload.get("error") is not None or payload.get("object") == "error"
-
-    def _feed(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        return self._track(self.translator.feed(payload), "error_event")
-
-    def _finish(self) -> list[dict[str, Any]]:
-        return self._track(self.translator.finish(), "broken_stream")
-
-    def _failed(self, message: str, fault: str) -> list[dict[str, Any]]:
-        return self._track(self.translator.fail(message, _FAILED), fault)
-
-    def _track(self, events: list[dict[str, Any]], fault: str) -> list[dict[str, Any]]:
-        """Notice the terminal event: it closes the relay and carries usage and errors."""
-        if events and events[-1]["type"] in _TERMINAL:
-            self.closed = True
-            response = events[-1]["response"]
-            self.record.usage(response.get("usage"))
-            if response.get("error"):
-                self.record.error = response["error"].get("message")
-                self.record.upstream_fault(fault)
-        return events
 
 
 async def _stream(
@@ -177,8 +150,9 @@ async def _stream(
         await response.write(encode_events(relay.start()))
         async with aclosing(translated(upstream, relay)) as pieces:
             async for events in pieces:
-                if relay.closed and events[-1]["type"] in _TERMINAL:
-                    await turn.keep(events[-1]["response"])  # stored before the client sees it
+                ended = relay.translator.response
+                if ended is not None:  # the last events: stored before the client sees them end
+                    await turn.keep(ended)
                 await response.write(encode_events(events))
         await response.write_eof()
     except ConnectionResetError:

@@ -11,10 +11,10 @@ from aiohttp import web
 from yarl import URL
 
 from diglot.proxy.conversation import chain_items, not_found, store_unavailable, tenant_of
-from diglot.proxy.replies import json_response, passthrough_error_response
+from diglot.proxy.replies import json_response
 from diglot.proxy.state import PROXY, RECORD, Proxy
 from diglot.proxy.store import Order, Record, StoreUnavailable, page_items
-from diglot.proxy.upstream import REQUEST_ID, read_all, relay_headers
+from diglot.proxy.upstream import REQUEST_ID, UpstreamRefused, read_all, relay_headers
 from diglot.translators.errors import RequestError
 
 _MAX_LIMIT = 100
@@ -117,12 +117,14 @@ async def _relay(request: web.Request, proxy: Proxy) -> web.StreamResponse:
     query = request.rel_url.raw_query_string
     url = URL(proxy.config.upstream + path + (f"?{query}" if query else ""), encoded=True)
     headers = proxy.upstream.headers(request.headers, record.request_id, None)
-    async with proxy.upstream.open(request.method, url, headers, None) as upstream:
-        record.upstream_status = upstream.status
-        if upstream.status >= 400:
-            return await passthrough_error_response(upstream, record.request_id)
-        body = await read_all(upstream)
-        response_headers = relay_headers(upstream.headers)
-        response_headers[REQUEST_ID] = record.request_id
-        response_headers.popall("Content-Length", None)
-        return web.Response(body=body, status=upstream.status, headers=response_headers)
+    try:
+        async with proxy.upstream.open(
+            request.method, url, headers, None, passthrough=True
+        ) as upstream:
+            body = await read_all(upstream)
+            response_headers = relay_headers(upstream.headers)
+            response_headers[REQUEST_ID] = record.request_id
+            response_headers.popall("Content-Length", None)
+            return web.Response(body=body, status=upstream.status, headers=response_headers)
+    except UpstreamRefused as refused:
+        return refused.reply

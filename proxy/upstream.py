@@ -7,9 +7,11 @@ import time
 from collections.abc import Mapping
 from contextlib import suppress
 from functools import partial
+from typing import NoReturn
 
 import aiohttp
 import orjson
+from aiohttp import web
 from aiohttp.client_proto import ResponseHandler
 from multidict import CIMultiDict
 from yarl import URL
@@ -17,7 +19,8 @@ from yarl import URL
 from diglot.proxy.config import Config
 from diglot.proxy.limits import UpstreamSlots
 from diglot.proxy.observability import CLIENT_GONE, CURRENT_RECORD, RequestLog
-from diglot.translators.errors import RequestError
+from diglot.proxy.replies import json_response
+from diglot.translators.errors import RequestError, is_openai_error, upstream_error_body
 
 HOP_BY_HOP = frozenset(
     {
@@ -51,6 +54,7 @@ REQUEST_ID = "x-request-id"
 _TAIL_BYTES = 64 * 1024
 _TAIL_SECONDS = 0.25
 _EXCERPT = 200  # characters of a body quoted in an error message
+_MAX_ERROR_BODY = 1024 * 1024
 # What went wrong upstream, as counted in the log line and the metrics (a closed set of labels).
 FAULT_KINDS = (
     "refused",  # no connection could be made
@@ -203,9 +207,22 @@ class Upstream:
             out["Authorization"] = self._authorization
         return out
 
-    def open(self, method: str, url: URL, headers: dict[str, str], body: bytes | None) -> Exchange:
-        """One exchange in one of the --max-upstream-requests slots, held to its last byte."""
-        return Exchange(self, method, url, headers, body)
+    def open(
+        self,
+        method: str,
+        url: URL,
+        headers: dict[str, str],
+        body: bytes | None,
+        *,
+        passthrough: bool,
+    ) -> Exchange:
+        """One exchange in one of the --max-upstream-requests slots, held to its last byte.
+
+        An error status is the client's answer (`UpstreamRefused`): relayed as sent when
+        `passthrough` and OpenAI-shaped, else normalised; a translated request also refuses a
+        3xx (502), which a passthrough relays as it is.
+        """
+        return Exchange(self, method, url, headers, body, passthrough)
 
     async def send(
         self,
@@ -232,17 +249,28 @@ class Upstream:
         raise AssertionError("unreachable")
 
 
+class UpstreamRefused(Exception):
+    """The upstream answered with an error status: the client's reply, already shaped."""
+
+    def __init__(self, reply: web.Response) -> None:
+        super().__init__(reply.status)
+        self.reply = reply
+
+
 class Exchange:
     """`async with upstream.open(...) as response`: a slot, the request, timing, and release.
 
-    Unreachable -> 502, no answer in time -> 504. A plain class rather than generator-based
-    context managers, since every request passes through it.
+    Unreachable -> 502, no answer in time -> 504, an error status -> `UpstreamRefused`. The
+    request's record gets the status and time to answer of its first exchange, or of one
+    that failed. A plain class rather than generator-based context managers, since every
+    request passes through it.
     """
 
     __slots__ = (
         "_body",
         "_headers",
         "_method",
+        "_passthrough",
         "_record",
         "_response",
         "_upstream",
@@ -251,19 +279,27 @@ class Exchange:
     )
 
     def __init__(
-        self, upstream: Upstream, method: str, url: URL, headers: dict[str, str], body: bytes | None
+        self,
+        upstream: Upstream,
+        method: str,
+        url: URL,
+        headers: dict[str, str],
+        body: bytes | None,
+        passthrough: bool,
     ) -> None:
         self._upstream = upstream
         self._method = method
         self._url = url
         self._headers = headers
         self._body = body
+        self._passthrough = passthrough
         self._record: RequestLog | None = None
         self._response: aiohttp.ClientResponse | None = None
         self._watch: IdleWatch | None = None
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
         upstream = self._upstream
+        opened = time.perf_counter()
         await upstream.slots.acquire()
         record = self._record = CURRENT_RECORD.get()
         started = time.perf_counter()
@@ -275,17 +311,42 @@ class Exchange:
             upstream.slots.release()
             raise
         self._response = response
+        status = response.status
         if record is not None:
             if record.upstream_started is None:
                 record.upstream_started = started
-            record.upstream_answered = time.perf_counter()
+            answered = record.upstream_answered = time.perf_counter()
+            if record.upstream_status is None or status >= 300:
+                record.upstream_status = status
+                record.upstream_ms = (answered - opened) * 1000
             response.content.on_eof(partial(_ended, record))
+        if status >= 300 and (status >= 400 or not self._passthrough):
+            await self._refuse(response)
         protocol = response.connection.protocol if response.connection else None
         if protocol is not None and response.content_type == "text/event-stream":
             protocol.read_timeout = None  # the gaps between events are watched instead
             loop = asyncio.get_running_loop()
             self._watch = IdleWatch(loop, response, protocol, upstream.idle_timeout)
         return response
+
+    async def _refuse(self, response: aiohttp.ClientResponse) -> NoReturn:
+        """The exchange ends here: the error reply raised, the connection released first."""
+        try:
+            if response.status < 400:
+                raise upstream_failure(
+                    502, f"The upstream answered HTTP {response.status}.", "bad_upstream_response"
+                )
+            record = self._record
+            request_id = record.request_id if record is not None else ""
+            if self._passthrough:
+                reply = await _passthrough_error_reply(response, request_id)
+            else:
+                reply = await _translated_error_reply(response, request_id)
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        await self.__aexit__(None, None, None)
+        raise UpstreamRefused(reply)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         response, record = self._response, self._record
@@ -360,6 +421,45 @@ async def _read_tail(response: aiohttp.ClientResponse) -> None:
         async with asyncio.timeout(_TAIL_SECONDS):
             while left > 0 and (piece := await response.content.readany()):
                 left -= len(piece)
+
+
+async def _translated_error_reply(
+    upstream: aiohttp.ClientResponse, request_id: str
+) -> web.Response:
+    """Same status, an OpenAI error body, Retry-After and x-ratelimit-* kept."""
+    _, payload = await _error_of(upstream)
+    return _normalised(upstream, payload, request_id)
+
+
+async def _passthrough_error_reply(
+    upstream: aiohttp.ClientResponse, request_id: str
+) -> web.Response:
+    """An error already in OpenAI's shape goes out byte for byte; any other is normalised."""
+    raw, payload = await _error_of(upstream)
+    if not is_openai_error(payload):
+        return _normalised(upstream, payload, request_id)
+    headers = relay_headers(upstream.headers)
+    headers.popall("Content-Length", None)  # aiohttp sets it from the body
+    headers[REQUEST_ID] = request_id
+    return web.Response(body=raw, status=upstream.status, reason=upstream.reason, headers=headers)
+
+
+async def _error_of(upstream: aiohttp.ClientResponse) -> tuple[bytes, object]:
+    """The error body's bytes (bounded) and their JSON, or the bytes again when not JSON."""
+    try:
+        raw = await upstream.content.read(_MAX_ERROR_BODY)
+    except (aiohttp.ClientError, TimeoutError):
+        raw = b""
+    try:
+        return raw, orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw, raw
+
+
+def _normalised(upstream: aiohttp.ClientResponse, payload: object, request_id: str) -> web.Response:
+    headers = rate_limit_headers(upstream.headers)
+    headers[REQUEST_ID] = request_id
+    return json_response(upstream_error_body(upstream.status, payload), upstream.status, headers)
 
 
 def require_event_stream(response: aiohttp.ClientResponse) -> None:

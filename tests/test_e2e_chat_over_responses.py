@@ -440,7 +440,10 @@ async def test_n_2_one_upstream_refusal_answers_and_cancels_the_other(
     fake.script(Hang(), Reply(refusal, status=429, headers={"Retry-After": "7"}))
     proxy = await make_proxy("responses")
     body = {"model": "fake-model", "messages": HI, "n": 2, "stream": stream}
-    resp = await proxy.post("/v1/chat/completions", json=body)
+    with capture_logs() as logs:
+        resp = await proxy.post("/v1/chat/completions", json=body)
+    [line] = [entry for entry in logs if entry["event"] == "request"]
+    assert line["upstream_status"] == 429  # the exchange that failed, not the one still open
     assert resp.status == 429
     assert resp.headers["Retry-After"] == "7"
     assert await resp.json() == {

@@ -631,6 +631,6 @@ async def test_a_stream_read_to_its_last_event_leaves_the_connection_reusable(
     proxy = client.server.app[PROXY]  # type: ignore[union-attr]
     url = proxy.upstream.url("/chat/completions")
     for _ in range(3):
-        async with proxy.upstream.open("POST", url, {}, b"{}") as response:
+        async with proxy.upstream.open("POST", url, {}, b"{}", passthrough=False) as response:
             assert (await response.content.readuntil(b"data: [DONE]\n\n")).endswith(b"[DONE]\n\n")
     assert upstream.connections == 1

@@ -11,8 +11,8 @@ import pytest
 
 from diglot.translators.content import responses_annotations_to_chat
 from diglot.translators.context import ChatContext, Options, RestoredTool
+from diglot.translators.errors import UpstreamFailed
 from diglot.translators.responses import (
-    UpstreamFailed,
     chat_completion_to_response,
     merge_chat_choices,
     response_to_chat_completion,

@@ -12,6 +12,7 @@ import pytest
 from diglot.translators.context import ResponseContext, RestoredTool
 from diglot.translators.responses import chat_completion_to_response
 from diglot.translators.stream.chat_to_responses import ChatToResponsesStream
+from diglot.translators.stream.lifecycle import StreamClosed, StreamError, StreamPhase
 from tests.response_context import context_from_fixture, make_context
 from tests.validate import assert_valid_chat_chunk, assert_valid_response, assert_valid_stream
 
@@ -622,8 +623,14 @@ def test_upstream_error_chunk_fails_the_response() -> None:
     events += stream.feed(
         {"error": {"message": "overloaded", "type": "server_error", "code": None}}
     )
-    assert stream.feed(chunk({"content": "more"})) == []
-    assert stream.finish() == []
+    for late in (lambda: stream.feed(chunk({"content": "more"})), stream.finish, stream.start):
+        with pytest.raises(StreamClosed):
+            late()
+    assert (stream.phase, stream.error) == (
+        StreamPhase.FAILED,
+        StreamError("overloaded", "server_error"),
+    )
+    assert stream.response is events[-1]["response"]
     assert events[-1]["type"] == "response.failed"
     response = assert_valid_stream(events)
     assert response["status"] == "failed"
@@ -658,7 +665,10 @@ def test_fail_ends_the_stream_with_response_failed() -> None:
         "message": "upstream timed out",
     }
     assert failed[0]["response"]["output"][0]["arguments"] == '{"a"'
-    assert stream.fail("again") == [] and stream.finish() == [] and stream.feed(chunk()) == []
+    assert stream.error == StreamError("upstream timed out", "server_error")
+    for late in (lambda: stream.fail("again"), stream.finish, lambda: stream.feed(chunk())):
+        with pytest.raises(StreamClosed):
+            late()
     assert_valid_stream(events + failed)
 
 
@@ -674,6 +684,33 @@ def test_stream_ending_without_finish_reason_fails() -> None:
     events = stream.start() + stream.feed(chunk({"content": "cut"})) + stream.finish()
     assert events[-1]["type"] == "response.failed"
     assert_valid_stream(events)
+
+
+def test_the_stream_stays_open_until_finish_for_a_late_usage_chunk() -> None:
+    stream = ChatToResponsesStream(make_context(), clock=lambda: NOW)
+    events = stream.start() + stream.feed(chunk({"content": "a"}))
+    events += stream.feed(chunk(finish="length"))
+    assert (stream.phase, stream.response, stream.usage) == (StreamPhase.OPEN, None, None)
+    events += stream.feed(usage_chunk(12, 3))
+    assert stream.phase is StreamPhase.OPEN
+    events += stream.finish()
+    assert events[-1]["type"] == "response.incomplete"
+    assert stream.phase is StreamPhase.FINISHED
+    assert stream.response is events[-1]["response"]
+    assert stream.usage is events[-1]["response"]["usage"]
+    assert stream.usage is not None and stream.usage["input_tokens"] == 12
+    assert stream.error is None
+
+
+def test_an_upstream_that_ends_before_the_finish_reason_fails_the_stream() -> None:
+    stream = ChatToResponsesStream(make_context())
+    stream.start()
+    stream.feed(chunk({"content": "cut"}))
+    assert stream.finish()[-1]["type"] == "response.failed"
+    assert stream.phase is StreamPhase.FAILED
+    assert stream.error == StreamError(
+        "The upstream stream ended before the answer finished.", "server_error"
+    )
 
 
 def test_chunks_after_finish_reason_are_ignored() -> None:
@@ -770,7 +807,10 @@ def test_golden_fixture(path: Path) -> None:
         if "error" not in body:
             assert_valid_chat_chunk(body)
         events += stream.feed(body)
-    events += stream.fail(**case["fail"]) if "fail" in case else stream.finish()
+    if "fail" in case:
+        events += stream.fail(**case["fail"])
+    elif stream.phase is StreamPhase.OPEN:  # an error chunk may have ended it
+        events += stream.finish()
     assert events == case["events"]
     assert_valid_response(assert_valid_stream(events))
 

@@ -16,6 +16,7 @@ import pytest
 from diglot.translators.context import ChatContext, ResponseContext, RestoredTool
 from diglot.translators.responses import response_to_chat_completion
 from diglot.translators.stream.chat_to_responses import ChatToResponsesStream
+from diglot.translators.stream.lifecycle import StreamClosed, StreamError, StreamPhase
 from diglot.translators.stream.responses_to_chat import ResponsesToChatStream
 from tests.response_context import make_context
 from tests.test_responses_responses_to_chat import chat_context, function_call, mutate
@@ -92,13 +93,13 @@ def upstream(
 def translate(
     events: list[dict[str, Any]], ctx: ChatContext | None = None, index: int = 0
 ) -> list[dict[str, Any]]:
-    """Feeds every event, then finish(); validates events and chunks alike."""
+    """Feeds every event, then finish() if no terminal event came; validates all it sees."""
     machine = ResponsesToChatStream(ctx or chat_context(), index)
     chunks: list[dict[str, Any]] = []
     for event in events:
         assert_valid_stream_event(event)
         chunks += machine.feed(event)
-    chunks += machine.finish()
+    chunks += finish(machine)
     body = [chunk for chunk in chunks if "error" not in chunk]
     if index:
         for chunk in body:
@@ -106,6 +107,11 @@ def translate(
     elif body:
         assert_valid_chat_stream(body)
     return chunks
+
+
+def finish(machine: ResponsesToChatStream) -> list[dict[str, Any]]:
+    """What the upstream's end adds: nothing once the machine's stream is over."""
+    return machine.finish() if machine.phase is StreamPhase.OPEN else []
 
 
 def chunk(
@@ -484,9 +490,12 @@ def test_failed_response_becomes_an_error_chunk_and_the_stream_ends() -> None:
             }
         },
     ]
-    assert machine.feed(events[3]) == []
-    assert machine.finish() == []
-    assert machine.fail("late") == []
+    assert machine.phase is StreamPhase.FAILED
+    assert machine.error == StreamError("Too many requests.", "rate_limit_exceeded")
+    assert machine.usage is None
+    for late in (lambda: machine.feed(events[3]), machine.finish, lambda: machine.fail("late")):
+        with pytest.raises(StreamClosed):
+            late()
 
 
 @pytest.mark.parametrize(
@@ -510,7 +519,12 @@ def test_error_event_becomes_an_error_chunk(fields: dict[str, Any]) -> None:
             }
         }
     ]
-    assert machine.finish() == []
+    assert (machine.phase, machine.error) == (
+        StreamPhase.FAILED,
+        StreamError("Flagged.", "invalid_prompt"),
+    )
+    with pytest.raises(StreamClosed):
+        machine.finish()
 
 
 def test_fail_breaks_the_stream_off() -> None:
@@ -525,7 +539,48 @@ def test_fail_breaks_the_stream_off() -> None:
             }
         }
     ]
-    assert machine.feed(lifecycle("response.created", 0, "in_progress")) == []
+    assert machine.error == StreamError("The upstream connection broke.", "server_error")
+    with pytest.raises(StreamClosed):
+        machine.feed(lifecycle("response.created", 0, "in_progress"))
+
+
+def test_an_upstream_that_ends_early_fails_the_stream() -> None:
+    events = upstream([chat_chunk({"content": "x"})])[:-1]
+    machine = ResponsesToChatStream(chat_context())
+    for item in events:
+        machine.feed(item)
+    assert machine.phase is StreamPhase.OPEN
+    assert machine.finish() == [
+        {
+            "error": {
+                "message": "The upstream stream ended before the response finished.",
+                "type": "server_error",
+                "param": None,
+                "code": "server_error",
+            }
+        }
+    ]
+    assert (machine.phase, machine.usage) == (StreamPhase.FAILED, None)
+    assert machine.error == StreamError(
+        "The upstream stream ended before the response finished.", "server_error"
+    )
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_the_terminal_event_finishes_the_stream_with_its_usage(include_usage: bool) -> None:
+    """The usage is the upstream's, kept for the log line whether or not the client asked."""
+    events = upstream(
+        [chat_chunk({"content": "x"}), chat_chunk(finish="stop"), chat_chunk(usage=USAGE)]
+    )
+    machine = ResponsesToChatStream(chat_context(include_usage=include_usage))
+    for item in events[:-1]:
+        machine.feed(item)
+        assert machine.phase is StreamPhase.OPEN
+    machine.feed(events[-1])
+    assert machine.phase is StreamPhase.FINISHED
+    assert machine.usage == events[-1]["response"]["usage"]
+    assert machine.usage is not None and machine.usage["input_tokens"] == 10
+    assert machine.error is None
 
 
 def test_nothing_follows_the_final_chunks() -> None:
@@ -533,8 +588,9 @@ def test_nothing_follows_the_final_chunks() -> None:
     machine = ResponsesToChatStream(chat_context())
     for item in events:
         machine.feed(item)
-    assert machine.feed(events[-1]) == []
-    assert machine.finish() == []
+    for late in (lambda: machine.feed(events[-1]), machine.finish, lambda: machine.fail("x")):
+        with pytest.raises(StreamClosed):
+            late()
 
 
 def accumulate(chunks: list[dict[str, Any]]) -> tuple[dict[str, Any], str | None]:
@@ -608,7 +664,7 @@ def test_golden_fixture(path: Path) -> None:
     for item in case["events"]:
         assert_valid_stream_event(item)
         chunks += machine.feed(item)
-    chunks += machine.fail(**case["fail"]) if "fail" in case else machine.finish()
+    chunks += machine.fail(**case["fail"]) if "fail" in case else finish(machine)
     assert chunks == case["chunks"]
     body = [c for c in chunks if "error" not in c]
     assert_valid_chat_stream(body)
@@ -622,8 +678,10 @@ def test_malformed_upstream_events_never_raise() -> None:
         machine = ResponsesToChatStream(chat_context(include_usage=True, include_logprobs=True))
         chunks: list[dict[str, Any]] = []
         for item in rng.choice(streams):
+            if machine.phase is not StreamPhase.OPEN:
+                break
             chunks += machine.feed(mutate(item, rng) if rng.random() < 0.3 else item)
-        chunks += machine.finish()
+        chunks += finish(machine)
         errors = [c for c in chunks if "error" in c]
         assert errors in ([], [chunks[-1]])
         for body in chunks[: len(chunks) - len(errors)]:

@@ -129,6 +129,47 @@ async def test_upstream_5xx_is_passed_on_in_openai_shape(
     assert await resp.json() == error(expected, "server_error")
 
 
+CHAT_STREAM = b'{"model":"fake-model","messages":[{"role":"user","content":"hi"}],"stream":true}'
+
+
+@pytest.mark.parametrize(
+    ("api", "path", "body", "relayed"),
+    [
+        ("chat", "/v1/chat/completions", CHAT_BODY, True),
+        ("responses", "/v1/responses/resp_1", None, True),
+        ("chat", "/v1/responses", RESPONSES_BODY, False),
+        ("chat", "/v1/responses", RESPONSES_STREAM, False),
+        ("responses", "/v1/chat/completions", CHAT_BODY, False),
+        ("responses", "/v1/chat/completions", CHAT_STREAM, False),
+    ],
+)
+async def test_an_upstream_redirect_is_relayed_in_passthrough_and_a_502_in_translation(
+    make_proxy: MakeProxy,
+    fake: FakeUpstream,
+    api: str,
+    path: str,
+    body: bytes | None,
+    relayed: bool,
+) -> None:
+    """Every route's one upstream exchange logs the upstream's status and time to answer."""
+    fake.script(Reply(b"", status=302, headers={"Location": "http://elsewhere/"}))
+    client = await make_proxy(api)
+    with capture_logs() as logs:
+        resp = await client.request(
+            "GET" if body is None else "POST", path, data=body, allow_redirects=False
+        )
+    if relayed:
+        assert (resp.status, resp.headers["Location"]) == (302, "http://elsewhere/")
+    else:
+        assert resp.status == 502
+        assert await resp.json() == error(
+            "The upstream answered HTTP 302.", "server_error", None, "bad_upstream_response"
+        )
+    [line] = [entry for entry in logs if entry["event"] == "request"]
+    assert line["upstream_status"] == 302
+    assert line["duration_ms"] >= line["upstream_ms"] >= 0
+
+
 @pytest.mark.parametrize(
     ("api", "path", "body"),
     [

@@ -1,7 +1,12 @@
-"""Errors as OpenAI-style values: what the client sees when a body cannot be translated."""
+"""Errors as OpenAI-style values, both API shapes side by side.
+
+A refused request, an upstream's error reply, and an error inside an answer: a Chat `error`
+member as a Responses `error` object and a Responses one as a Chat error body and status.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -101,6 +106,49 @@ def _detail_text(detail: object) -> str:
     return str(detail)
 
 
+# The codes a Responses `error` may carry; anything else is reported as a server error.
+_RESPONSES_ERROR_CODES = frozenset(
+    {
+        "server_error",
+        "rate_limit_exceeded",
+        "invalid_prompt",
+        "vector_store_timeout",
+        "invalid_image",
+        "invalid_image_format",
+        "invalid_base64_image",
+        "invalid_image_url",
+        "image_too_large",
+        "image_too_small",
+        "image_parse_error",
+        "image_content_policy_violation",
+        "invalid_image_mode",
+        "image_file_too_large",
+        "unsupported_image_media_type",
+        "empty_image_file",
+        "failed_to_download_image",
+        "image_file_not_found",
+    }
+)
+
+
+def responses_error(message: str, code: str | None = None) -> dict[str, str]:
+    """A Responses `error` object; codes outside its vocabulary become `server_error`."""
+    return {"code": code if code in _RESPONSES_ERROR_CODES else "server_error", "message": message}
+
+
+def chat_error_to_responses(error: object) -> dict[str, str]:
+    """The `error` member of a Chat body or stream chunk as a Responses `error` object."""
+    if not isinstance(error, dict):
+        return responses_error(str(error))
+    message = error.get("message")
+    code = error.get("code")
+    kind = error.get("type")
+    if not isinstance(code, str) or code not in _RESPONSES_ERROR_CODES:
+        limited = "rate_limit" in f"{code} {kind}" or code == 429
+        code = "rate_limit_exceeded" if limited else None
+    return responses_error(message if isinstance(message, str) else str(error), code)
+
+
 # Statuses of the Responses error codes: those naming the input all name an image, but one.
 _STATUS_BY_CODE = {
     "rate_limit_exceeded": 429,
@@ -127,3 +175,20 @@ def responses_error_to_chat(error: object, fallback: str) -> tuple[dict[str, Any
         param if isinstance(param, str) else None,
         code,
     ), status
+
+
+class UpstreamFailed(Exception):
+    """The upstream reports the response failed: the Chat client gets its error, not an answer."""
+
+    def __init__(self, body: dict[str, Any], status: int) -> None:
+        super().__init__(body["error"]["message"])
+        self.body = body
+        self.status = status
+
+
+def response_failure(response: Mapping[str, Any]) -> UpstreamFailed:
+    """A response that did not complete, its error in the Chat client's shape."""
+    status = response.get("status")
+    fallback = f"The upstream response ended with status {status!r}."
+    body, http_status = responses_error_to_chat(response.get("error"), fallback)
+    return UpstreamFailed(body, http_status)

@@ -17,7 +17,7 @@ from diglot.translators.content import (
     responses_logprobs_to_chat,
 )
 from diglot.translators.context import ChatContext, ResponseContext
-from diglot.translators.errors import responses_error_to_chat
+from diglot.translators.errors import chat_error_to_responses, response_failure, responses_error
 from diglot.translators.reasoning import (
     ITEM_SEPARATOR,
     output_reasoning_text,
@@ -34,30 +34,6 @@ from diglot.translators.usage import (
 ResponseStatus = Literal["in_progress", "completed", "incomplete", "failed"]
 ItemStatus = Literal["completed", "incomplete"]
 
-# The codes a Responses `error` may carry; anything else is reported as a server error.
-_ERROR_CODES = frozenset(
-    {
-        "server_error",
-        "rate_limit_exceeded",
-        "invalid_prompt",
-        "vector_store_timeout",
-        "invalid_image",
-        "invalid_image_format",
-        "invalid_base64_image",
-        "invalid_image_url",
-        "image_too_large",
-        "image_too_small",
-        "image_parse_error",
-        "image_content_policy_violation",
-        "invalid_image_mode",
-        "image_file_too_large",
-        "unsupported_image_media_type",
-        "empty_image_file",
-        "failed_to_download_image",
-        "image_file_not_found",
-    }
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -66,8 +42,7 @@ class Outcome:
     status: ResponseStatus
     item_status: ItemStatus = "completed"
     incomplete_reason: str | None = None
-    error_code: str | None = None
-    error_message: str = ""
+    error: Mapping[str, str] | None = None  # a Responses `error` object (see errors.py)
 
 
 IN_PROGRESS = Outcome("in_progress")
@@ -82,27 +57,13 @@ _CUT_OFF = {
 def finish_outcome(finish_reason: str | None) -> Outcome:
     """Chat `finish_reason` -> status; a cut-off answer is never reported as completed."""
     if finish_reason == "error":
-        return failure_outcome("The upstream model stopped with an error.")
+        return failure_outcome(responses_error("The upstream model stopped with an error."))
     return _CUT_OFF.get(finish_reason or "", COMPLETED)
 
 
-def failure_outcome(message: str, code: str | None = None) -> Outcome:
-    """A failed response; codes outside the Responses vocabulary become `server_error`."""
-    known = code if code in _ERROR_CODES else "server_error"
-    return Outcome("failed", "incomplete", error_code=known, error_message=message)
-
-
-def upstream_error_outcome(error: object) -> Outcome:
-    """The `error` member of an upstream body or stream chunk as a failed outcome."""
-    if not isinstance(error, dict):
-        return failure_outcome(str(error))
-    message = error.get("message")
-    code = error.get("code")
-    kind = error.get("type")
-    if not isinstance(code, str) or code not in _ERROR_CODES:
-        limited = "rate_limit" in f"{code} {kind}" or code == 429
-        code = "rate_limit_exceeded" if limited else None
-    return failure_outcome(message if isinstance(message, str) else str(error), code)
+def failure_outcome(error: Mapping[str, str]) -> Outcome:
+    """A failed response with its Responses `error` object; its items stay incomplete."""
+    return Outcome("failed", "incomplete", error=error)
 
 
 def response_object(
@@ -127,8 +88,8 @@ def response_object(
         "output": output,
         "usage": usage,
     }
-    if outcome.error_code is not None:
-        body["error"] = {"code": outcome.error_code, "message": outcome.error_message}
+    if outcome.error is not None:
+        body["error"] = dict(outcome.error)
     if outcome.incomplete_reason is not None:
         body["incomplete_details"] = {"reason": outcome.incomplete_reason}
     body.update(ctx.echo)  # no echoed setting shares a key with the fields above
@@ -148,10 +109,10 @@ def chat_completion_to_response(
     mapped_usage = chat_usage_to_responses(usage) if isinstance(usage, dict) else None
     choices = completion.get("choices")
     if completion.get("error") is not None:
-        outcome = upstream_error_outcome(completion["error"])
+        outcome = failure_outcome(chat_error_to_responses(completion["error"]))
         output: list[dict[str, Any]] = []
     elif not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
-        outcome = failure_outcome("The upstream returned no choices.")
+        outcome = failure_outcome(responses_error("The upstream returned no choices."))
         output = []
     else:
         choice = choices[0]
@@ -176,7 +137,8 @@ def _choice_output(
     if not isinstance(message, dict):
         message = {}
     reasoning, answer = _reasoning_and_answer(message, ctx)
-    parts = [output_text_part(answer, _logprobs(choice, ctx))] if answer else []
+    logprobs = chat_choice_logprobs_to_responses(choice) if ctx.include_logprobs else []
+    parts = [output_text_part(answer, logprobs)] if answer else []
     refusal = message.get("refusal")
     if isinstance(refusal, str) and refusal:
         parts.append(refusal_part(refusal))
@@ -197,9 +159,7 @@ def _choice_output(
 
 def _reasoning_and_answer(message: Mapping[str, Any], ctx: ResponseContext) -> tuple[str, str]:
     """The message's reasoning field plus any leading think block, and the answer after it."""
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if not isinstance(reasoning, str):
-        reasoning = ""
+    reasoning = chat_reasoning_text(message)
     answer = chat_content_text(message.get("content"))
     if answer and ctx.options.think_tags:
         thought, answer = split_think(answer)
@@ -207,30 +167,17 @@ def _reasoning_and_answer(message: Mapping[str, Any], ctx: ResponseContext) -> t
     return reasoning, answer
 
 
-def _logprobs(choice: Mapping[str, Any], ctx: ResponseContext) -> list[dict[str, Any]]:
-    """The choice's token logprobs, when the client asked for them."""
-    if not ctx.include_logprobs:
-        return []
+def chat_choice_logprobs_to_responses(choice: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A Chat choice's (or chunk choice's) token logprobs as a Responses text part's."""
     logprobs = choice.get("logprobs")
     entries = logprobs.get("content") if isinstance(logprobs, dict) else None
     return chat_logprobs_to_responses(entries) if isinstance(entries, list) else []
 
 
-class UpstreamFailed(Exception):
-    """The upstream reports the response failed: the Chat client gets its error, not an answer."""
-
-    def __init__(self, body: dict[str, Any], status: int) -> None:
-        super().__init__(body["error"]["message"])
-        self.body = body
-        self.status = status
-
-
-def response_failure(response: Mapping[str, Any]) -> UpstreamFailed:
-    """A response that did not complete, its error in the Chat client's shape."""
-    status = response.get("status")
-    fallback = f"The upstream response ended with status {status!r}."
-    body, code = responses_error_to_chat(response.get("error"), fallback)
-    return UpstreamFailed(body, code)
+def chat_reasoning_text(message: Mapping[str, Any]) -> str:
+    """A Chat message's (or delta's) reasoning: `reasoning_content`, or vLLM's `reasoning`."""
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    return reasoning if isinstance(reasoning, str) else ""
 
 
 _CHAT_SERVICE_TIERS = frozenset({"auto", "default", "flex", "scale", "priority"})

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
-from diglot.translators.content import chat_content_text, chat_logprobs_to_responses
+from diglot.translators.content import chat_content_text
 from diglot.translators.context import ResponseContext
+from diglot.translators.errors import chat_error_to_responses, responses_error
 from diglot.translators.reasoning import Segment, ThinkSplitter
 from diglot.translators.responses import (
     IN_PROGRESS,
     Outcome,
+    chat_choice_logprobs_to_responses,
+    chat_reasoning_text,
     failure_outcome,
     finish_outcome,
     now_seconds,
     response_object,
-    upstream_error_outcome,
 )
 from diglot.translators.stream.emitter import Emitter
 from diglot.translators.stream.items import MessageItem, OutputItem, ReasoningItem, ToolCallItem
+from diglot.translators.stream.lifecycle import StreamError, StreamPhase, stream_closed
 from diglot.translators.tools import chat_call_parts, tool_item_prefix
 from diglot.translators.usage import chat_usage_to_responses
 
@@ -27,6 +30,7 @@ _TERMINAL_EVENTS = {
     "incomplete": "response.incomplete",
     "failed": "response.failed",
 }
+_OPEN = StreamPhase.OPEN  # a module global: an Enum member looked up on its class costs more
 
 
 class ChatToResponsesStream:
@@ -35,6 +39,10 @@ class ChatToResponsesStream:
     Reasoning and message items close when another item opens; tool calls stay open until the
     choice finishes, so fragments of parallel calls may interleave. The terminal event waits
     for `finish()` so that a usage chunk sent after `finish_reason` is included.
+
+    `phase` stays OPEN until the terminal event is out; then `response` is the terminal
+    response, `usage` its usage and, when FAILED, `error` its error. Feeding it after that
+    raises `StreamClosed`.
     """
 
     __slots__ = (
@@ -46,17 +54,25 @@ class ChatToResponsesStream:
         "_model",
         "_open",
         "_out",
-        "_phase",
+        "_started",
         "_think",
         "_tools",
         "_usage",
+        "error",
+        "phase",
+        "response",
+        "usage",
     )
 
     def __init__(self, ctx: ResponseContext, *, clock: Callable[[], int] = now_seconds) -> None:
         self._ctx = ctx
         self._clock = clock
         self._out = Emitter()
-        self._phase: Literal["new", "open", "done"] = "new"
+        self._started = False
+        self.phase = StreamPhase.OPEN
+        self.response: dict[str, Any] | None = None
+        self.usage: dict[str, Any] | None = None
+        self.error: StreamError | None = None
         self._items: list[OutputItem] = []
         self._open: MessageItem | ReasoningItem | None = None
         self._tools: dict[object, tuple[str, ToolCallItem]] = {}  # key -> (upstream id, item)
@@ -68,20 +84,22 @@ class ChatToResponsesStream:
 
     def start(self) -> list[dict[str, Any]]:
         """`response.created` and `response.in_progress` with the empty in-progress response."""
+        if self.phase is not _OPEN:
+            raise stream_closed(self.phase)
         self._begin()
         return self._out.drain()
 
     def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
         """Events for one parsed upstream chunk (possibly none)."""
-        if self._phase != "open":
-            if self._phase == "done":
-                return []
+        if self.phase is not _OPEN:
+            raise stream_closed(self.phase)
+        if not self._started:
             self._begin()
         error = chunk.get("error")
         if error is None and chunk.get("object") == "error":
             error = chunk
         if error is not None:
-            self._terminate(upstream_error_outcome(error))
+            self._terminate(failure_outcome(chat_error_to_responses(error)))
             return self._out.drain()
         if self._model is None:
             model = chunk.get("model")
@@ -100,29 +118,28 @@ class ChatToResponsesStream:
 
     def finish(self) -> list[dict[str, Any]]:
         """The upstream ended: the terminal event (failed if the model never finished)."""
-        if self._phase == "done":
-            return []
+        if self.phase is not _OPEN:
+            raise stream_closed(self.phase)
         self._begin()
         if self._finish_reason is None:
-            self._terminate(
-                failure_outcome("The upstream stream ended before the answer finished.")
-            )
+            error = responses_error("The upstream stream ended before the answer finished.")
+            self._terminate(failure_outcome(error))
         else:
             self._terminate(finish_outcome(self._finish_reason))
         return self._out.drain()
 
     def fail(self, message: str, code: str | None = None) -> list[dict[str, Any]]:
         """The upstream broke off: `response.failed`, and the stream ends."""
-        if self._phase == "done":
-            return []
+        if self.phase is not _OPEN:
+            raise stream_closed(self.phase)
         self._begin()
-        self._terminate(failure_outcome(message, code))
+        self._terminate(failure_outcome(responses_error(message, code)))
         return self._out.drain()
 
     def _begin(self) -> None:
-        if self._phase != "new":
+        if self._started:
             return
-        self._phase = "open"
+        self._started = True
         snapshot = response_object(self._ctx, IN_PROGRESS, [])
         self._out.emit({"type": "response.created", "response": snapshot})
         self._out.emit({"type": "response.in_progress", "response": snapshot})
@@ -130,8 +147,8 @@ class ChatToResponsesStream:
     def _choice(self, choice: Mapping[str, Any]) -> None:
         delta = choice.get("delta")
         if delta and isinstance(delta, dict):
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if reasoning and isinstance(reasoning, str):
+            reasoning = chat_reasoning_text(delta)
+            if reasoning:
                 self._reasoning(reasoning)
             content = delta.get("content")
             if content:
@@ -173,12 +190,7 @@ class ChatToResponsesStream:
                 self._reasoning(text)
 
     def _text(self, text: str, choice: Mapping[str, Any]) -> None:
-        logprobs: list[dict[str, Any]] = []
-        if self._ctx.include_logprobs:
-            chunk_logprobs = choice.get("logprobs")
-            entries = chunk_logprobs.get("content") if isinstance(chunk_logprobs, dict) else None
-            if isinstance(entries, list):
-                logprobs = chat_logprobs_to_responses(entries)
+        logprobs = chat_choice_logprobs_to_responses(choice) if self._ctx.include_logprobs else []
         self._message().add_text(self._out, text, logprobs)
 
     def _message(self) -> MessageItem:
@@ -231,10 +243,17 @@ class ChatToResponsesStream:
         return len(self._items)
 
     def _terminate(self, outcome: Outcome) -> None:
-        self._phase = "done"
+        """The terminal event, and the stream's result: its response, usage and error."""
         output = [item.final(outcome.item_status) for item in self._items]
         usage = chat_usage_to_responses(self._usage) if self._usage else None
         response = response_object(
             self._ctx, outcome, output, model=self._model, usage=usage, completed_at=self._clock()
         )
+        self.response, self.usage = response, usage
+        error = outcome.error
+        if error is None:
+            self.phase = StreamPhase.FINISHED
+        else:
+            self.phase = StreamPhase.FAILED
+            self.error = StreamError(error["message"], error["code"])
         self._out.emit({"type": _TERMINAL_EVENTS[outcome.status], "response": response})

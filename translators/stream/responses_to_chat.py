@@ -9,6 +9,7 @@ from diglot.translators.context import ChatContext
 from diglot.translators.errors import responses_error_to_chat
 from diglot.translators.reasoning import ITEM_SEPARATOR, PART_SEPARATORS
 from diglot.translators.responses import chat_envelope, chat_finish_reason, chat_logprobs
+from diglot.translators.stream.lifecycle import StreamError, StreamPhase, stream_closed
 from diglot.translators.tools import TOOL_CALL_ITEMS, item_tool_call, tool_call_delta
 from diglot.translators.usage import responses_usage_to_chat
 
@@ -150,22 +151,39 @@ def _part_index(event: Mapping[str, Any], key: str) -> int:
 _Part = TypeVar("_Part", bound=_Item)
 _Handler = Callable[["ResponsesToChatStream", dict[str, Any]], list[dict[str, Any]]]
 _UPSTREAM_ENDED = "The upstream stream ended before the response finished."
+_OPEN = StreamPhase.OPEN  # a module global: an Enum member looked up on its class costs more
 
 
 class ResponsesToChatStream:
     """Turns one upstream Responses event stream into chat.completion.chunk objects.
 
-    Phases: `new` until the first chunk (the assistant role), `open` while the answer streams,
-    `done` after the final chunks or an error chunk; nothing is sent after `done`. Each output
-    item is one object, kept only while the upstream streams it.
+    The first chunk (the assistant role) goes out with the first lifecycle or content event.
+    `phase` stays OPEN until the final chunks (FINISHED, with the upstream's Responses
+    `usage`) or an error chunk (FAILED, with its `error`); feeding it after that raises
+    `StreamClosed`. Each output item is one object, kept only while the upstream streams it.
     """
 
-    __slots__ = ("_calls", "_ctx", "_envelope", "_index", "_items", "_phase", "_reasoned", "_seen")
+    __slots__ = (
+        "_calls",
+        "_ctx",
+        "_envelope",
+        "_index",
+        "_items",
+        "_reasoned",
+        "_seen",
+        "_started",
+        "error",
+        "phase",
+        "usage",
+    )
 
     def __init__(self, ctx: ChatContext, index: int = 0) -> None:
         self._ctx = ctx
         self._index = index
-        self._phase: Literal["new", "open", "done"] = "new"
+        self._started = False
+        self.phase = StreamPhase.OPEN
+        self.usage: dict[str, Any] | None = None
+        self.error: StreamError | None = None
         self._envelope: dict[str, Any] = {}
         self._items: dict[int | None, _Item] = {}
         self._seen = 0  # output indexes below this have been announced or streamed
@@ -174,29 +192,27 @@ class ResponsesToChatStream:
 
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """The chunks for one parsed upstream event (often none)."""
-        if self._phase == "done":
-            return []
+        if self.phase is not _OPEN:
+            raise stream_closed(self.phase)
         kind = event.get("type")
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         return handler(self, event) if handler is not None else []
 
     def finish(self) -> list[dict[str, Any]]:
-        """The upstream ended: nothing more if the stream ended properly, else an error chunk."""
-        if self._phase == "done":
-            return []
+        """The upstream ended before its terminal event: an error chunk."""
         return self.fail(_UPSTREAM_ENDED)
 
     def fail(self, message: str, code: str | None = None) -> list[dict[str, Any]]:
         """The upstream broke off: an error chunk, and the stream ends."""
-        if self._phase == "done":
-            return []
+        if self.phase is not _OPEN:
+            raise stream_closed(self.phase)
         return self._error({"message": message, "code": code})
 
     def _start(self, response: object) -> list[dict[str, Any]]:
         """The first chunk, with the upstream's model and service tier when the event has them."""
-        if self._phase != "new":
+        if self._started:
             return []
-        self._phase = "open"
+        self._started = True
         envelope = chat_envelope(
             self._ctx, response if isinstance(response, dict) else {}, "chat.completion.chunk"
         )
@@ -243,7 +259,7 @@ class ResponsesToChatStream:
         text = event.get("delta")
         if not text or not isinstance(text, str):
             return []
-        chunks = self._start(None) if self._phase == "new" else []
+        chunks = [] if self._started else self._start(None)
         message = self._item(event, _Message)
         if message is not None:
             delta = message.delta(field, _part_index(event, "content_index"), text)
@@ -347,13 +363,14 @@ class ResponsesToChatStream:
             chunks += map(self._chunk, deltas)
         self._items.clear()
         chunks.append(self._chunk({}, finish_reason=chat_finish_reason(response, self._calls > 0)))
+        usage = response.get("usage")
+        self.usage = usage if isinstance(usage, dict) else None
         if self._ctx.include_usage:
-            usage = response.get("usage")
             chunk = self._envelope.copy()
             chunk["choices"] = []
-            chunk["usage"] = responses_usage_to_chat(usage) if isinstance(usage, dict) else None
+            chunk["usage"] = responses_usage_to_chat(self.usage) if self.usage is not None else None
             chunks.append(chunk)
-        self._phase = "done"
+        self.phase = StreamPhase.FINISHED
         return chunks
 
     def _failed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -367,9 +384,11 @@ class ResponsesToChatStream:
         return self._error(error)
 
     def _error(self, error: object) -> list[dict[str, Any]]:
-        self._phase = "done"
+        """The one error chunk that ends the stream."""
         self._items.clear()
         body, _ = responses_error_to_chat(error, "The upstream response failed.")
+        self.phase = StreamPhase.FAILED
+        self.error = StreamError(body["error"]["message"], body["error"]["code"])
         return [body]
 
 
