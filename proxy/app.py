@@ -7,7 +7,6 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
@@ -24,11 +23,13 @@ from diglot.proxy.observability import (
     CURRENT_RECORD,
     RequestLog,
     get_logger,
+    request_line,
     request_line_writer,
 )
 from diglot.proxy.replies import json_response
 from diglot.proxy.state import PROXY, RECORD, Proxy
 from diglot.proxy.upstream import REQUEST_ID, Upstream
+from diglot.proxy.websocket import install_sockets, serve_socket, socket_runner, wants_websocket
 from diglot.translators.errors import RequestError, error_body
 from diglot.translators.models import ToolShelf
 
@@ -65,6 +66,7 @@ def create_app(config: Config) -> web.Application:
     keys = install_client_auth(app, config)
     install_health(app, config)
     metrics = install_metrics(app)
+    install_sockets(app, metrics)
     _add_routes(app.router, keys, metrics)
     return app
 
@@ -82,6 +84,7 @@ def _add_routes(router: web.UrlDispatcher, keys: ClientKeys | None, metrics: Met
         stored = prefix + "/responses/{response_id}"
         routes += [
             ("POST", prefix + "/responses", handlers.responses),
+            ("GET", prefix + "/responses", _responses_socket),
             ("POST", prefix + "/chat/completions", handlers.chat_completions),
             ("GET", prefix + "/models", handlers.models),
             ("GET", stored, stored_responses.get_response),
@@ -155,9 +158,10 @@ def observed(handler: Handler, route: str, keys: ClientKeys | None, metrics: Met
             CURRENT_RECORD.reset(token)
             ended = time.perf_counter()
             record.first_byte = record.first_byte or ended  # an unstreamed answer goes out whole
-            if write_line is not None:
-                write_line(_request_line(request, record, status, ended))
-            metrics.finished(route, record, status, ended)
+            if record.transport == "http":  # a WebSocket's turns are requests of their own
+                if write_line is not None:
+                    write_line(request_line(request.method, request.path, record, status, ended))
+                metrics.finished(route, record, status, ended)
 
     return frame
 
@@ -189,6 +193,13 @@ def _not_allowed(allow: list[str]) -> Handler:
     return not_allowed
 
 
+async def _responses_socket(request: web.Request) -> web.StreamResponse:
+    """GET of the Responses path is WebSocket mode's upgrade, and nothing else."""
+    if not wants_websocket(request):
+        raise MethodNotAllowed(request, ["POST"])
+    return await serve_socket(request, socket_runner(request.app[PROXY].config))
+
+
 async def _unknown_url(request: web.Request) -> web.StreamResponse:
     raise RequestError(f"Invalid URL ({request.method} {request.path})", None, "unknown_url", 404)
 
@@ -201,41 +212,3 @@ def _http_error_body(exc: web.HTTPException) -> dict[str, object]:
     """An aiohttp error raised inside a handler (a body too large to read, ...)."""
     kind = "server_error" if exc.status >= 500 else "invalid_request_error"
     return error_body(exc.reason, kind)
-
-
-def _request_line(
-    request: web.Request, record: RequestLog, status: int, ended: float
-) -> dict[str, Any]:
-    """The request's log line: what is known of it, without empty fields."""
-    fields = {
-        "request_id": record.request_id,
-        "method": request.method,
-        "path": request.path,
-        "direction": record.direction,
-        "model": record.model,
-        "stream": record.stream,
-        "status": status,
-        "upstream_status": record.upstream_status,
-        "duration_ms": _ms(ended - record.started),
-        "ttfb_ms": None if record.first_byte is None else _ms(record.first_byte - record.started),
-        "upstream_ms": None if record.upstream_ms is None else round(record.upstream_ms, 2),
-        "upstream_total_ms": _upstream_total_ms(record, ended),
-        "input_tokens": record.input_tokens,
-        "output_tokens": record.output_tokens,
-        "dropped": record.dropped or None,
-        "upstream_error": record.fault(),
-        "upstream_retries": record.upstream_retries or None,
-        "error": record.error,
-    }
-    return {key: value for key, value in fields.items() if value is not None}
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 2)
-
-
-def _upstream_total_ms(record: RequestLog, ended: float) -> float | None:
-    """From the upstream request to the end of its answer (or of diglot's wait for it)."""
-    if record.upstream_started is None:
-        return None
-    return _ms((record.upstream_ended or ended) - record.upstream_started)

@@ -81,6 +81,8 @@ class Turn(msgspec.Struct):
     known_ids: set[str] = set()  # item ids of the chain continued
     _bodies: dict[str, dict[str, Any]] = {}
     unresolved: bool = False  # stored state still to be read by resolve_turn
+    kept: bool = True  # the response is kept once finished
+    shared: bool = True  # and shared beyond its WebSocket connection
 
     @property
     def keeps(self) -> bool:
@@ -113,6 +115,7 @@ class Turn(msgspec.Struct):
             created_at=float(response["created_at"]),
             body=b'{"input":' + dumps(self.input_items) + b',"response":' + encoded + b"}",
             item_ids=tuple(item_ids),
+            shared=self.shared,
         )
         try:
             await self.store.put(record)
@@ -124,21 +127,29 @@ class Turn(msgspec.Struct):
 
 
 def begin_turn(
-    store: Store, sealer: Sealer, headers: Mapping[str, str], req: ResponsesRequest, raw: bytes
+    store: Store,
+    sealer: Sealer,
+    headers: Mapping[str, str],
+    req: ResponsesRequest,
+    raw: bytes,
+    kept_unstored: bool = False,
 ) -> Turn:
     """A request's turn, begun without waiting on the store when it continues nothing stored.
 
     One that does (`previous_response_id`, `item_reference`s) is `unresolved` until
-    `resolve_turn` has read the store.
+    `resolve_turn` has read the store. With `kept_unstored` (a WebSocket connection's store),
+    a `store: false` response is kept too, as a record the store does not share.
     """
     params = req.params
     turn = Turn(store, tenant_of(headers), previous_id=params.previous_response_id)
+    turn.shared = params.store is not False
+    turn.kept = turn.shared or kept_unstored
     if sealed_reasoning_asked(params):
         sealer.ready()
     references = not isinstance(req.input, str) and ItemReference in map(type, req.input)
     if params.previous_response_id is not None or references:
         turn.unresolved = True
-    elif params.store is not False:
+    elif turn.kept:
         _note_input(turn, raw)
     return turn
 
@@ -150,7 +161,7 @@ async def resolve_turn(turn: Turn, req: ResponsesRequest, raw: bytes) -> None:
         turn.history = await _history(turn, params.previous_response_id)
     if not isinstance(req.input, str) and ItemReference in map(type, req.input):
         req.input = await _resolve_references(turn, req.input)
-    if params.store is not False:
+    if turn.kept:
         _note_input(turn, raw)
     turn.unresolved = False
 

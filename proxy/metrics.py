@@ -132,7 +132,7 @@ class _RequestStats:
     """
 
     def __init__(self) -> None:
-        self.counts: dict[tuple[str, str, int], int] = {}
+        self.counts: dict[tuple[str, str, int, str], int] = {}
         self.timings: dict[tuple[str, bool], _Timings] = {}
         self._noted: list[tuple[str, RequestLog, int, float]] = []
 
@@ -147,7 +147,7 @@ class _RequestStats:
         noted, self._noted = self._noted, []
         counts = self.counts
         for route, record, status, ended in noted:
-            key = (route, record.direction, status)
+            key = (route, record.direction, status, record.transport)
             counts[key] = counts.get(key, 0) + 1
             if record.direction != "local":
                 self.timing(record.direction, bool(record.stream)).observe(record, ended)
@@ -165,11 +165,12 @@ class _RequestStats:
         self.fold()
         requests = CounterMetricFamily(
             "diglot_requests",
-            "Requests answered, by route, direction and HTTP status (499: the client went away).",
-            labels=["route", "direction", "status"],
+            "Requests answered, by route, direction, HTTP status (499: the client went away) and "
+            "transport (a WebSocket turn is a request).",
+            labels=["route", "direction", "status", "transport"],
         )
-        for (route, direction, status), count in sorted(self.counts.items()):
-            requests.add_metric([route, direction, str(status)], count)
+        for (route, direction, status, transport), count in sorted(self.counts.items()):
+            requests.add_metric([route, direction, str(status), transport], count)
         yield requests
         for index, (name, documentation, _) in enumerate(_TIMING_FAMILIES):
             family = HistogramMetricFamily(name, documentation, labels=["direction", "stream"])
@@ -194,6 +195,11 @@ class Metrics:
             "diglot_active_streams",
             "Event streams open to clients.",
             ["direction"],
+            registry=registry,
+        )
+        self.active_websockets = Gauge(
+            "diglot_active_websockets",
+            "WebSocket connections open to clients.",
             registry=registry,
         )
         self.warnings = Counter(

@@ -19,6 +19,7 @@ from diglot.translators.context import Dropped
 LOGGER_NAME = "diglot"
 CLIENT_GONE = "client disconnected"
 Direction = Literal["passthrough", "responses->chat", "chat->responses", "local"]
+Transport = Literal["http", "websocket"]
 
 
 class _JsonLines:
@@ -139,6 +140,7 @@ class RequestLog(msgspec.Struct):
     upstream_error: str | None = None  # one of proxy.upstream.FAULT_KINDS
     upstream_retries: int = 0
     dropped: tuple[str, ...] = ()  # request fields dropped in translation
+    transport: Transport = "http"
 
     def note_dropped(self, dropped: Sequence[Dropped]) -> None:
         """Remember and log each request field translation dropped (a 400 had it been strict)."""
@@ -168,3 +170,42 @@ class RequestLog(msgspec.Struct):
 
 # The record of the request being handled, for code that is not handed it (the upstream client).
 CURRENT_RECORD: ContextVar[RequestLog | None] = ContextVar("diglot_request", default=None)
+
+
+def request_line(
+    method: str, path: str, record: RequestLog, status: int, ended: float
+) -> dict[str, Any]:
+    """The request's log line: what is known of it, without empty fields."""
+    fields = {
+        "request_id": record.request_id,
+        "method": method,
+        "path": path,
+        "transport": None if record.transport == "http" else record.transport,
+        "direction": record.direction,
+        "model": record.model,
+        "stream": record.stream,
+        "status": status,
+        "upstream_status": record.upstream_status,
+        "duration_ms": _ms(ended - record.started),
+        "ttfb_ms": None if record.first_byte is None else _ms(record.first_byte - record.started),
+        "upstream_ms": None if record.upstream_ms is None else round(record.upstream_ms, 2),
+        "upstream_total_ms": _upstream_total_ms(record, ended),
+        "input_tokens": record.input_tokens,
+        "output_tokens": record.output_tokens,
+        "dropped": record.dropped or None,
+        "upstream_error": record.fault(),
+        "upstream_retries": record.upstream_retries or None,
+        "error": record.error,
+    }
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def _upstream_total_ms(record: RequestLog, ended: float) -> float | None:
+    """From the upstream request to the end of its answer (or of diglot's wait for it)."""
+    if record.upstream_started is None:
+        return None
+    return _ms((record.upstream_ended or ended) - record.upstream_started)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
 import aiohttp
@@ -15,6 +15,7 @@ from diglot.proxy.upstream import excerpt
 from diglot.translators.stream.lifecycle import StreamClosed, StreamPhase, StreamTranslator
 
 Pieces = list[dict[str, Any]]
+Emit = Callable[[Pieces], Awaitable[None]]  # hands translated pieces to the client's transport
 log = get_logger()
 _OPEN = StreamPhase.OPEN  # a module global: an Enum member looked up on its class costs more
 _FAILED = "server_error"  # the code of a failure diglot reports for the upstream

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from contextlib import aclosing
-from typing import Any, TypeGuard
+from typing import Any, NamedTuple, TypeGuard
 
 import aiohttp
 from aiohttp import web
@@ -14,12 +15,15 @@ from diglot.proxy.jsonenc import dumps
 from diglot.proxy.limits import check_item_count
 from diglot.proxy.metrics import start_answer
 from diglot.proxy.observability import CLIENT_GONE, RequestLog, get_logger
-from diglot.proxy.pump import TranslatingRelay, translated
+from diglot.proxy.pump import Emit, TranslatingRelay, translated
 from diglot.proxy.replies import json_response
 from diglot.proxy.sse import encode_events
 from diglot.proxy.state import Proxy
+from diglot.proxy.store import Store
+from diglot.proxy.store.connection import ConnectionStore
 from diglot.proxy.upstream import (
     REQUEST_ID,
+    Exchange,
     UpstreamRefused,
     not_the_api,
     rate_limit_headers,
@@ -29,8 +33,8 @@ from diglot.proxy.upstream import (
     upstream_json,
 )
 from diglot.translators.context import ResponseContext
-from diglot.translators.models import decode_responses_request
-from diglot.translators.requests import responses_request_to_chat
+from diglot.translators.models import ResponsesRequest, decode_responses_request
+from diglot.translators.requests import ChatCall, responses_request_to_chat
 from diglot.translators.responses import chat_completion_to_response
 from diglot.translators.stream.chat_to_responses import ChatToResponsesStream
 
@@ -38,16 +42,28 @@ _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Contr
 log = get_logger()
 
 
-async def responses_over_chat(
-    request: web.Request, proxy: Proxy, record: RequestLog, raw: bytes
-) -> web.StreamResponse:
-    """POST /v1/responses answered by POSTing {upstream}/chat/completions."""
+class _Prepared(NamedTuple):
+    """A turn decoded, its stored state read, translated: ready to go upstream."""
+
+    parsed: ResponsesRequest
+    turn: Turn
+    call: ChatCall
+
+
+async def _prepare(
+    proxy: Proxy,
+    record: RequestLog,
+    headers: Mapping[str, str],
+    raw: bytes,
+    store: Store,
+    kept_unstored: bool = False,
+) -> _Prepared:
     record.direction = "responses->chat"
     parsed = decode_responses_request(raw, proxy.tool_shelf)
     record.model, record.stream = parsed.model, parsed.stream
     if not isinstance(parsed.input, str):
         check_item_count(len(parsed.input), proxy.config.max_input_items, "input")
-    turn = begin_turn(proxy.store, proxy.sealer, request.headers, parsed, raw)
+    turn = begin_turn(store, proxy.sealer, headers, parsed, raw, kept_unstored)
     if turn.unresolved:
         await resolve_turn(turn, parsed, raw)
     call = responses_request_to_chat(
@@ -62,11 +78,24 @@ async def responses_over_chat(
         record.note_dropped(call.dropped)
     if proxy.config.log_bodies:
         log.info("upstream_request_body", request_id=record.request_id, body=call.body)
-    headers = proxy.upstream.headers(request.headers, record.request_id, "application/json")
+    return _Prepared(parsed, turn, call)
+
+
+def _exchange(
+    proxy: Proxy, record: RequestLog, headers: Mapping[str, str], call: ChatCall
+) -> Exchange:
+    upstream_headers = proxy.upstream.headers(headers, record.request_id, "application/json")
     url = proxy.upstream.url("/chat/completions")
-    body = dumps(call.body)
+    return proxy.upstream.open("POST", url, upstream_headers, dumps(call.body), passthrough=False)
+
+
+async def responses_over_chat(
+    request: web.Request, proxy: Proxy, record: RequestLog, raw: bytes
+) -> web.StreamResponse:
+    """POST /v1/responses answered by POSTing {upstream}/chat/completions."""
+    parsed, turn, call = await _prepare(proxy, record, request.headers, raw, proxy.store)
     try:
-        async with proxy.upstream.open("POST", url, headers, body, passthrough=False) as upstream:
+        async with _exchange(proxy, record, request.headers, call) as upstream:
             if parsed.stream:
                 require_event_stream(upstream)
                 return await _stream(request, upstream, call.context, record, turn)
@@ -79,6 +108,36 @@ async def responses_over_chat(
             return json_response(encoded, 200, headers)
     except UpstreamRefused as refused:
         return refused.reply
+
+
+async def responses_turn(
+    proxy: Proxy,
+    record: RequestLog,
+    headers: Mapping[str, str],
+    raw: bytes,
+    *,
+    store: ConnectionStore,
+    generate: bool,
+    emit: Emit,
+) -> web.Response | None:
+    """A WebSocket turn: the stream an HTTP client would get, its events handed to `emit`; the
+    refusal an HTTP client would get instead, if the upstream refused."""
+    _, turn, call = await _prepare(proxy, record, headers, raw, store, kept_unstored=True)
+    if not generate:
+        translator = ChatToResponsesStream(call.context)
+        events = translator.complete_without_output()
+        assert translator.response is not None
+        await turn.keep(translator.response)
+        await emit(events)
+        return None
+    try:
+        async with _exchange(proxy, record, headers, call) as upstream:
+            require_event_stream(upstream)
+            record.first_byte = time.perf_counter()
+            await _relay(upstream, call.context, record, turn, emit)
+    except UpstreamRefused as refused:
+        return refused.reply
+    return None
 
 
 def _answer(raw: bytes, ctx: ResponseContext, record: RequestLog, status: int) -> dict[str, Any]:
@@ -138,23 +197,38 @@ async def _stream(
     turn: Turn,
 ) -> web.StreamResponse:
     """Translate chunk by chunk as they arrive; always end with one terminal event."""
-    relay = _ChatStreamRelay(ctx, record)
     headers = {
         **_SSE_HEADERS,
         **rate_limit_headers(upstream.headers),
         REQUEST_ID: record.request_id,
     }
     response = web.StreamResponse(status=200, headers=headers)
+
+    async def write(events: list[dict[str, Any]]) -> None:
+        await response.write(encode_events(events))
+
     try:
         await start_answer(request, response)
-        await response.write(encode_events(relay.start()))
-        async with aclosing(translated(upstream, relay)) as pieces:
-            async for events in pieces:
-                ended = relay.translator.response
-                if ended is not None:  # the last events: stored before the client sees them end
-                    await turn.keep(ended)
-                await response.write(encode_events(events))
+        await _relay(upstream, ctx, record, turn, write)
         await response.write_eof()
     except ConnectionResetError:
         record.error = CLIENT_GONE
     return response
+
+
+async def _relay(
+    upstream: aiohttp.ClientResponse,
+    ctx: ResponseContext,
+    record: RequestLog,
+    turn: Turn,
+    emit: Emit,
+) -> None:
+    """The translated events, each batch handed to `emit` as it is ready."""
+    relay = _ChatStreamRelay(ctx, record)
+    await emit(relay.start())
+    async with aclosing(translated(upstream, relay)) as pieces:
+        async for events in pieces:
+            ended = relay.translator.response
+            if ended is not None:  # the last events: stored before the client sees them end
+                await turn.keep(ended)
+            await emit(events)

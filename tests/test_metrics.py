@@ -85,7 +85,7 @@ async def test_a_translated_answer_is_counted_once_with_its_time_split(
         and not key.startswith(("diglot_overhead", "diglot_time_to", "diglot_upstream_time"))
     }
     assert got == {
-        "diglot_requests_total{direction=responses->chat,route=/v1/responses,status=200}": 1.0,
+        "diglot_requests_total{direction=responses->chat,route=/v1/responses,status=200,transport=http}": 1.0,
         "diglot_translation_warnings_total{direction=responses->chat,param=max_tool_calls}": 1.0,
     }
     assert counts(samples, "responses->chat", "false") == dict.fromkeys(TIMINGS, 1.0)
@@ -112,8 +112,8 @@ async def test_a_stream_is_active_while_open_and_counted_when_done(
     assert after[("diglot_active_streams", frozenset({("direction", "responses->chat")}))] == 0
     assert counts(after, "responses->chat", "true") == dict.fromkeys(TIMINGS, 1.0)
     assert diglot(after, "diglot_requests") == {
-        "diglot_requests_total{direction=local,route=/metrics,status=200}": 1.0,
-        "diglot_requests_total{direction=responses->chat,route=/v1/responses,status=200}": 1.0,
+        "diglot_requests_total{direction=local,route=/metrics,status=200,transport=http}": 1.0,
+        "diglot_requests_total{direction=responses->chat,route=/v1/responses,status=200,transport=http}": 1.0,
     }
 
 
@@ -131,10 +131,10 @@ async def test_passthrough_errors_and_unknown_routes_are_labelled(
     assert (await client.get("/nowhere")).status == 404
     samples = await scrape(client)
     assert diglot(samples, "diglot_requests") == {
-        "diglot_requests_total{direction=passthrough,route=/chat/completions,status=200}": 1.0,
-        "diglot_requests_total{direction=passthrough,route=/chat/completions,status=429}": 1.0,
-        "diglot_requests_total{direction=passthrough,route=/chat/completions,status=503}": 1.0,
-        "diglot_requests_total{direction=local,route=unmatched,status=404}": 1.0,
+        "diglot_requests_total{direction=passthrough,route=/chat/completions,status=200,transport=http}": 1.0,
+        "diglot_requests_total{direction=passthrough,route=/chat/completions,status=429,transport=http}": 1.0,
+        "diglot_requests_total{direction=passthrough,route=/chat/completions,status=503,transport=http}": 1.0,
+        "diglot_requests_total{direction=local,route=unmatched,status=404,transport=http}": 1.0,
     }
     assert diglot(samples, "diglot_upstream_errors") == {
         "diglot_upstream_errors_total{direction=passthrough,kind=http_4xx}": 1.0,
@@ -173,7 +173,7 @@ async def test_a_client_that_goes_away_is_a_499_and_closes_its_stream(
     # diglot's handler unwinds (and is counted) before its upstream connection can close.
     await asyncio.wait_for(fake.cancelled.wait(), 5)
     samples = await scrape(client)
-    key = "diglot_requests_total{direction=responses->chat,route=/v1/responses,status=499}"
+    key = "diglot_requests_total{direction=responses->chat,route=/v1/responses,status=499,transport=http}"
     assert diglot(samples, "diglot_requests")[key] == 1.0
     assert samples[("diglot_active_streams", frozenset({("direction", "responses->chat")}))] == 0
 
@@ -224,7 +224,12 @@ def test_requests_noted_past_a_batch_are_all_counted_at_the_scrape() -> None:
             upstream_ended=10.003,
         )
         metrics.finished("/v1/responses", record, 200, 10.004)
-    labels = {"route": "/v1/responses", "direction": "responses->chat", "status": "200"}
+    labels = {
+        "route": "/v1/responses",
+        "direction": "responses->chat",
+        "status": "200",
+        "transport": "http",
+    }
     timing = {"direction": "responses->chat", "stream": "false"}
     registry = metrics.registry
     assert registry.get_sample_value("diglot_requests_total", labels) == 300

@@ -22,7 +22,12 @@ from openai._models import construct_type
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
-from openai.types.responses import Response, ResponseInputAudioParam, ResponseStreamEvent
+from openai.types.responses import (
+    Response,
+    ResponseInputAudioParam,
+    ResponsesServerEvent,
+    ResponseStreamEvent,
+)
 from openai.types.responses.response_create_params import (
     ResponseCreateParamsNonStreaming,
     ResponseCreateParamsStreaming,
@@ -177,6 +182,14 @@ def assert_valid_stream_event(event: dict[str, Any]) -> None:
         return
     errors = _schema_errors(schema, view)
     assert not errors, f"Open Responses {schema}: {errors}"
+
+
+def assert_valid_socket_event(event: dict[str, Any]) -> None:
+    """One WebSocket-mode frame: SDK `ResponsesServerEvent`; a stream event is also checked as
+    one (its `stream_id` aside, which only WebSocket mode has)."""
+    _sdk(ResponsesServerEvent, event)
+    if event["type"] != "error":
+        assert_valid_stream_event({k: v for k, v in event.items() if k != "stream_id"})
 
 
 def assert_valid_stream(events: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -39,6 +39,7 @@ class Record:
     created_at: float
     body: bytes
     item_ids: tuple[str, ...] = field(default=(), compare=False)  # written, never read back
+    shared: bool = field(default=True, compare=False)  # False: for its WebSocket connection only
 
     @property
     def size(self) -> int:

@@ -10,6 +10,7 @@ from diglot.translators.context import ResponseContext
 from diglot.translators.errors import chat_error_to_responses, responses_error
 from diglot.translators.reasoning import Segment, ThinkSplitter
 from diglot.translators.responses import (
+    COMPLETED,
     IN_PROGRESS,
     Outcome,
     chat_choice_logprobs_to_responses,
@@ -126,6 +127,15 @@ class ChatToResponsesStream:
             self._terminate(failure_outcome(error))
         else:
             self._terminate(finish_outcome(self._finish_reason))
+        return self._out.drain()
+
+    def complete_without_output(self) -> list[dict[str, Any]]:
+        """A turn prepared but not generated (WebSocket `generate: false`): a whole stream of a
+        completed response with no output, which later turns can continue."""
+        if self.phase is not _OPEN:
+            raise stream_closed(self.phase)
+        self._begin()
+        self._terminate(COMPLETED)
         return self._out.drain()
 
     def fail(self, message: str, code: str | None = None) -> list[dict[str, Any]]:

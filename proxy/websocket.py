@@ -1,0 +1,316 @@
+"""WebSocket mode: `GET /v1/responses` upgraded, each `response.create` frame one streamed turn.
+
+A turn's events are the ones its HTTP stream would carry, one JSON text frame each. Turns of a
+lane (`stream_id`, or none) run one at a time in order; lanes run side by side. The connection
+keeps its own responses (ConnectionStore), so `store: false` ones can be continued on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+from aiohttp import WSMsgType, web
+
+from diglot.proxy.config import Config
+from diglot.proxy.conversation import tenant_of
+from diglot.proxy.jsonenc import dumps
+from diglot.proxy.metrics import METRICS, Metrics
+from diglot.proxy.observability import (
+    CLIENT_GONE,
+    CURRENT_RECORD,
+    RequestLog,
+    get_logger,
+    request_line,
+    request_line_writer,
+)
+from diglot.proxy.pump import Emit
+from diglot.proxy.responses_over_chat import responses_turn
+from diglot.proxy.state import PROXY, RECORD, Proxy
+from diglot.proxy.store.connection import ConnectionStore
+from diglot.translators.errors import RequestError, error_body
+
+log = get_logger()
+LIFETIME = 60 * 60.0  # seconds a connection lives; then it closes with CLOSE_LIFETIME
+HEARTBEAT = 30.0  # seconds between pings; a peer that does not answer one is gone
+CLOSE_LIFETIME = (1000, "connection lifetime of 60 minutes reached; reconnect to go on")
+CLOSE_GOING_AWAY = (1001, "diglot is shutting down")
+ROUTE = "/v1/responses (websocket)"
+
+
+class TurnRunner(Protocol):
+    """One turn, streamed through `emit`; an error answer the upstream gave instead, or None."""
+
+    async def __call__(
+        self,
+        proxy: Proxy,
+        record: RequestLog,
+        headers: Mapping[str, str],
+        raw: bytes,
+        *,
+        store: ConnectionStore,
+        generate: bool,
+        emit: Emit,
+    ) -> web.Response | None: ...
+
+
+class Sockets:
+    """The app's open connections: counted in the metrics, drained on shutdown."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.open: set[Connection] = set()
+        self.metrics = metrics
+
+    def add(self, connection: Connection) -> None:
+        self.open.add(connection)
+        self.metrics.active_websockets.inc()
+
+    def remove(self, connection: Connection) -> None:
+        self.open.discard(connection)
+        self.metrics.active_websockets.dec()
+
+    async def drain(self, _: web.Application) -> None:
+        """On shutdown: every connection finishes its running turns, then goes away."""
+        await asyncio.gather(*(c.end(CLOSE_GOING_AWAY) for c in list(self.open)))
+
+
+SOCKETS = web.AppKey("sockets", Sockets)
+
+
+def install_sockets(app: web.Application, metrics: Metrics) -> None:
+    sockets = app[SOCKETS] = Sockets(metrics)
+    app.on_shutdown.append(sockets.drain)
+
+
+def wants_websocket(request: web.Request) -> bool:
+    """An upgrade to WebSocket asked for (any other GET of the path is not allowed)."""
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+async def serve_socket(request: web.Request, run_turn: TurnRunner) -> web.StreamResponse:
+    """Upgrade (the client key was checked before), then serve frames until either side ends."""
+    proxy = request.app[PROXY]
+    ws = web.WebSocketResponse(
+        heartbeat=HEARTBEAT, max_msg_size=proxy.config.max_body_bytes, compress=True
+    )
+    ready = ws.can_prepare(request)
+    if not ready.ok:
+        raise RequestError("The WebSocket upgrade request is not valid.", None, "bad_upgrade", 400)
+    await ws.prepare(request)
+    request[RECORD].transport = "websocket"  # its turns are logged, not the connection
+    connection = Connection(ws, request, run_turn)
+    sockets = request.app[SOCKETS]
+    sockets.add(connection)
+    try:
+        await connection.serve()
+    finally:
+        sockets.remove(connection)
+    return ws
+
+
+class Connection:
+    """One client's socket: its lanes, its responses, its lifetime."""
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request, run: TurnRunner) -> None:
+        self.ws = ws
+        self.proxy = request.app[PROXY]
+        self.metrics = request.app[METRICS]
+        self.headers = request.headers
+        self.run = run
+        self.store = ConnectionStore(self.proxy.store)
+        self.lanes: dict[str | None, Lane] = {}
+        self.closing: asyncio.Future[None] | None = None  # the lifetime's end, once it came
+        self.ending = False  # no new turns: the connection is closing once the running ones end
+        self.write_line = request_line_writer() if log.is_enabled_for(logging.INFO) else None
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        lifetime = loop.call_later(
+            LIFETIME, lambda: asyncio.ensure_future(self.end(CLOSE_LIFETIME))
+        )
+        try:
+            async for message in self.ws:
+                if message.type is WSMsgType.TEXT:
+                    await self.frame(message.data)
+                elif message.type is WSMsgType.BINARY:
+                    await self.refuse(
+                        None, "Frames must be JSON text frames.", None, "invalid_frame"
+                    )
+        finally:
+            lifetime.cancel()
+            if not self.ending:  # the client left: its running turns stop, upstream requests too
+                for lane in self.lanes.values():
+                    lane.cancel()
+            await self.store.close()
+
+    def outlived(self) -> None:
+        self.closing = asyncio.ensure_future(self.end(CLOSE_LIFETIME))
+
+    async def end(self, close: tuple[int, str]) -> None:
+        """Take no more turns, let the running ones finish, then close with `close`."""
+        if self.ending:
+            return
+        self.ending = True
+        running = [lane.task for lane in self.lanes.values() if lane.task is not None]
+        if running:
+            await asyncio.wait(running)
+        await self.ws.close(code=close[0], message=close[1].encode())
+
+    async def frame(self, data: str) -> None:
+        """One client frame: a `response.create` goes to its lane; anything else is an error."""
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            await self.refuse(None, "The frame is not valid JSON.", None, "invalid_json")
+            return
+        if not isinstance(event, dict):
+            await self.refuse(None, "The frame must be a JSON object.", None, "invalid_frame")
+            return
+        lane_id = event.get("stream_id")
+        if lane_id is not None and not isinstance(lane_id, str):
+            await self.refuse(None, "Invalid 'stream_id': expected a string.", "stream_id", None)
+            return
+        if event.get("type") != "response.create":
+            message = f"Unknown event type {event.get('type')!r}: expected 'response.create'."
+            await self.refuse(lane_id, message, "type", "unknown_event")
+            return
+        if self.ending:
+            await self.refuse(lane_id, "The connection is closing.", None, "connection_closing")
+            return
+        lane = self.lanes.get(lane_id)
+        if lane is None:
+            lane = self.lanes[lane_id] = Lane(self, lane_id)
+        lane.submit(event)
+
+    async def send(self, events: list[dict[str, Any]], lane_id: str | None) -> None:
+        """Events as text frames, tagged with their lane when it has an id."""
+        for event in events:
+            if lane_id is not None:
+                event["stream_id"] = lane_id
+            await self.ws.send_frame(dumps(event), WSMsgType.TEXT)
+
+    async def refuse(
+        self, lane_id: str | None, message: str, param: str | None, code: str | None
+    ) -> None:
+        await self.send(
+            [error_frame(400, error_body(message, "invalid_request_error", param, code))], lane_id
+        )
+
+    async def turn(self, event: dict[str, Any], lane_id: str | None) -> None:
+        """One `response.create`, with its own request record, log line and metrics."""
+        record = RequestLog(
+            request_id=self.proxy.new_id("req"), started=time.perf_counter(), transport="websocket"
+        )
+        token = CURRENT_RECORD.set(record)
+        status = 200
+        previous = event.get("previous_response_id")
+        try:
+            raw, generate = turn_body(event)
+            refused = await self.run(
+                self.proxy, record, self.headers, raw, store=self.store, generate=generate,
+                emit=lambda events: self.send(events, lane_id),
+            )  # fmt: skip
+            if refused is not None:
+                status = refused.status
+                await self.send([error_frame(status, _body_of(refused))], lane_id)
+        except RequestError as exc:
+            status, record.error = exc.status, exc.code or exc.message
+            await self.send([error_frame(exc.status, exc.body())], lane_id)
+        except asyncio.CancelledError:
+            status, record.error = 499, CLIENT_GONE
+            raise
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            status, record.error = 499, CLIENT_GONE
+        except Exception:
+            log.exception("unexpected_error", request_id=record.request_id)
+            status = 500
+            body = error_body("The server had an error processing your request.", "server_error")
+            with contextlib.suppress(ConnectionResetError, aiohttp.ClientConnectionResetError):
+                await self.send([error_frame(500, body)], lane_id)
+        finally:
+            CURRENT_RECORD.reset(token)
+            if status >= 400 and isinstance(previous, str):
+                await self.store.forget(tenant_of(self.headers), previous)
+            self.finished(record, status)
+
+    def finished(self, record: RequestLog, status: int) -> None:
+        ended = time.perf_counter()
+        record.first_byte = record.first_byte or ended
+        if self.write_line is not None:
+            self.write_line(request_line("WS", "/v1/responses", record, status, ended))
+        self.metrics.finished(ROUTE, record, status, ended)
+
+
+class Lane:
+    """Turns of one `stream_id`, run one after the other in the order they came."""
+
+    def __init__(self, connection: Connection, lane_id: str | None) -> None:
+        self.connection = connection
+        self.lane_id = lane_id
+        self.waiting: deque[dict[str, Any]] = deque()
+        self.task: asyncio.Task[None] | None = None
+
+    def submit(self, event: dict[str, Any]) -> None:
+        self.waiting.append(event)
+        if self.task is None:
+            self.task = asyncio.create_task(self.work())
+
+    async def work(self) -> None:
+        try:
+            while self.waiting:
+                await self.connection.turn(self.waiting.popleft(), self.lane_id)
+        finally:
+            self.task = None
+
+    def cancel(self) -> None:
+        self.waiting.clear()
+        if self.task is not None:
+            self.task.cancel()
+
+
+def turn_body(event: dict[str, Any]) -> tuple[bytes, bool]:
+    """The `POST /v1/responses` body of a `response.create` frame, and whether to generate."""
+    generate = event.pop("generate", True)
+    if generate is None:
+        generate = True
+    if not isinstance(generate, bool):
+        raise RequestError("Invalid 'generate': expected a boolean.", "generate")
+    if event.pop("background", None):
+        raise RequestError(
+            "Background responses are not available over WebSocket; use POST /v1/responses.",
+            "background",
+            "unsupported_parameter",
+        )
+    for envelope in ("type", "stream_id", "stream"):
+        event.pop(envelope, None)
+    event["stream"] = True
+    return dumps(event), generate
+
+
+def error_frame(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's WebSocket error event: the HTTP status beside the error object."""
+    return {"type": "error", "status": status, "error": body["error"]}
+
+
+def _body_of(response: web.Response) -> dict[str, Any]:
+    """The error body of an upstream refusal that HTTP would have answered with."""
+    raw = response.body if isinstance(response.body, bytes) else b""
+    with contextlib.suppress(orjson.JSONDecodeError):
+        body = orjson.loads(raw)
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            return body
+    return error_body(f"The upstream answered HTTP {response.status}.", "server_error")
+
+
+def socket_runner(config: Config) -> TurnRunner:
+    """How a turn runs in front of this upstream."""
+    if config.upstream_api == "chat":
+        return responses_turn
+    raise RequestError("WebSocket mode is not available yet.", None, "websocket_unavailable", 426)
