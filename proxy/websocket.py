@@ -33,8 +33,14 @@ from diglot.proxy.observability import (
 )
 from diglot.proxy.pump import Emit
 from diglot.proxy.responses_over_chat import responses_turn
+from diglot.proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent
 from diglot.proxy.state import PROXY, RECORD, Proxy
 from diglot.proxy.store.connection import ConnectionStore
+from diglot.proxy.upstream import (
+    UpstreamRefused,
+    require_event_stream,
+    upstream_failure,
+)
 from diglot.translators.errors import RequestError, error_body
 
 log = get_logger()
@@ -103,9 +109,9 @@ async def serve_socket(request: web.Request, run_turn: TurnRunner) -> web.Stream
     ready = ws.can_prepare(request)
     if not ready.ok:
         raise RequestError("The WebSocket upgrade request is not valid.", None, "bad_upgrade", 400)
+    connection = Connection(ws, request, run_turn)
     await ws.prepare(request)
     request[RECORD].transport = "websocket"  # its turns are logged, not the connection
-    connection = Connection(ws, request, run_turn)
     sockets = request.app[SOCKETS]
     sockets.add(connection)
     try:
@@ -309,8 +315,69 @@ def _body_of(response: web.Response) -> dict[str, Any]:
     return error_body(f"The upstream answered HTTP {response.status}.", "server_error")
 
 
+async def passthrough_turn(
+    proxy: Proxy,
+    record: RequestLog,
+    headers: Mapping[str, str],
+    raw: bytes,
+    *,
+    store: ConnectionStore,
+    generate: bool,
+    emit: Emit,
+) -> web.Response | None:
+    """In front of a Responses upstream: the turn as an HTTP stream, its events as frames."""
+    record.direction = "passthrough"
+    record.stream = True
+    if not generate:
+        raise RequestError(
+            "'generate': false is not available in front of this upstream: diglot sends each "
+            "WebSocket turn to it as an HTTP request.",
+            "generate",
+            "unsupported_parameter",
+        )
+    upstream_headers = proxy.upstream.headers(headers, record.request_id, "application/json")
+    url = proxy.upstream.url("/responses")
+    try:
+        async with proxy.upstream.open(
+            "POST", url, upstream_headers, raw, passthrough=True
+        ) as upstream:
+            require_event_stream(upstream)
+            decoder = SSEDecoder()
+            async for data in upstream.content.iter_any():
+                events = _events(decoder.feed(data))
+                if events:
+                    await emit(events)
+            await emit(_events(decoder.close()))
+    except UpstreamRefused as refused:
+        return refused.reply
+    except SSEError as exc:
+        raise upstream_failure(
+            502, f"The upstream stream is malformed: {exc}", "bad_upstream_response", "bad_sse"
+        ) from None
+    return None
+
+
+def _events(sses: list[SSEEvent]) -> list[dict[str, Any]]:
+    """The JSON objects of a Responses upstream's events, as they are."""
+    events = []
+    for sse in sses:
+        if sse.data == DONE:
+            continue
+        try:
+            event = orjson.loads(sse.data)
+        except orjson.JSONDecodeError:
+            event = None
+        if not isinstance(event, dict):
+            raise upstream_failure(
+                502,
+                "The upstream sent a stream event that is not a JSON object.",
+                "bad_upstream_response",
+                "bad_json",
+            )
+        events.append(event)
+    return events
+
+
 def socket_runner(config: Config) -> TurnRunner:
     """How a turn runs in front of this upstream."""
-    if config.upstream_api == "chat":
-        return responses_turn
-    raise RequestError("WebSocket mode is not available yet.", None, "websocket_unavailable", 426)
+    return responses_turn if config.upstream_api == "chat" else passthrough_turn

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from structlog.testing import capture_logs
 
 from fixtures.fake_chat_upstream import (
     FakeUpstream,
@@ -43,6 +44,7 @@ wire_api = "responses"
 env_key = "LOCAL_API_KEY"
 request_max_retries = 0
 stream_max_retries = 0
+{provider_extra}
 [analytics]
 enabled = false
 [feedback]
@@ -58,11 +60,13 @@ apps = false
 """
 
 
-def codex_env(tmp_path: Path, base_url: object) -> dict[str, str]:
+def codex_env(tmp_path: Path, base_url: object, provider_extra: str = "") -> dict[str, str]:
     """A Codex home in tmp_path whose provider is diglot at base_url; the environment naming it."""
     home = tmp_path / "codex-home"
     home.mkdir()
-    (home / "config.toml").write_text(CONFIG.format(base_url=base_url))
+    (home / "config.toml").write_text(
+        CONFIG.format(base_url=base_url, provider_extra=provider_extra)
+    )
     return {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
@@ -92,10 +96,44 @@ def shell_then_answer(received: Received) -> Script:
 async def test_codex_cli_runs_a_tool_call_through_diglot(
     make_proxy_server: MakeServer, fake: FakeUpstream, tmp_path: Path
 ) -> None:
-    assert CODEX is not None, "CI installs Codex CLI (npm @openai/codex); see .ci/run"
     fake.responder = shell_then_answer
     server = await make_proxy_server("chat")
-    env = codex_env(tmp_path, server.make_url("/v1"))
+    transcript = await run_codex(tmp_path, codex_env(tmp_path, server.make_url("/v1")))
+    events = [json.loads(line) for line in transcript.splitlines() if line.startswith("{")]
+    commands = [e["item"] for e in events if e.get("item", {}).get("type") == "command_execution"]
+    assert commands[-1]["aggregated_output"] == "diglot-ok\n"
+    assert events[-1]["type"] == "turn.completed"
+    assert len(fake.received) == 2
+    follow_up = fake.received[1].json()["messages"]
+    assert follow_up[-2]["reasoning_content"] == "Run the command."
+    assert follow_up[-2]["tool_calls"][0]["id"] == "call_1"
+    assert follow_up[-1]["tool_call_id"] == "call_1"
+    assert fake.received[0].headers["Authorization"] == "Bearer local-key"
+
+
+async def test_codex_cli_runs_a_tool_session_over_websocket(
+    make_proxy_server: MakeServer, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    fake.responder = shell_then_answer
+    server = await make_proxy_server("chat")
+    env = codex_env(tmp_path, server.make_url("/v1"), "supports_websockets = true")
+    with capture_logs() as logs:
+        await run_codex(tmp_path, env)
+    lines = [(line["method"], line["status"]) for line in logs if line["event"] == "request"]
+    assert ("POST", 200) not in lines, "Codex fell back to HTTP"
+    turns = [line for line in logs if line.get("transport") == "websocket"]
+    assert [line["status"] for line in turns] == [200] * len(turns)
+    assert len(turns) >= 3  # the warm-up (generate: false), the command, the answer
+    assert len(fake.received) == 2  # the warm-up never reached the upstream
+    follow_up = fake.received[1].json()["messages"]
+    assert follow_up[0]["role"] == "system"  # the whole history, kept by the connection
+    assert follow_up[-2]["tool_calls"][0]["id"] == "call_1"
+    assert follow_up[-1]["tool_call_id"] == "call_1"
+
+
+async def run_codex(tmp_path: Path, env: dict[str, str]) -> str:
+    """`codex exec` of the echo task in a fresh folder; its JSON transcript, once it passed."""
+    assert CODEX is not None, "CI installs Codex CLI (npm @openai/codex); see .ci/run"
     work = tmp_path / "work"
     work.mkdir()
     process = await asyncio.create_subprocess_exec(
@@ -116,13 +154,4 @@ async def test_codex_cli_runs_a_tool_call_through_diglot(
     transcript = output.decode(errors="replace")
     assert process.returncode == 0, transcript
     assert (work / "last.txt").read_text().strip() == "The command printed diglot-ok."
-    events = [json.loads(line) for line in transcript.splitlines() if line.startswith("{")]
-    commands = [e["item"] for e in events if e.get("item", {}).get("type") == "command_execution"]
-    assert commands[-1]["aggregated_output"] == "diglot-ok\n"
-    assert events[-1]["type"] == "turn.completed"
-    assert len(fake.received) == 2
-    follow_up = fake.received[1].json()["messages"]
-    assert follow_up[-2]["reasoning_content"] == "Run the command."
-    assert follow_up[-2]["tool_calls"][0]["id"] == "call_1"
-    assert follow_up[-1]["tool_call_id"] == "call_1"
-    assert fake.received[0].headers["Authorization"] == "Bearer local-key"
+    return transcript

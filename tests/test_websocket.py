@@ -23,6 +23,12 @@ from fixtures.fake_chat_upstream import (
     text_chunks,
     tool_call_chunks,
 )
+from fixtures.fake_responses_upstream import (
+    message_item,
+    responses_stream,
+    stream_events,
+)
+from fixtures.fake_responses_upstream import response as upstream_response
 from tests.validate import assert_valid_socket_event, assert_valid_stream
 
 if TYPE_CHECKING:
@@ -398,3 +404,30 @@ async def test_a_whole_answer_upstream_is_not_used_for_a_socket_turn(
     frames = await turn(ws, create("Hi"))
     assert frames[-1]["type"] == "error"
     assert frames[-1]["status"] == 502
+
+
+async def test_in_front_of_a_responses_upstream_each_turn_is_relayed_as_an_http_stream(
+    make_proxy_server: MakeServer, session: aiohttp.ClientSession, fake: FakeUpstream
+) -> None:
+    final = upstream_response(message_item("Relayed."))
+    fake.script(responses_stream(final))
+    server = await make_proxy_server("responses")
+    ws = await connect(session, server)
+    frames = await turn(ws, create("Hi", stream_id="lane"))
+    expected = [
+        {**event, "sequence_number": number, "stream_id": "lane"}
+        for number, event in enumerate(stream_events(final))
+    ]
+    assert frames == expected
+    assert fake.last.path == "/v1/responses"
+    assert fake.last.json() == {"model": "m", "input": "Hi", "stream": True}
+    assert fake.last.headers["Authorization"] == f"Bearer {KEY}"
+    refusal = {"error": {"message": "no", "type": "invalid_request_error", "param": None,
+                         "code": "nope"}}  # fmt: skip
+    fake.script(Reply(refusal, status=400))
+    assert await turn(ws, create("Again")) == [
+        {"type": "error", "status": 400, "error": refusal["error"]}
+    ]
+    refused = await turn(ws, create("Warm up", generate=False))
+    assert refused[-1]["error"]["param"] == "generate"
+    assert len(fake.received) == 2
