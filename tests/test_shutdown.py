@@ -160,6 +160,35 @@ async def test_ready_watchdog_and_a_stream_that_outlives_sigterm(
         await stop(diglot)
 
 
+async def test_sigterm_lets_a_websocket_turn_finish_then_says_going_away(
+    fake: FakeUpstream, fake_server: TestServer, free_port: int
+) -> None:
+    release = asyncio.Event()
+    fake.script(held_stream(release))
+    diglot = await start(fake_server, free_port, None)
+    try:
+        await diglot.log_event("serving")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(diglot.url + "/v1/responses") as ws,
+        ):
+            await ws.send_json({"type": "response.create", "model": "m", "input": "hi"})
+            await asyncio.wait_for(fake.arrived.wait(), WAIT)
+            diglot.process.send_signal(signal.SIGTERM)
+            await diglot.log_event("draining")
+            release.set()
+            frames = []
+            while (message := await ws.receive(timeout=WAIT)).type is aiohttp.WSMsgType.TEXT:
+                frames.append(orjson.loads(message.data))
+            assert frames[-1]["type"] == "response.completed"
+            assert frames[-1]["response"]["output"][0]["content"][0]["text"] == "Hello"
+            assert message.type is aiohttp.WSMsgType.CLOSE
+            assert (message.data, message.extra) == (1001, "diglot is shutting down")
+        assert await asyncio.wait_for(diglot.process.wait(), WAIT) == 0
+    finally:
+        await stop(diglot)
+
+
 async def test_the_drain_timeout_ends_a_stream_that_never_finishes(
     fake: FakeUpstream, fake_server: TestServer, free_port: int, notifications: Notifications
 ) -> None:
