@@ -15,6 +15,9 @@ CPU_LIMITS = {
     ("passthrough", False): 1.2,
     ("passthrough", True): 1.2,
 }
+# CPU per streamed turn over WebSocket as a ratio to the same turn over SSE.
+SOCKET_CPU_LIMIT = 1.0
+SOCKET_CLIENTS = 8
 # Latency a diglot target adds over going direct, one request at a time (c=1), non-stream.
 ADDED_LATENCY_LIMITS_MS = {"p50": 1.0, "p99": 3.0}
 # The former benchmark's settings, kept as extra rows beside the default configuration.

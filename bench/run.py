@@ -30,7 +30,15 @@ from typing import Any
 if not __package__:  # run as `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.plan import EXTRA_FLAGS, EXTRA_LABEL, PATHS, Scenario, Target, request_body
+from bench.plan import (
+    EXTRA_FLAGS,
+    EXTRA_LABEL,
+    PATHS,
+    SOCKET_CLIENTS,
+    Scenario,
+    Target,
+    request_body,
+)
 from bench.processes import (
     TICKS,
     Processes,
@@ -53,6 +61,7 @@ from bench.report import (
     unloaded_table,
     verdicts,
 )
+from bench.sockets import measure_sockets, socket_report
 
 LUA = Path(__file__).resolve().parent / "post.lua"
 WRK_MISSING = (
@@ -398,8 +407,23 @@ def bench(settings: Settings, procs: Processes, body_files: dict[tuple[str, bool
     lines += unloaded_table(quiet, stacks["burst"].targets, unloaded)
     by_scenario = {s.name: stacks[s.pacing].targets for s in settings.scenarios}
     lines += verdicts(settings.scenarios, by_scenario, loaded, unloaded)
+    lines += socket_phase(stacks["burst"], settings)
     lines += logged_errors(procs)
     print("\n".join(lines), flush=True)
+
+
+def socket_phase(stack: Stack, settings: Settings) -> list[str]:
+    """WebSocket turns against SSE ones, on the Responses-over-chat diglot of the default run."""
+    target = next(
+        t
+        for t in stack.targets
+        if t.kind == "translating" and t.client_api == "responses" and not t.extra
+    )
+    if target.skip:
+        return ["", f"WebSocket phase: not measured ({next(iter(target.skip.values()))})"]
+    print("WebSocket phase", flush=True)
+    result = measure_sockets(target, settings.rounds, settings.seconds, SOCKET_CLIENTS)
+    return socket_report(target, result, SOCKET_CLIENTS)
 
 
 def diglot_loops(procs: Processes) -> str:

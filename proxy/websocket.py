@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -49,6 +50,10 @@ HEARTBEAT = 30.0  # seconds between pings; a peer that does not answer one is go
 CLOSE_LIFETIME = (1000, "connection lifetime of 60 minutes reached; reconnect to go on")
 CLOSE_GOING_AWAY = (1001, "diglot is shutting down")
 ROUTE = "/v1/responses (websocket)"
+_FIN_TEXT = 0x81
+_SHORT = struct.Struct("!BB")
+_MEDIUM = struct.Struct("!BBH")
+_LONG = struct.Struct("!BBQ")
 
 
 class TurnRunner(Protocol):
@@ -129,6 +134,8 @@ class Connection:
         self.proxy = request.app[PROXY]
         self.metrics = request.app[METRICS]
         self.headers = request.headers
+        self.transport = request.transport
+        self.protocol = request.protocol
         self.run = run
         self.store = ConnectionStore(self.proxy.store)
         self.lanes: dict[str | None, Lane] = {}
@@ -196,11 +203,18 @@ class Connection:
         lane.submit(event)
 
     async def send(self, events: list[dict[str, Any]], lane_id: str | None) -> None:
-        """Events as text frames, tagged with their lane when it has an id."""
-        for event in events:
-            if lane_id is not None:
-                event["stream_id"] = lane_id
-            await self.ws.send_frame(dumps(event), WSMsgType.TEXT)
+        """Events as text frames, tagged with their lane when it has an id, in one write.
+
+        Written straight to the transport, as aiohttp's writer would write them uncompressed
+        (RFC 7692 lets any message go uncompressed): one call per event through the writer cost
+        a quarter more CPU than the same stream over SSE.
+        """
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client went away")
+        transport.write(text_frames(events, lane_id))
+        if self.protocol.writing_paused:
+            await self.protocol._drain_helper()
 
     async def refuse(
         self, lane_id: str | None, message: str, param: str | None, code: str | None
@@ -279,6 +293,24 @@ class Lane:
         self.waiting.clear()
         if self.task is not None:
             self.task.cancel()
+
+
+def text_frames(events: list[dict[str, Any]], lane_id: str | None) -> bytes:
+    """Unmasked, final, uncompressed text frames (RFC 6455 section 5.2), one per event."""
+    parts: list[bytes] = []
+    for event in events:
+        if lane_id is not None:
+            event["stream_id"] = lane_id
+        payload = dumps(event)
+        size = len(payload)
+        if size < 126:
+            parts.append(_SHORT.pack(_FIN_TEXT, size))
+        elif size < 65536:
+            parts.append(_MEDIUM.pack(_FIN_TEXT, 126, size))
+        else:
+            parts.append(_LONG.pack(_FIN_TEXT, 127, size))
+        parts.append(payload)
+    return b"".join(parts)
 
 
 def turn_body(event: dict[str, Any]) -> tuple[bytes, bool]:

@@ -26,6 +26,7 @@ from bench.processes import Processes, diglot_argv
 from bench.relay import make_app
 from bench.report import Window, summarise, unloaded_table, verdicts
 from bench.run import header, parse_args, probe, run_wrk, start_stack
+from bench.sockets import measure_sockets
 from bench.upstream import STREAM_EVENTS, serve, text_deltas
 from tests.validate import (
     assert_valid_chat_chunk,
@@ -240,13 +241,18 @@ def test_the_stack_runs_diglot_on_its_defaults_with_state_in_scratch(
         translating = diglots[next(p for p, t in diglots.items() if t.upstream_api == "chat")]
         body = orjson.dumps(request_body("responses", False))
         assert probe(translating, body, False) is None
+        sockets = measure_sockets(translating, rounds=2, seconds=0.2, connections=2)
     finally:
         procs.stop_all()
+    assert len(sockets.sse_ms) == len(sockets.socket_ms) == 2
+    assert all(ms > 0 for ms in sockets.sse_ms + sockets.socket_ms)
     assert (homes["chat"] / "diglot" / "responses.db").is_file()  # the default store, SQLite
     requests = procs.logged_events("diglot-chat", "request")
-    assert [(r["level"], r["path"], r["status"]) for r in requests] == [
+    assert [(r["level"], r["path"], r["status"]) for r in requests[:1]] == [
         ("info", "/v1/responses", 200)
     ]
+    turns = {(r.get("method"), r.get("transport"), r["status"]) for r in requests[1:]}
+    assert turns == {("POST", None, 200), ("WS", "websocket", 200)}
     assert list(home.iterdir()) == list(systemd.iterdir()) == []
 
 

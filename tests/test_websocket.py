@@ -17,7 +17,9 @@ from diglot.proxy import websocket
 from fixtures.fake_chat_upstream import (
     FakeUpstream,
     Hang,
+    Received,
     Reply,
+    Script,
     StreamReply,
     completion,
     text_chunks,
@@ -431,3 +433,54 @@ async def test_in_front_of_a_responses_upstream_each_turn_is_relayed_as_an_http_
     refused = await turn(ws, create("Warm up", generate=False))
     assert refused[-1]["error"]["param"] == "generate"
     assert len(fake.received) == 2
+
+
+def _tool_turns(received: Received) -> Script:
+    """Asks for one tool call per turn; every request is answered the same way."""
+    calls = sum(1 for message in received.json()["messages"] if message["role"] == "tool")
+    return StreamReply(tool_call_chunks((f"call_{calls}", "step", "{}")))
+
+
+async def test_a_tool_session_over_one_websocket_sends_upstream_what_http_sends(
+    server: TestServer, session: aiohttp.ClientSession, fake: FakeUpstream
+) -> None:
+    fake.responder = _tool_turns
+    first = "Work through 20 steps."
+
+    async def over_http() -> None:
+        previous, given = None, first
+        for _ in range(20):
+            body = {"model": "m", "input": given, "stream": True, **previous_of(previous)}
+            async with session.post(server.make_url("/v1/responses"), json=body) as answer:
+                previous = sse_events(await answer.read())[-1]["response"]
+            given = [tool_output(previous)]
+
+    async def over_socket() -> None:
+        ws = await connect(session, server)
+        previous, given = None, first
+        for _ in range(20):
+            frames = await turn(ws, create(given, store=False, **previous_of(previous)))
+            previous = frames[-1]["response"]
+            given = [tool_output(previous)]
+        await ws.close()
+
+    await over_http()
+    http_bodies = [r.body for r in fake.received]
+    fake.received.clear()
+    await over_socket()
+    assert [r.body for r in fake.received] == http_bodies
+    assert len(http_bodies) == 20
+
+
+def previous_of(response: dict[str, Any] | None) -> dict[str, Any]:
+    return {} if response is None else {"previous_response_id": response["id"]}
+
+
+def tool_output(response: dict[str, Any]) -> dict[str, Any]:
+    call = response["output"][-1]
+    return {"type": "function_call_output", "call_id": call["call_id"], "output": "done"}
+
+
+def sse_events(raw: bytes) -> list[dict[str, Any]]:
+    lines = raw.decode().splitlines()
+    return [orjson.loads(line[6:]) for line in lines if line.startswith("data: ")]
