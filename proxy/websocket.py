@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import struct
 import time
 from collections import deque
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
 
 from diglot.proxy.config import Config
 from diglot.proxy.conversation import tenant_of
@@ -50,6 +52,7 @@ HEARTBEAT = 30.0  # seconds between pings; a peer that does not answer one is go
 CLOSE_LIFETIME = (1000, "connection lifetime of 60 minutes reached; reconnect to go on")
 CLOSE_GOING_AWAY = (1001, "diglot is shutting down")
 ROUTE = "/v1/responses (websocket)"
+_HANDSHAKE = re.compile("sec-websocket-", re.IGNORECASE)
 _FIN_TEXT = 0x81
 _SHORT = struct.Struct("!BB")
 _MEDIUM = struct.Struct("!BBH")
@@ -133,7 +136,7 @@ class Connection:
         self.ws = ws
         self.proxy = request.app[PROXY]
         self.metrics = request.app[METRICS]
-        self.headers = request.headers
+        self.headers = _turn_headers(request.headers)
         self.transport = request.transport
         self.protocol = request.protocol
         self.run = run
@@ -293,6 +296,15 @@ class Lane:
         self.waiting.clear()
         if self.task is not None:
             self.task.cancel()
+
+
+def _turn_headers(upgrade: Mapping[str, str]) -> CIMultiDict[str]:
+    """The upgrade request's headers as each turn's: without the handshake's own."""
+    return CIMultiDict(
+        (key, value)
+        for key, value in upgrade.items()
+        if not key.lower().startswith("sec-websocket")
+    )
 
 
 def text_frames(events: list[dict[str, Any]], lane_id: str | None) -> bytes:

@@ -424,6 +424,7 @@ async def test_in_front_of_a_responses_upstream_each_turn_is_relayed_as_an_http_
     assert fake.last.path == "/v1/responses"
     assert fake.last.json() == {"model": "m", "input": "Hi", "stream": True}
     assert fake.last.headers["Authorization"] == f"Bearer {KEY}"
+    assert not [name for name in fake.last.headers if name.lower().startswith("sec-websocket")]
     refusal = {"error": {"message": "no", "type": "invalid_request_error", "param": None,
                          "code": "nope"}}  # fmt: skip
     fake.script(Reply(refusal, status=400))
