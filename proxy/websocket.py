@@ -36,6 +36,7 @@ from diglot.proxy.observability import (
 )
 from diglot.proxy.pump import Emit
 from diglot.proxy.responses_over_chat import responses_turn
+from diglot.proxy.socket_relay import SocketRelay, upstream_socket
 from diglot.proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent
 from diglot.proxy.state import PROXY, RECORD, Proxy
 from diglot.proxy.store.connection import ConnectionStore
@@ -75,18 +76,26 @@ class TurnRunner(Protocol):
     ) -> web.Response | None: ...
 
 
+class Served(Protocol):
+    """A client's socket as diglot serves it: turn by turn, or relayed to the upstream's."""
+
+    async def serve(self) -> None: ...
+
+    async def end(self, close: tuple[int, str]) -> None: ...
+
+
 class Sockets:
     """The app's open connections: counted in the metrics, drained on shutdown."""
 
     def __init__(self, metrics: Metrics) -> None:
-        self.open: set[Connection] = set()
+        self.open: set[Served] = set()
         self.metrics = metrics
 
-    def add(self, connection: Connection) -> None:
+    def add(self, connection: Served) -> None:
         self.open.add(connection)
         self.metrics.active_websockets.inc()
 
-    def remove(self, connection: Connection) -> None:
+    def remove(self, connection: Served) -> None:
         self.open.discard(connection)
         self.metrics.active_websockets.dec()
 
@@ -109,7 +118,11 @@ def wants_websocket(request: web.Request) -> bool:
 
 
 async def serve_socket(request: web.Request, run_turn: TurnRunner) -> web.StreamResponse:
-    """Upgrade (the client key was checked before), then serve frames until either side ends."""
+    """Upgrade (the client key was checked before), then serve frames until either side ends.
+
+    In front of a Responses upstream that has a WebSocket of its own, frames are relayed to it;
+    otherwise diglot runs each turn itself.
+    """
     proxy = request.app[PROXY]
     ws = web.WebSocketResponse(
         heartbeat=HEARTBEAT, max_msg_size=proxy.config.max_body_bytes, compress=True
@@ -117,26 +130,45 @@ async def serve_socket(request: web.Request, run_turn: TurnRunner) -> web.Stream
     ready = ws.can_prepare(request)
     if not ready.ok:
         raise RequestError("The WebSocket upgrade request is not valid.", None, "bad_upgrade", 400)
-    connection = Connection(ws, request, run_turn)
-    await ws.prepare(request)
-    request[RECORD].transport = "websocket"  # its turns are logged, not the connection
-    sockets = request.app[SOCKETS]
-    sockets.add(connection)
+    headers = _turn_headers(request.headers)
+    relayed = None
+    if proxy.config.upstream_api == "responses":
+        relayed = await upstream_socket(proxy, headers, request[RECORD].request_id)
+    served: Served
+    if relayed is None:
+        served = Connection(ws, request, headers, run_turn)
+    else:
+        write_line = request_line_writer() if log.is_enabled_for(logging.INFO) else None
+        served = SocketRelay(ws, relayed[1], proxy, request.app[METRICS], write_line, ROUTE)
     try:
-        await connection.serve()
+        await ws.prepare(request)
+        request[RECORD].transport = "websocket"  # its turns are logged, not the connection
+        sockets = request.app[SOCKETS]
+        sockets.add(served)
+        try:
+            await served.serve()
+        finally:
+            sockets.remove(served)
     finally:
-        sockets.remove(connection)
+        if relayed is not None:
+            await relayed[0].close()
     return ws
 
 
 class Connection:
     """One client's socket: its lanes, its responses, its lifetime."""
 
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request, run: TurnRunner) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        headers: CIMultiDict[str],
+        run: TurnRunner,
+    ) -> None:
         self.ws = ws
         self.proxy = request.app[PROXY]
         self.metrics = request.app[METRICS]
-        self.headers = _turn_headers(request.headers)
+        self.headers = headers
         self.transport = request.transport
         self.protocol = request.protocol
         self.run = run

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from openai import AsyncOpenAI
 from structlog.testing import capture_logs
 
 from diglot.proxy import websocket
+from diglot.proxy.app import create_app
 from fixtures.fake_chat_upstream import (
     FakeUpstream,
     Hang,
@@ -31,6 +33,7 @@ from fixtures.fake_responses_upstream import (
     stream_events,
 )
 from fixtures.fake_responses_upstream import response as upstream_response
+from tests.conftest import proxy_config
 from tests.validate import assert_valid_socket_event, assert_valid_stream
 
 if TYPE_CHECKING:
@@ -412,9 +415,11 @@ async def test_in_front_of_a_responses_upstream_each_turn_is_relayed_as_an_http_
     make_proxy_server: MakeServer, session: aiohttp.ClientSession, fake: FakeUpstream
 ) -> None:
     final = upstream_response(message_item("Relayed."))
-    fake.script(responses_stream(final))
+    no_socket = {"error": {"message": "Method Not Allowed", "type": "invalid_request_error"}}
+    fake.script(Reply(no_socket, status=405), responses_stream(final))
     server = await make_proxy_server("responses")
     ws = await connect(session, server)
+    assert (fake.last.method, fake.last.path) == ("GET", "/v1/responses")  # tried its socket
     frames = await turn(ws, create("Hi", stream_id="lane"))
     expected = [
         {**event, "sequence_number": number, "stream_id": "lane"}
@@ -433,7 +438,7 @@ async def test_in_front_of_a_responses_upstream_each_turn_is_relayed_as_an_http_
     ]
     refused = await turn(ws, create("Warm up", generate=False))
     assert refused[-1]["error"]["param"] == "generate"
-    assert len(fake.received) == 2
+    assert len(fake.received) == 3
 
 
 def _tool_turns(received: Received) -> Script:
@@ -485,3 +490,58 @@ def tool_output(response: dict[str, Any]) -> dict[str, Any]:
 def sse_events(raw: bytes) -> list[dict[str, Any]]:
     lines = raw.decode().splitlines()
     return [orjson.loads(line[6:]) for line in lines if line.startswith("data: ")]
+
+
+class SocketUpstream:
+    """A Responses upstream with a WebSocket of its own: each turn answered with `final`'s
+    events, each frame it receives kept."""
+
+    def __init__(self, final: dict[str, Any]) -> None:
+        self.final = final
+        self.frames: list[str] = []
+        self.headers: list[Mapping[str, str]] = []
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v1/responses", self.serve)
+        return app
+
+    async def serve(self, request: web.Request) -> web.WebSocketResponse:
+        self.headers.append(request.headers)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            self.frames.append(message.data)
+            lane = orjson.loads(message.data).get("stream_id")
+            for number, event in enumerate(stream_events(self.final)):
+                tag = {} if lane is None else {"stream_id": lane}
+                await ws.send_str(
+                    orjson.dumps({**event, "sequence_number": number, **tag}).decode()
+                )
+        return ws
+
+
+async def test_in_front_of_a_responses_upstream_with_a_websocket_frames_are_relayed_untouched(
+    aiohttp_server: Any, session: aiohttp.ClientSession
+) -> None:
+    final = upstream_response(message_item("From the upstream's socket."))
+    upstream = SocketUpstream(final)
+    upstream_server = await aiohttp_server(upstream.app())
+    config = proxy_config(str(upstream_server.make_url("/v1")), "responses")
+    server = await aiohttp_server(create_app(config))
+    ws = await connect(session, server)
+    sent = '{"type": "response.create", "model": "m",  "input": "Hi", "stream_id": "x"}'
+    with capture_logs() as logs:
+        await ws.send_str(sent)
+        frames = await frames_until_end(ws, "x")
+        await ws.close()
+    assert frames == [
+        {**event, "sequence_number": number, "stream_id": "x"}
+        for number, event in enumerate(stream_events(final))
+    ]
+    assert upstream.frames == [sent]  # byte for byte
+    assert upstream.headers[0]["Authorization"] == f"Bearer {KEY}"
+    lines = [line for line in logs if line["event"] == "request"]
+    assert [(line["direction"], line["transport"], line["status"]) for line in lines] == [
+        ("passthrough", "websocket", 200)
+    ]

@@ -53,3 +53,12 @@ class StreamTranslator(Protocol):
 def stream_closed(phase: StreamPhase) -> StreamClosed:
     """The error for feeding a translator whose stream is over."""
     return StreamClosed(f"The stream is over ({phase.value}): nothing more can be fed to it.")
+
+
+_ENDINGS = frozenset({"response.completed", "response.incomplete", "response.failed", "error"})
+
+
+def ends_response(event_type: object) -> bool:
+    """Whether a Responses stream event of this type is the last of its response (or of a turn
+    that never became one), for code that relays events it does not translate."""
+    return event_type in _ENDINGS
