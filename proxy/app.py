@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from diglot.proxy import handlers, health, stored_responses
+from diglot.proxy import conversations, handlers, health, stored_responses
 from diglot.proxy.auth import EXEMPT_PATHS, ClientKeys, check_client_key, install_client_auth
 from diglot.proxy.config import Config
 from diglot.proxy.conversation import install_store, open_state
@@ -28,6 +28,7 @@ from diglot.proxy.observability import (
 )
 from diglot.proxy.replies import json_response
 from diglot.proxy.state import PROXY, RECORD, Proxy
+from diglot.proxy.token_counts import InputTokens
 from diglot.proxy.upstream import REQUEST_ID, Upstream
 from diglot.proxy.websocket import install_sockets, serve_socket, socket_runner, wants_websocket
 from diglot.translators.errors import RequestError, error_body
@@ -80,16 +81,27 @@ def _add_routes(router: web.UrlDispatcher, keys: ClientKeys | None, metrics: Met
         ("HEAD", "/readyz", health.readyz),
         ("GET", "/metrics", scrape),
     ]
+    input_tokens = InputTokens()  # one per app: it remembers how the upstream counts
     for prefix in ("/v1", ""):
         stored = prefix + "/responses/{response_id}"
+        talk = prefix + "/conversations/{conversation_id}"
         routes += [
             ("POST", prefix + "/responses", handlers.responses),
             ("GET", prefix + "/responses", _responses_socket),
             ("POST", prefix + "/chat/completions", handlers.chat_completions),
             ("GET", prefix + "/models", handlers.models),
+            ("POST", prefix + "/responses/input_tokens", input_tokens),  # before {response_id}
             ("GET", stored, stored_responses.get_response),
             ("DELETE", stored, stored_responses.delete_response),
             ("GET", stored + "/input_items", stored_responses.list_input_items),
+            ("POST", prefix + "/conversations", conversations.create_conversation),
+            ("GET", talk, conversations.get_conversation),
+            ("POST", talk, conversations.update_conversation),
+            ("DELETE", talk, conversations.delete_conversation),
+            ("GET", talk + "/items", conversations.list_items),
+            ("POST", talk + "/items", conversations.add_items),
+            ("GET", talk + "/items/{item_id}", conversations.get_item),
+            ("DELETE", talk + "/items/{item_id}", conversations.delete_item),
         ]
     allowed: dict[str, list[str]] = {}
     for method, path, handler in routes:

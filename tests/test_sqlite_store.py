@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from diglot.proxy.store import DAY, Record, StoreUnavailable
+from diglot.proxy.store import (
+    DAY,
+    Conversation,
+    ItemIdTaken,
+    ItemSlice,
+    Record,
+    StoredItem,
+    StoreUnavailable,
+)
 from diglot.proxy.store.sqlite import SqliteStore
 
 START = 1_700_000_000.0
@@ -291,4 +299,97 @@ async def test_a_file_of_the_first_layout_is_carried_over(path: Path, clock: Fak
     db = sqlite3.connect(path)
     tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     db.close()
-    assert tables == {"records", "record_items", "used_bytes"}
+    assert tables == {
+        "records",
+        "record_items",
+        "used_bytes",
+        "conversations",
+        "conversation_items",
+    }
+
+
+# The layout before conversations (`PRAGMA user_version = 1`), holding one response.
+_RESPONSES_ONLY_LAYOUT = """
+CREATE TABLE records (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, tenant TEXT NOT NULL, previous_id TEXT,
+    created_at REAL NOT NULL, expires_at REAL NOT NULL, size INTEGER NOT NULL, body BLOB NOT NULL
+);
+CREATE INDEX records_by_expiry ON records (expires_at);
+CREATE TABLE record_items (
+    seq INTEGER NOT NULL, item_id TEXT NOT NULL, PRIMARY KEY (seq, item_id)
+) WITHOUT ROWID;
+CREATE INDEX record_items_by_id ON record_items (item_id);
+CREATE TABLE used_bytes (one INTEGER PRIMARY KEY CHECK (one = 1), bytes INTEGER NOT NULL);
+INSERT INTO used_bytes VALUES (1, 0);
+CREATE TRIGGER records_in AFTER INSERT ON records
+    BEGIN UPDATE used_bytes SET bytes = bytes + NEW.size; END;
+CREATE TRIGGER records_out AFTER DELETE ON records BEGIN
+    UPDATE used_bytes SET bytes = bytes - OLD.size;
+    DELETE FROM record_items WHERE seq = OLD.seq;
+END;
+INSERT INTO records VALUES (1, 'resp_a', 't1', NULL, 1700000000.0, 1800000000.0, 200, X'61');
+INSERT INTO record_items VALUES (1, 'msg_a');
+PRAGMA user_version = 1;
+"""
+
+
+async def test_a_file_without_conversations_gains_them_and_keeps_its_responses(
+    path: Path, clock: FakeClock
+) -> None:
+    db = sqlite3.connect(path)
+    db.executescript(_RESPONSES_ONLY_LAYOUT)
+    db.close()
+    store = SqliteStore(path, TTL, None, clock)
+    try:
+        assert await store.get("t1", "resp_a") == Record("resp_a", "t1", None, START, b"a")
+        assert (await store.locate("t1", ["msg_a"]))["msg_a"].id == "resp_a"
+        assert await store.used_bytes() == 200
+        await store.put_conversation(Conversation("conv_a", "t1", START, b"{}"), [])
+        assert await store.get_conversation("t1", "conv_a") is not None
+    finally:
+        await store.close()
+    db = sqlite3.connect(path)
+    (layout,) = db.execute("PRAGMA user_version").fetchone()
+    db.close()
+    assert layout == 2
+
+
+async def test_conversations_survive_a_restart(path: Path, clock: FakeClock) -> None:
+    first = SqliteStore(path, TTL, None, clock)
+    try:
+        talk = Conversation("conv_a", "t1", START, b'{"topic":"x"}')
+        await first.put_conversation(talk, [StoredItem("msg_1", b"one")])
+        await first.add_conversation_items("t1", "conv_a", [StoredItem("msg_2", b"two")])
+    finally:
+        await first.close()
+    second = SqliteStore(path, TTL, None, clock)
+    try:
+        assert await second.get_conversation("t1", "conv_a") == talk
+        found = await second.conversation_items("t1", "conv_a", order="desc")
+        assert found == ItemSlice([StoredItem("msg_2", b"two"), StoredItem("msg_1", b"one")], False)
+    finally:
+        await second.close()
+
+
+async def test_a_taken_item_id_fails_its_own_write_only(store: SqliteStore, path: Path) -> None:
+    await store.put_conversation(
+        Conversation("conv_a", "t1", START, b"{}"), [StoredItem("msg_1", b"one")]
+    )
+    before = store.commits
+    with write_lock(path) as lock:
+        writes = [
+            store.put(record("resp_a")),
+            store.add_conversation_items("t1", "conv_a", [StoredItem("msg_1", b"again")]),
+            store.add_conversation_items("t1", "conv_a", [StoredItem("msg_2", b"two")]),
+            store.put(record("resp_b")),
+        ]
+        results = await queued_then_released(lock, writes, [])
+    assert results[0] is None and results[2] is True and results[3] is None
+    assert isinstance(results[1], ItemIdTaken) and results[1].item_id == "msg_1"
+    assert store.commits - before == 1
+    assert [stored_body(path, rid) for rid in ("resp_a", "resp_b")] == [
+        b"body of resp_a",
+        b"body of resp_b",
+    ]
+    found = await store.conversation_items("t1", "conv_a")
+    assert found == ItemSlice([StoredItem("msg_1", b"one"), StoredItem("msg_2", b"two")], False)

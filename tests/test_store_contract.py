@@ -13,7 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from diglot.proxy.store import DAY, Record, Store, StoreUnavailable, open_store
+from diglot.proxy.store import (
+    DAY,
+    Conversation,
+    ItemIdTaken,
+    ItemSlice,
+    Order,
+    Record,
+    Store,
+    StoredItem,
+    StoreUnavailable,
+    open_store,
+)
 from diglot.proxy.store.memory import MemoryStore
 from tests.redis_server import redis_server, redis_url
 
@@ -217,6 +228,168 @@ async def test_a_closed_store_is_unavailable(store: Store) -> None:
         await store.get("t1", "resp_a")
     with pytest.raises(StoreUnavailable):
         await store.put(record("resp_b"))
+
+
+def conversation(cid: str = "conv_a", tenant: str = "t1", metadata: bytes = b"{}") -> Conversation:
+    return Conversation(cid, tenant, START, metadata)
+
+
+def items(*item_ids: str) -> list[StoredItem]:
+    return [StoredItem(item_id, f"json of {item_id}".encode()) for item_id in item_ids]
+
+
+def item_ids(found: ItemSlice | None) -> tuple[list[str], bool] | None:
+    return None if found is None else ([item.id for item in found.items], found.has_more)
+
+
+async def test_a_conversation_keeps_its_items_in_order(store: Store) -> None:
+    await store.put_conversation(conversation(metadata=b'{"k":"v"}'), items("msg_1", "msg_2"))
+    assert await store.get_conversation("t1", "conv_a") == conversation(metadata=b'{"k":"v"}')
+    assert await store.add_conversation_items("t1", "conv_a", items("fc_3", "msg_0")) is True
+    found = await store.conversation_items("t1", "conv_a")
+    assert found == ItemSlice(items("msg_1", "msg_2", "fc_3", "msg_0"), False)
+    assert await store.get_conversation_item("t1", "conv_a", "fc_3") == items("fc_3")[0]
+    assert await store.get_conversation_item("t1", "conv_a", "msg_9") is None
+    assert await store.get_conversation("t1", "conv_unknown") is None
+
+
+async def test_conversation_items_come_in_slices_either_way(store: Store) -> None:
+    await store.put_conversation(conversation(), items("i1", "i2", "i3", "i4", "i5"))
+
+    async def slice_of(
+        order: Order = "asc", after: str | None = None, limit: int | None = None
+    ) -> tuple[list[str], bool] | None:
+        found = await store.conversation_items(
+            "t1", "conv_a", order=order, after=after, limit=limit
+        )
+        return item_ids(found)
+
+    assert await slice_of(limit=2) == (["i1", "i2"], True)
+    assert await slice_of(limit=2, after="i2") == (["i3", "i4"], True)
+    assert await slice_of(limit=2, after="i3") == (["i4", "i5"], False)
+    assert await slice_of(limit=5) == (["i1", "i2", "i3", "i4", "i5"], False)
+    assert await slice_of(order="desc", limit=2) == (["i5", "i4"], True)
+    assert await slice_of(order="desc", limit=3, after="i4") == (["i3", "i2", "i1"], False)
+    assert await slice_of(order="desc", after="i1") == ([], False)
+    assert await slice_of(after="i5", limit=1) == ([], False)
+    assert await slice_of(after="i9") is None
+    assert item_ids(await store.conversation_items("t1", "conv_unknown")) is None
+
+
+async def test_an_empty_conversation_has_no_items(store: Store) -> None:
+    await store.put_conversation(conversation(), [])
+    assert await store.conversation_items("t1", "conv_a", limit=20) == ItemSlice([], False)
+    assert await store.conversation_items("t1", "conv_a", order="desc") == ItemSlice([], False)
+
+
+async def test_an_item_id_is_held_once_per_conversation(store: Store) -> None:
+    with pytest.raises(ItemIdTaken) as repeated:
+        await store.put_conversation(conversation(), items("msg_1", "msg_2", "msg_1"))
+    assert repeated.value.item_id == "msg_1"
+    assert await store.get_conversation("t1", "conv_a") is None
+    await store.put_conversation(conversation(), items("msg_1"))
+    await store.put_conversation(conversation("conv_b"), items("msg_1"))  # another conversation
+    with pytest.raises(ItemIdTaken) as taken:
+        await store.add_conversation_items("t1", "conv_a", items("msg_2", "msg_1"))
+    assert taken.value.item_id == "msg_1"
+    with pytest.raises(ItemIdTaken):
+        await store.add_conversation_items("t1", "conv_a", items("msg_3", "msg_3"))
+    assert item_ids(await store.conversation_items("t1", "conv_a")) == (["msg_1"], False)
+
+
+async def test_metadata_is_replaced(store: Store) -> None:
+    await store.put_conversation(conversation(metadata=b'{"a":"1"}'), [])
+    updated = await store.set_conversation_metadata("t1", "conv_a", b'{"b":"2"}')
+    assert updated == conversation(metadata=b'{"b":"2"}')
+    assert await store.get_conversation("t1", "conv_a") == updated
+    assert await store.set_conversation_metadata("t1", "conv_unknown", b"{}") is None
+
+
+async def test_deleting_an_item_answers_the_conversation(store: Store) -> None:
+    await store.put_conversation(conversation(), items("msg_1", "msg_2", "msg_3"))
+    assert await store.delete_conversation_item("t1", "conv_a", "msg_2") == conversation()
+    assert await store.delete_conversation_item("t1", "conv_a", "msg_2") is None
+    assert await store.delete_conversation_item("t1", "conv_unknown", "msg_1") is None
+    assert await store.get_conversation_item("t1", "conv_a", "msg_2") is None
+    assert item_ids(await store.conversation_items("t1", "conv_a")) == (["msg_1", "msg_3"], False)
+    assert await store.add_conversation_items("t1", "conv_a", items("msg_2")) is True
+    found = await store.conversation_items("t1", "conv_a", after="msg_1")
+    assert item_ids(found) == (["msg_3", "msg_2"], False)
+
+
+async def test_deleting_a_conversation_deletes_its_items(store: Store) -> None:
+    await store.put_conversation(conversation(), items("msg_1"))
+    assert await store.delete_conversation("t1", "conv_a") is True
+    assert await store.get_conversation("t1", "conv_a") is None
+    assert await store.get_conversation_item("t1", "conv_a", "msg_1") is None
+    assert await store.conversation_items("t1", "conv_a") is None
+    assert await store.add_conversation_items("t1", "conv_a", items("msg_2")) is False
+    assert await store.delete_conversation("t1", "conv_a") is False
+    await store.put_conversation(conversation(), [])  # the same id again starts empty
+    assert await store.conversation_items("t1", "conv_a") == ItemSlice([], False)
+
+
+async def test_another_tenant_sees_no_conversation(store: Store) -> None:
+    await store.put_conversation(conversation(), items("msg_1"))
+    assert await store.get_conversation("t2", "conv_a") is None
+    assert await store.conversation_items("t2", "conv_a") is None
+    assert await store.get_conversation_item("t2", "conv_a", "msg_1") is None
+    assert await store.add_conversation_items("t2", "conv_a", items("msg_2")) is False
+    assert await store.set_conversation_metadata("t2", "conv_a", b'{"x":"y"}') is None
+    assert await store.delete_conversation_item("t2", "conv_a", "msg_1") is None
+    assert await store.delete_conversation("t2", "conv_a") is False
+    assert await store.conversation_items("t1", "conv_a") == ItemSlice(items("msg_1"), False)
+    assert await store.get_conversation("t1", "conv_a") == conversation()
+
+
+async def test_a_conversation_lasts_the_ttl_after_its_last_change(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    store = make_store(ttl=60)
+    await store.put_conversation(conversation(), items("msg_1"))
+    await store.put_conversation(conversation("conv_idle"), [])
+    clock.now += 50
+    assert await store.add_conversation_items("t1", "conv_a", items("msg_2"))
+    clock.now += 50  # 100 s after both began, 50 s after conv_a changed
+    assert await store.get_conversation("t1", "conv_idle") is None
+    assert await store.conversation_items("t1", "conv_idle") is None
+    assert item_ids(await store.conversation_items("t1", "conv_a")) == (["msg_1", "msg_2"], False)
+    assert await store.expire() == 1
+    clock.now += 10
+    assert await store.get_conversation("t1", "conv_a") is None
+    assert await store.expire() == 1
+    await store.put_conversation(conversation("conv_new"), [])
+    assert await store.expire() == 0
+
+
+async def test_conversations_count_nothing_against_the_budget(make_store: MakeStore) -> None:
+    store = make_store(max_bytes=2 * record("resp_a").size)
+    await store.put_conversation(conversation(), items("msg_1"))
+    await store.put(record("resp_a"))
+    await store.put(record("resp_b"))
+    assert await store.used_bytes() == 2 * record("resp_a").size
+    assert await store.get("t1", "resp_a") is not None
+    assert await store.get_conversation("t1", "conv_a") is not None
+
+
+async def test_stores_on_one_place_share_conversations(make_store: MakeStore) -> None:
+    if isinstance(make_store(), MemoryStore):
+        pytest.skip("memory stores are private to one store object")
+    first, second = make_store(), make_store()
+    await first.put_conversation(conversation(), items("msg_1"))
+    assert await second.add_conversation_items("t1", "conv_a", items("msg_2"))
+    found = await first.conversation_items("t1", "conv_a")
+    assert item_ids(found) == (["msg_1", "msg_2"], False)
+    assert await second.delete_conversation("t1", "conv_a")
+    assert await first.get_conversation("t1", "conv_a") is None
+
+
+async def test_a_closed_store_has_no_conversations(store: Store) -> None:
+    await store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.put_conversation(conversation(), [])
+    with pytest.raises(StoreUnavailable):
+        await store.conversation_items("t1", "conv_a")
 
 
 async def test_the_memory_budget_evicts_the_least_recently_used(clock: FakeClock) -> None:

@@ -47,8 +47,46 @@ class Record:
         return len(self.body) + len(self.id) + len(self.tenant) + 64 + sum(map(len, self.item_ids))
 
 
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A conversation object; its items are kept apart, in the order they were added."""
+
+    id: str
+    tenant: str
+    created_at: float
+    metadata: bytes  # JSON, opaque to the store
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """One item of a conversation: its id, and its JSON, opaque to the store."""
+
+    id: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ItemSlice:
+    """Some of a conversation's items, in the order asked for."""
+
+    items: list[StoredItem]
+    has_more: bool
+
+
+class ItemIdTaken(Exception):
+    """An item added to a conversation has the id of one it holds, or of another added with it."""
+
+    def __init__(self, item_id: str) -> None:
+        super().__init__(item_id)
+        self.item_id = item_id
+
+
 class Store(ABC):
-    """What every backend offers; records of another tenant are as absent as deleted ones."""
+    """What every backend offers; records of another tenant are as absent as deleted ones.
+
+    Conversations live beside the responses, kept for the TTL after their last change; they are
+    not counted against the byte budget.
+    """
 
     def __init__(self, ttl: float, max_bytes: int | None, clock: Clock) -> None:
         self.ttl = ttl
@@ -80,8 +118,62 @@ class Store(ABC):
         """The records holding each of these item ids (ids not found are left out)."""
 
     @abstractmethod
+    async def put_conversation(self, conversation: Conversation, items: list[StoredItem]) -> None:
+        """Keep a new conversation with its first items; raises ItemIdTaken for a repeated id."""
+
+    @abstractmethod
+    async def get_conversation(self, tenant: str, conversation_id: str) -> Conversation | None:
+        """The conversation object, without its items."""
+
+    @abstractmethod
+    async def set_conversation_metadata(
+        self, tenant: str, conversation_id: str, metadata: bytes
+    ) -> Conversation | None:
+        """Replace the conversation's metadata; the conversation as it now is."""
+
+    @abstractmethod
+    async def delete_conversation(self, tenant: str, conversation_id: str) -> bool:
+        """Forget the conversation and its items; False when there was none of this tenant's."""
+
+    @abstractmethod
+    async def add_conversation_items(
+        self, tenant: str, conversation_id: str, items: list[StoredItem]
+    ) -> bool:
+        """Append items, all or none; False when the conversation is missing.
+
+        Raises ItemIdTaken when an item's id is one the conversation holds or is repeated.
+        """
+
+    @abstractmethod
+    async def conversation_items(
+        self,
+        tenant: str,
+        conversation_id: str,
+        *,
+        order: Order = "asc",
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> ItemSlice | None:
+        """Up to `limit` items (all without one) after the item `after`, in `order`.
+
+        None when the conversation is missing or does not hold `after`.
+        """
+
+    @abstractmethod
+    async def get_conversation_item(
+        self, tenant: str, conversation_id: str, item_id: str
+    ) -> StoredItem | None:
+        """One item of the conversation."""
+
+    @abstractmethod
+    async def delete_conversation_item(
+        self, tenant: str, conversation_id: str, item_id: str
+    ) -> Conversation | None:
+        """Remove one item; the conversation, or None when it or the item is missing."""
+
+    @abstractmethod
     async def expire(self) -> int:
-        """Remove what outlived the TTL; how many responses went."""
+        """Remove what outlived the TTL; how many responses and conversations went."""
 
     @abstractmethod
     async def used_bytes(self) -> int:
@@ -101,10 +193,14 @@ class Store(ABC):
                 log.warning("store_expiry_failed", error=str(exc))
             else:
                 if removed:
-                    log.info("store_expired", responses=removed)
+                    log.info("store_expired", entries=removed)
 
     def expires_at(self, record: Record) -> float:
         return record.created_at + self.ttl
+
+    def conversation_expires_at(self) -> float:
+        """A conversation is kept for the TTL after its last change."""
+        return self.clock() + self.ttl
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +224,31 @@ def page_items(
         start = ids.index(after) + 1
     data = ordered[start : start + limit]
     return ItemPage(data, start + limit < len(ordered))
+
+
+def repeated_id(items: list[StoredItem]) -> str | None:
+    """The first item id given twice in one write, if any."""
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            return item.id
+        seen.add(item.id)
+    return None
+
+
+def slice_items(
+    items: list[StoredItem], order: Order, after: str | None, limit: int | None
+) -> ItemSlice | None:
+    """The slice of `items` (oldest first) a backend holding them all in order answers with."""
+    ordered = items if order == "asc" else items[::-1]
+    start = 0
+    if after is not None:
+        ids = [item.id for item in ordered]
+        if after not in ids:
+            return None
+        start = ids.index(after) + 1
+    end = len(ordered) if limit is None else start + limit
+    return ItemSlice(ordered[start:end], end < len(ordered))
 
 
 def default_state_dir(env: Mapping[str, str] | None = None) -> Path:

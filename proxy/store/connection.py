@@ -8,7 +8,15 @@ true go to the shared store as well, where any connection and any replica finds 
 
 from __future__ import annotations
 
-from diglot.proxy.store import MAX_CHAIN, Record, Store
+from diglot.proxy.store import (
+    MAX_CHAIN,
+    Conversation,
+    ItemSlice,
+    Order,
+    Record,
+    Store,
+    StoredItem,
+)
 from diglot.proxy.store.memory import MemoryStore
 
 LOCAL_BYTES = 32 * 1024 * 1024  # one connection's responses, least recently used out first
@@ -73,3 +81,47 @@ class ConnectionStore(Store):
     async def close(self) -> None:
         """The connection's own records only: the shared store belongs to the app."""
         await self._local.close()
+
+    # Conversations are the shared store's alone: a connection keeps none of its own.
+
+    async def put_conversation(self, conversation: Conversation, items: list[StoredItem]) -> None:
+        await self.shared.put_conversation(conversation, items)
+
+    async def get_conversation(self, tenant: str, conversation_id: str) -> Conversation | None:
+        return await self.shared.get_conversation(tenant, conversation_id)
+
+    async def set_conversation_metadata(
+        self, tenant: str, conversation_id: str, metadata: bytes
+    ) -> Conversation | None:
+        return await self.shared.set_conversation_metadata(tenant, conversation_id, metadata)
+
+    async def delete_conversation(self, tenant: str, conversation_id: str) -> bool:
+        return await self.shared.delete_conversation(tenant, conversation_id)
+
+    async def add_conversation_items(
+        self, tenant: str, conversation_id: str, items: list[StoredItem]
+    ) -> bool:
+        return await self.shared.add_conversation_items(tenant, conversation_id, items)
+
+    async def conversation_items(
+        self,
+        tenant: str,
+        conversation_id: str,
+        *,
+        order: Order = "asc",
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> ItemSlice | None:
+        return await self.shared.conversation_items(
+            tenant, conversation_id, order=order, after=after, limit=limit
+        )
+
+    async def get_conversation_item(
+        self, tenant: str, conversation_id: str, item_id: str
+    ) -> StoredItem | None:
+        return await self.shared.get_conversation_item(tenant, conversation_id, item_id)
+
+    async def delete_conversation_item(
+        self, tenant: str, conversation_id: str, item_id: str
+    ) -> Conversation | None:
+        return await self.shared.delete_conversation_item(tenant, conversation_id, item_id)

@@ -1,8 +1,12 @@
-"""`redis://host:port/db`: responses shared by every diglot replica using the same Redis.
+"""`redis://host:port/db`: responses and conversations shared by every diglot replica using
+the same Redis.
 
 Each operation is one Lua script, so it is atomic and costs one round trip: a chain is walked
 inside Redis. Keys: `diglot:r:<id>` (a hash per response), `diglot:items` (item id -> response
-id), `diglot:age` and `diglot:exp` (sorted sets for eviction and expiry), `diglot:bytes`.
+id), `diglot:age` and `diglot:exp` (sorted sets for eviction and expiry), `diglot:bytes`; for
+each conversation `diglot:c:<id>` (a hash: tenant, created, expires, metadata, items so far),
+`diglot:co:<id>` (item ids scored by their place) and `diglot:cb:<id>` (item id -> JSON), and
+`diglot:cexp` (a sorted set for expiry).
 """
 
 from __future__ import annotations
@@ -13,7 +17,19 @@ from urllib.parse import urlsplit
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from diglot.proxy.store import MAX_CHAIN, Clock, Record, Store, StoreUnavailable
+from diglot.proxy.store import (
+    MAX_CHAIN,
+    Clock,
+    Conversation,
+    ItemIdTaken,
+    ItemSlice,
+    Order,
+    Record,
+    Store,
+    StoredItem,
+    StoreUnavailable,
+    repeated_id,
+)
 
 PREFIX = "diglot:"
 
@@ -116,6 +132,157 @@ end
 return removed
 """
 )
+_CONVERSATION = """
+local p = ARGV[1]
+local function live(id, tenant, now)
+  local f = redis.call('HMGET', p .. 'c:' .. id, 't', 'e', 'c', 'm')
+  if f[1] and f[1] == tenant and tonumber(f[2]) > now then return f end
+  return nil
+end
+local function drop(id)
+  redis.call('DEL', p .. 'c:' .. id, p .. 'co:' .. id, p .. 'cb:' .. id)
+  return redis.call('ZREM', p .. 'cexp', id)
+end
+local function touch(id, expires)
+  redis.call('HSET', p .. 'c:' .. id, 'e', expires)
+  redis.call('ZADD', p .. 'cexp', expires, id)
+end
+local function append(id, first)
+  for i = first, #ARGV, 2 do
+    local place = redis.call('HINCRBY', p .. 'c:' .. id, 'n', 1)
+    redis.call('ZADD', p .. 'co:' .. id, place, ARGV[i])
+    redis.call('HSET', p .. 'cb:' .. id, ARGV[i], ARGV[i + 1])
+  end
+end
+"""
+# ARGV: prefix, id, tenant, created, expires, metadata, then item id and JSON for each item
+_CREATE_CONVERSATION = (
+    _CONVERSATION
+    + """
+local id = ARGV[2]
+drop(id)
+redis.call('HSET', p .. 'c:' .. id, 't', ARGV[3], 'c', ARGV[4], 'm', ARGV[6], 'n', 0)
+touch(id, ARGV[5])
+append(id, 7)
+return 1
+"""
+)
+# ARGV: prefix, id, tenant, now -> {created, metadata} or nil
+_GET_CONVERSATION = (
+    _CONVERSATION
+    + """
+local f = live(ARGV[2], ARGV[3], tonumber(ARGV[4]))
+if not f then return nil end
+return {f[3], f[4]}
+"""
+)
+# ARGV: prefix, id, tenant, now, expires, metadata -> {created, metadata} or nil
+_SET_METADATA = (
+    _CONVERSATION
+    + """
+local f = live(ARGV[2], ARGV[3], tonumber(ARGV[4]))
+if not f then return nil end
+redis.call('HSET', p .. 'c:' .. ARGV[2], 'm', ARGV[6])
+touch(ARGV[2], ARGV[5])
+return {f[3], ARGV[6]}
+"""
+)
+# ARGV: prefix, id, tenant, now -> 1 when deleted
+_DELETE_CONVERSATION = (
+    _CONVERSATION
+    + """
+if not live(ARGV[2], ARGV[3], tonumber(ARGV[4])) then return 0 end
+return drop(ARGV[2])
+"""
+)
+# ARGV: prefix, id, tenant, now, expires, then item id and JSON for each item
+# -> 0 (no such conversation), 1 (added) or the id of an item the conversation holds already
+_ADD_ITEMS = (
+    _CONVERSATION
+    + """
+local id = ARGV[2]
+if not live(id, ARGV[3], tonumber(ARGV[4])) then return 0 end
+for i = 6, #ARGV, 2 do
+  if redis.call('HEXISTS', p .. 'cb:' .. id, ARGV[i]) == 1 then return ARGV[i] end
+end
+append(id, 6)
+touch(id, ARGV[5])
+return 1
+"""
+)
+# ARGV: prefix, id, tenant, now, order, after or '', limit or 0 for all
+# -> nil (no such conversation, or `after` is not in it) or {has more, id, JSON, id, JSON, ...}
+_ITEMS = (
+    _CONVERSATION
+    + """
+local id, after, limit = ARGV[2], ARGV[6], tonumber(ARGV[7])
+if not live(id, ARGV[3], tonumber(ARGV[4])) then return nil end
+local key = p .. 'co:' .. id
+local asc = ARGV[5] == 'asc'
+local from = asc and '-inf' or '+inf'
+if after ~= '' then
+  local place = redis.call('ZSCORE', key, after)
+  if not place then return nil end
+  from = '(' .. place
+end
+local to = asc and '+inf' or '-inf'
+local verb = asc and 'ZRANGEBYSCORE' or 'ZREVRANGEBYSCORE'
+local ids
+if limit > 0 then
+  ids = redis.call(verb, key, from, to, 'LIMIT', 0, limit + 1)
+else
+  ids = redis.call(verb, key, from, to)
+end
+local more = 0
+if limit > 0 and #ids > limit then
+  more = 1
+  ids[#ids] = nil
+end
+local out = {more}
+for first = 1, #ids, 1000 do  -- unpack takes a few thousand values at most
+  local some = {}
+  for i = first, math.min(first + 999, #ids) do some[#some + 1] = ids[i] end
+  local bodies = redis.call('HMGET', p .. 'cb:' .. id, unpack(some))
+  for i, item in ipairs(some) do
+    out[#out + 1] = item
+    out[#out + 1] = bodies[i]
+  end
+end
+return out
+"""
+)
+# ARGV: prefix, id, tenant, now, item id -> its JSON or nil
+_GET_ITEM = (
+    _CONVERSATION
+    + """
+if not live(ARGV[2], ARGV[3], tonumber(ARGV[4])) then return nil end
+return redis.call('HGET', p .. 'cb:' .. ARGV[2], ARGV[5])
+"""
+)
+# ARGV: prefix, id, tenant, now, expires, item id -> {created, metadata} or nil
+_DELETE_ITEM = (
+    _CONVERSATION
+    + """
+local f = live(ARGV[2], ARGV[3], tonumber(ARGV[4]))
+if not f then return nil end
+if redis.call('ZREM', p .. 'co:' .. ARGV[2], ARGV[6]) == 0 then return nil end
+redis.call('HDEL', p .. 'cb:' .. ARGV[2], ARGV[6])
+touch(ARGV[2], ARGV[5])
+return {f[3], f[4]}
+"""
+)
+# ARGV: prefix, now, batch -> how many conversations were removed
+_EXPIRE_CONVERSATIONS = (
+    _CONVERSATION
+    + """
+local removed = 0
+local due = redis.call('ZRANGEBYSCORE', p .. 'cexp', '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
+for _, id in ipairs(due) do
+  removed = removed + drop(id)
+end
+return removed
+"""
+)
 _EXPIRY_BATCH = 500
 
 
@@ -137,6 +304,15 @@ class RedisStore(Store):
                 ("delete", _DELETE),
                 ("locate", _LOCATE),
                 ("expire", _EXPIRE),
+                ("create_conversation", _CREATE_CONVERSATION),
+                ("get_conversation", _GET_CONVERSATION),
+                ("set_metadata", _SET_METADATA),
+                ("delete_conversation", _DELETE_CONVERSATION),
+                ("add_items", _ADD_ITEMS),
+                ("items", _ITEMS),
+                ("get_item", _GET_ITEM),
+                ("delete_item", _DELETE_ITEM),
+                ("expire_conversations", _EXPIRE_CONVERSATIONS),
             )
         }
         self._closed = False
@@ -172,13 +348,106 @@ class RedisStore(Store):
         rows = await self._call("locate", tenant, repr(self.clock()), *item_ids)
         return {row[0].decode(): _record(tenant, row[1:]) for row in rows}
 
+    async def put_conversation(self, conversation: Conversation, items: list[StoredItem]) -> None:
+        taken = repeated_id(items)
+        if taken is not None:
+            raise ItemIdTaken(taken)
+        await self._call(
+            "create_conversation",
+            conversation.id,
+            conversation.tenant,
+            repr(conversation.created_at),
+            repr(self.conversation_expires_at()),
+            conversation.metadata,
+            *_pairs(items),
+        )
+
+    async def get_conversation(self, tenant: str, conversation_id: str) -> Conversation | None:
+        found = await self._call("get_conversation", conversation_id, tenant, repr(self.clock()))
+        return None if found is None else _conversation(conversation_id, tenant, found)
+
+    async def set_conversation_metadata(
+        self, tenant: str, conversation_id: str, metadata: bytes
+    ) -> Conversation | None:
+        found = await self._call(
+            "set_metadata",
+            conversation_id,
+            tenant,
+            repr(self.clock()),
+            repr(self.conversation_expires_at()),
+            metadata,
+        )
+        return None if found is None else _conversation(conversation_id, tenant, found)
+
+    async def delete_conversation(self, tenant: str, conversation_id: str) -> bool:
+        now = repr(self.clock())
+        return bool(await self._call("delete_conversation", conversation_id, tenant, now))
+
+    async def add_conversation_items(
+        self, tenant: str, conversation_id: str, items: list[StoredItem]
+    ) -> bool:
+        taken = repeated_id(items)
+        if taken is not None:
+            raise ItemIdTaken(taken)
+        outcome = await self._call(
+            "add_items",
+            conversation_id,
+            tenant,
+            repr(self.clock()),
+            repr(self.conversation_expires_at()),
+            *_pairs(items),
+        )
+        if isinstance(outcome, bytes):
+            raise ItemIdTaken(outcome.decode())
+        return bool(outcome)
+
+    async def conversation_items(
+        self,
+        tenant: str,
+        conversation_id: str,
+        *,
+        order: Order = "asc",
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> ItemSlice | None:
+        found = await self._call(
+            "items", conversation_id, tenant, repr(self.clock()), order, after or "", limit or 0
+        )
+        if found is None:
+            return None
+        flat = found[1:]
+        items = [StoredItem(flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2)]
+        return ItemSlice(items, bool(found[0]))
+
+    async def get_conversation_item(
+        self, tenant: str, conversation_id: str, item_id: str
+    ) -> StoredItem | None:
+        now = repr(self.clock())
+        body = await self._call("get_item", conversation_id, tenant, now, item_id)
+        return None if body is None else StoredItem(item_id, body)
+
+    async def delete_conversation_item(
+        self, tenant: str, conversation_id: str, item_id: str
+    ) -> Conversation | None:
+        found = await self._call(
+            "delete_item",
+            conversation_id,
+            tenant,
+            repr(self.clock()),
+            repr(self.conversation_expires_at()),
+            item_id,
+        )
+        return None if found is None else _conversation(conversation_id, tenant, found)
+
     async def expire(self) -> int:
         total = 0
-        while True:
-            removed = int(await self._call("expire", repr(self.clock()), _EXPIRY_BATCH))
-            total += removed
-            if removed < _EXPIRY_BATCH:
-                return total
+        for script in ("expire", "expire_conversations"):
+            while True:
+                removed = int(await self._call(script, repr(self.clock()), _EXPIRY_BATCH))
+                total += removed
+                if removed < _EXPIRY_BATCH:
+                    break
+        return total
 
     async def used_bytes(self) -> int:
         if self._closed:
@@ -213,3 +482,12 @@ def _record(tenant: str, row: list[bytes]) -> Record:
         created_at=float(row[2]),
         body=row[3],
     )
+
+
+def _pairs(items: list[StoredItem]) -> list[str | bytes]:
+    """Each item's id, then its JSON: the tail of a script's arguments."""
+    return [part for item in items for part in (item.id, item.body)]
+
+
+def _conversation(conversation_id: str, tenant: str, found: list[bytes]) -> Conversation:
+    return Conversation(conversation_id, tenant, float(found[0]), found[1])

@@ -24,12 +24,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from diglot.proxy.observability import get_logger
-from diglot.proxy.store import MAX_CHAIN, Clock, Record, Store, StoreUnavailable
+from diglot.proxy.store import (
+    MAX_CHAIN,
+    Clock,
+    Conversation,
+    ItemIdTaken,
+    ItemSlice,
+    Order,
+    Record,
+    Store,
+    StoredItem,
+    StoreUnavailable,
+    repeated_id,
+)
 
 T = TypeVar("T")
 log = get_logger()
 
-_LAYOUT = 1  # PRAGMA user_version once the tables below are in place
+_LAYOUT = 2  # PRAGMA user_version once the tables below are in place (2: conversations)
 _MOST_PER_COMMIT = 256  # writes one transaction takes at most
 _EXPIRE_CHUNK = 1000  # rows one expiry transaction removes at most: writes wait meanwhile
 # Seconds between two copies of the WAL into the database file: the longer the WAL grows
@@ -78,6 +90,29 @@ _TABLES = (
         UPDATE used_bytes SET bytes = bytes - OLD.size;
         DELETE FROM record_items WHERE seq = OLD.seq;
     END""",
+    # Conversations: kept until `expires_at` (pushed back by every change), apart from the
+    # budget; an item's `seq` is its place in its conversation.
+    """CREATE TABLE IF NOT EXISTS conversations (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        tenant TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        metadata BLOB NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS conversations_by_expiry ON conversations (expires_at)",
+    """CREATE TABLE IF NOT EXISTS conversation_items (
+        seq INTEGER PRIMARY KEY,
+        conversation INTEGER NOT NULL,
+        item_id TEXT NOT NULL,
+        body BLOB NOT NULL
+    )""",
+    """CREATE UNIQUE INDEX IF NOT EXISTS conversation_items_by_id
+        ON conversation_items (conversation, item_id)""",
+    """CREATE INDEX IF NOT EXISTS conversation_items_in_order
+        ON conversation_items (conversation, seq)""",
+    """CREATE TRIGGER IF NOT EXISTS conversations_out AFTER DELETE ON conversations
+        BEGIN DELETE FROM conversation_items WHERE conversation = OLD.seq; END""",
 )
 # The first layout (`responses`, `items`, `budget`), carried over oldest first.
 _FROM_FIRST_LAYOUT = (
@@ -111,6 +146,21 @@ SELECT id, previous_id, created_at, body FROM chain ORDER BY depth DESC
 _ROW = "SELECT id, previous_id, created_at, body FROM records"
 _ALIVE = "tenant = ? AND expires_at > ?"
 _EXPIRE = "DELETE FROM records WHERE seq IN (SELECT seq FROM records WHERE expires_at <= ? LIMIT ?)"
+_EXPIRE_CONVERSATIONS = (
+    "DELETE FROM conversations WHERE seq IN "
+    "(SELECT seq FROM conversations WHERE expires_at <= ? LIMIT ?)"
+)
+_CONVERSATION = "SELECT seq, id, created_at, metadata FROM conversations WHERE id = ? AND " + _ALIVE
+_ADD_ITEM = "INSERT INTO conversation_items (conversation, item_id, body) VALUES (?, ?, ?)"
+_ITEM = "SELECT item_id, body FROM conversation_items WHERE conversation = ? AND item_id = ?"
+_PLACE = "SELECT seq FROM conversation_items WHERE conversation = ? AND item_id = ?"
+_ITEMS = {
+    "asc": "SELECT item_id, body FROM conversation_items WHERE conversation = ? AND seq > ? "
+    "ORDER BY seq LIMIT ?",
+    "desc": "SELECT item_id, body FROM conversation_items WHERE conversation = ? AND seq < ? "
+    "ORDER BY seq DESC LIMIT ?",
+}
+_SEQ_BOUND = {"asc": -1, "desc": 2**63 - 1}  # a place before the first, or after the last
 
 
 class SqliteStore(Store):
@@ -172,14 +222,85 @@ class SqliteStore(Store):
         rows = await self._read(lambda db: db.execute(query, params).fetchall())
         return {row[0]: _record(tenant, row[1:]) for row in rows}
 
+    async def put_conversation(self, conversation: Conversation, items: list[StoredItem]) -> None:
+        taken = repeated_id(items)
+        if taken is not None:
+            raise ItemIdTaken(taken)
+        row = (
+            conversation.id,
+            conversation.tenant,
+            conversation.created_at,
+            self.conversation_expires_at(),
+            conversation.metadata,
+        )
+        await self._write(functools.partial(_create_conversation, row, items))
+
+    async def get_conversation(self, tenant: str, conversation_id: str) -> Conversation | None:
+        params = (conversation_id, tenant, self.clock())
+        rows = await self._read(lambda db: db.execute(_CONVERSATION, params).fetchall())
+        return _conversation(tenant, rows[0]) if rows else None
+
+    async def set_conversation_metadata(
+        self, tenant: str, conversation_id: str, metadata: bytes
+    ) -> Conversation | None:
+        find = (conversation_id, tenant, self.clock())
+        write = functools.partial(_set_metadata, find, metadata, self.conversation_expires_at())
+        row: tuple[int, str, float, bytes] | None = await self._write(write)
+        return None if row is None else _conversation(tenant, row)
+
+    async def delete_conversation(self, tenant: str, conversation_id: str) -> bool:
+        query = f"DELETE FROM conversations WHERE id = ? AND {_ALIVE}"
+        params = (conversation_id, tenant, self.clock())
+        deleted: int = await self._write(lambda db: db.execute(query, params).rowcount)
+        return bool(deleted)
+
+    async def add_conversation_items(
+        self, tenant: str, conversation_id: str, items: list[StoredItem]
+    ) -> bool:
+        taken = repeated_id(items)
+        if taken is not None:
+            raise ItemIdTaken(taken)
+        find = (conversation_id, tenant, self.clock())
+        write = functools.partial(_add_items, find, items, self.conversation_expires_at())
+        found, taken = await self._write(write)
+        if taken is not None:
+            raise ItemIdTaken(taken)
+        return bool(found)
+
+    async def conversation_items(
+        self,
+        tenant: str,
+        conversation_id: str,
+        *,
+        order: Order = "asc",
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> ItemSlice | None:
+        find = (conversation_id, tenant, self.clock())
+        return await self._read(functools.partial(_items, find, order, after, limit))
+
+    async def get_conversation_item(
+        self, tenant: str, conversation_id: str, item_id: str
+    ) -> StoredItem | None:
+        find = (conversation_id, tenant, self.clock())
+        return await self._read(functools.partial(_item, find, item_id))
+
+    async def delete_conversation_item(
+        self, tenant: str, conversation_id: str, item_id: str
+    ) -> Conversation | None:
+        find = (conversation_id, tenant, self.clock())
+        write = functools.partial(_delete_item, find, item_id, self.conversation_expires_at())
+        row: tuple[int, str, float, bytes] | None = await self._write(write)
+        return None if row is None else _conversation(tenant, row)
+
     async def expire(self) -> int:
         """In chunks, so that the writes waiting meanwhile are not held up by a large sweep."""
-        params = (self.clock(), _EXPIRE_CHUNK)
+        now = self.clock()
         removed = 0
         while True:
-            gone: int = await self._write(lambda db: db.execute(_EXPIRE, params).rowcount)
-            removed += gone
-            if gone < _EXPIRE_CHUNK:
+            gone: tuple[int, int] = await self._write(functools.partial(_expire_some, now))
+            removed += sum(gone)
+            if max(gone) < _EXPIRE_CHUNK:
                 return removed
 
     async def used_bytes(self) -> int:
@@ -442,6 +563,110 @@ def _insert(row: tuple[object, ...], item_ids: tuple[str, ...], db: sqlite3.Conn
     return seq
 
 
+def _create_conversation(
+    row: tuple[object, ...], items: list[StoredItem], db: sqlite3.Connection
+) -> None:
+    """A new conversation and its first items (their ids were checked to differ)."""
+    seq = db.execute(
+        "INSERT OR REPLACE INTO conversations (id, tenant, created_at, expires_at, metadata) "
+        "VALUES (?, ?, ?, ?, ?)",
+        row,
+    ).lastrowid
+    db.executemany(_ADD_ITEM, [(seq, item.id, item.body) for item in items])
+
+
+def _set_metadata(
+    find: tuple[str, str, float], metadata: bytes, expires_at: float, db: sqlite3.Connection
+) -> tuple[int, str, float, bytes] | None:
+    """The conversation's row with its new metadata, or None when there is no such one."""
+    row: tuple[int, str, float, bytes] | None = db.execute(_CONVERSATION, find).fetchone()
+    if row is None:
+        return None
+    db.execute(
+        "UPDATE conversations SET metadata = ?, expires_at = ? WHERE seq = ?",
+        (metadata, expires_at, row[0]),
+    )
+    return (*row[:3], metadata)
+
+
+def _add_items(
+    find: tuple[str, str, float],
+    items: list[StoredItem],
+    expires_at: float,
+    db: sqlite3.Connection,
+) -> tuple[bool, str | None]:
+    """Whether the conversation was found, and the id that stopped the items going in, if any.
+
+    Checked before writing: a failed statement would fail every write of the transaction.
+    """
+    row = db.execute(_CONVERSATION, find).fetchone()
+    if row is None:
+        return False, None
+    seq = row[0]
+    held = (item.id for item in items if db.execute(_PLACE, (seq, item.id)).fetchone())
+    taken = next(held, None)
+    if taken is not None:
+        return True, taken
+    db.executemany(_ADD_ITEM, [(seq, item.id, item.body) for item in items])
+    db.execute("UPDATE conversations SET expires_at = ? WHERE seq = ?", (expires_at, seq))
+    return True, None
+
+
+def _delete_item(
+    find: tuple[str, str, float], item_id: str, expires_at: float, db: sqlite3.Connection
+) -> tuple[int, str, float, bytes] | None:
+    """The conversation's row once its item is gone, or None when either was missing."""
+    row: tuple[int, str, float, bytes] | None = db.execute(_CONVERSATION, find).fetchone()
+    if row is None:
+        return None
+    deleted = db.execute(
+        "DELETE FROM conversation_items WHERE conversation = ? AND item_id = ?", (row[0], item_id)
+    ).rowcount
+    if not deleted:
+        return None
+    db.execute("UPDATE conversations SET expires_at = ? WHERE seq = ?", (expires_at, row[0]))
+    return row
+
+
+def _items(
+    find: tuple[str, str, float],
+    order: Order,
+    after: str | None,
+    limit: int | None,
+    db: sqlite3.Connection,
+) -> ItemSlice | None:
+    """In the reader thread: the slice of the conversation's items asked for."""
+    row = db.execute(_CONVERSATION, find).fetchone()
+    if row is None:
+        return None
+    bound = _SEQ_BOUND[order]
+    if after is not None:
+        place = db.execute(_PLACE, (row[0], after)).fetchone()
+        if place is None:
+            return None
+        bound = place[0]
+    wanted = -1 if limit is None else limit + 1  # one more tells whether there are more
+    rows = db.execute(_ITEMS[order], (row[0], bound, wanted)).fetchall()
+    items = [StoredItem(item_id, body) for item_id, body in rows]
+    if limit is None or len(items) <= limit:
+        return ItemSlice(items, False)
+    return ItemSlice(items[:limit], True)
+
+
+def _item(find: tuple[str, str, float], item_id: str, db: sqlite3.Connection) -> StoredItem | None:
+    """In the reader thread: one item of a live conversation."""
+    row = db.execute(_CONVERSATION, find).fetchone()
+    found = None if row is None else db.execute(_ITEM, (row[0], item_id)).fetchone()
+    return None if found is None else StoredItem(found[0], found[1])
+
+
+def _expire_some(now: float, db: sqlite3.Connection) -> tuple[int, int]:
+    """Up to a chunk of expired responses and one of conversations: how many of each went."""
+    responses = db.execute(_EXPIRE, (now, _EXPIRE_CHUNK)).rowcount
+    conversations = db.execute(_EXPIRE_CONVERSATIONS, (now, _EXPIRE_CHUNK)).rowcount
+    return responses, conversations
+
+
 def _nothing(db: sqlite3.Connection) -> None:
     """A write that only makes sure the file and its tables exist."""
 
@@ -489,6 +714,10 @@ def _failure(path: Path, exc: Exception) -> Exception:
 
 def _unavailable(path: Path, exc: Exception) -> StoreUnavailable:
     return StoreUnavailable(f"the sqlite store at {path} failed: {exc}")
+
+
+def _conversation(tenant: str, row: tuple[int, str, float, bytes]) -> Conversation:
+    return Conversation(id=row[1], tenant=tenant, created_at=row[2], metadata=row[3])
 
 
 def _record(tenant: str, row: tuple[str, str | None, float, bytes]) -> Record:
