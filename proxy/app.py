@@ -10,14 +10,14 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from diglot.proxy import conversations, handlers, health, stored_responses
+from diglot.proxy import compaction, conversations, handlers, health, stored_responses
 from diglot.proxy.auth import EXEMPT_PATHS, ClientKeys, check_client_key, install_client_auth
 from diglot.proxy.config import Config
 from diglot.proxy.conversation import install_store, open_state
 from diglot.proxy.health import install_health
 from diglot.proxy.ids import IdMint
 from diglot.proxy.limits import Overloaded
-from diglot.proxy.metrics import Metrics, install_metrics, scrape
+from diglot.proxy.metrics import Metrics, install_metrics, install_router_metrics, scrape
 from diglot.proxy.observability import (
     CLIENT_GONE,
     CURRENT_RECORD,
@@ -27,9 +27,10 @@ from diglot.proxy.observability import (
     request_line_writer,
 )
 from diglot.proxy.replies import json_response
+from diglot.proxy.routing import Router
 from diglot.proxy.state import PROXY, RECORD, Proxy
 from diglot.proxy.token_counts import InputTokens
-from diglot.proxy.upstream import REQUEST_ID, Upstream
+from diglot.proxy.upstream import REQUEST_ID
 from diglot.proxy.websocket import install_sockets, serve_socket, socket_runner, wants_websocket
 from diglot.translators.errors import RequestError, error_body
 from diglot.translators.models import ToolShelf
@@ -41,32 +42,35 @@ _UNMATCHED = "unmatched"
 
 
 def create_app(config: Config) -> web.Application:
-    """One app per process; the upstream session opens on startup and closes on cleanup."""
+    """One app per process; the upstreams' sessions open on startup and close on cleanup."""
     app = web.Application(client_max_size=config.max_body_bytes)
-    upstream = Upstream(config)
+    router = Router(config)
     store, sealer = open_state(config)
     app[PROXY] = Proxy(
         config=config,
         options=config.options(),
-        upstream=upstream,
+        upstream=router.default,
         store=store,
         sealer=sealer,
         new_id=IdMint(),
         tool_shelf=ToolShelf(),
+        router=router,
     )
-    install_store(app, store, expire=config.upstream_api == "chat")
+    install_store(app, store, expire=router.keeps_state)
 
-    async def open_upstream(_: web.Application) -> None:
-        await upstream.start()
+    async def open_upstreams(_: web.Application) -> None:
+        await router.start()
 
-    async def close_upstream(_: web.Application) -> None:
-        await upstream.close()
+    async def close_upstreams(_: web.Application) -> None:
+        await router.close()
 
-    app.on_startup.append(open_upstream)
-    app.on_cleanup.append(close_upstream)
+    app.on_startup.append(open_upstreams)
+    app.on_cleanup.append(close_upstreams)
     keys = install_client_auth(app, config)
     install_health(app, config)
     metrics = install_metrics(app)
+    if config.upstreams:
+        install_router_metrics(metrics, router)
     install_sockets(app, metrics)
     _add_routes(app.router, keys, metrics)
     return app
@@ -87,6 +91,7 @@ def _add_routes(router: web.UrlDispatcher, keys: ClientKeys | None, metrics: Met
         talk = prefix + "/conversations/{conversation_id}"
         routes += [
             ("POST", prefix + "/responses", handlers.responses),
+            ("POST", prefix + "/responses/compact", compaction.compact),  # before {response_id}
             ("GET", prefix + "/responses", _responses_socket),
             ("POST", prefix + "/chat/completions", handlers.chat_completions),
             ("GET", prefix + "/models", handlers.models),

@@ -21,6 +21,7 @@ from diglot.proxy.metrics import start_answer
 from diglot.proxy.observability import CLIENT_GONE, RequestLog, get_logger
 from diglot.proxy.pump import TranslatingRelay, count_usage, translated
 from diglot.proxy.replies import json_response
+from diglot.proxy.routing import name_for_client
 from diglot.proxy.state import Proxy
 from diglot.proxy.upstream import (
     REQUEST_ID,
@@ -58,6 +59,7 @@ async def chat_over_responses(
     parsed = decode_chat_request(raw)
     record.model, record.stream = parsed.model, parsed.stream
     check_item_count(len(parsed.params.messages), proxy.config.max_input_items, "messages")
+    proxy = proxy.router.bound(proxy, parsed.params, request.headers, None)
     call = chat_request_to_responses(
         parsed, proxy.options, now=int(time.time()), new_id=proxy.new_id
     )
@@ -83,7 +85,7 @@ async def chat_over_responses(
 class _Calls:
     """The one request body sent to the upstream for each choice, and how its answer is read."""
 
-    __slots__ = ("body", "context", "headers", "n", "proxy", "record", "url")
+    __slots__ = ("body", "context", "headers", "n", "named", "proxy", "record", "url")
 
     def __init__(
         self, request: web.Request, proxy: Proxy, record: RequestLog, call: ResponsesCall
@@ -92,7 +94,9 @@ class _Calls:
         self.record = record
         self.context = call.context
         self.n = call.n
-        self.body = dumps(call.body)
+        self.body = dumps(proxy.router.for_backend(call.body))
+        # The client's name for the model, when its backend knows it by another.
+        self.named = call.context.model if proxy.router.aliased(call.context.model) else None
         self.headers = proxy.upstream.headers(
             request.headers, record.request_id, "application/json"
         )
@@ -138,7 +142,15 @@ class _Calls:
                 502, "The upstream sent a response diglot cannot read.", "bad_upstream_response"
             ) from None
         count_usage(self.record, response.get("usage"))
+        if self.named is not None:
+            name_for_client([completion], self.named)
         return completion
+
+    def encode(self, chunks: Chunks) -> bytes:
+        """Chunks in Chat framing, with the client's name for the model."""
+        if self.named is not None:
+            name_for_client(chunks, self.named)
+        return _encode(chunks)
 
 
 def _is_response(payload: object) -> TypeGuard[dict[str, Any]]:
@@ -228,7 +240,7 @@ async def _relay_one(
     relay = _StreamRelay(upstream.context, 0, upstream.record)
     async with aclosing(translated(answer, relay)) as chunks:
         async for piece in chunks:
-            await response.write(_encode(piece))
+            await response.write(upstream.encode(piece))
 
 
 async def _relay_many(
@@ -253,7 +265,7 @@ async def _relay_many(
             index, piece = await queue.get()
             out = fan_in.end(index) if piece is None else fan_in.feed(index, piece)
             if out:
-                await response.write(_encode(out))
+                await response.write(upstream.encode(out))
     finally:
         for task in pumps:
             task.cancel()

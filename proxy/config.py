@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import math
 import re
 import tomllib
@@ -12,10 +13,14 @@ from itertools import chain
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
+import orjson
+
+from diglot.translators.compaction import DEFAULT_PROMPT
 from diglot.translators.context import Options
 
 LogFormat = Literal["json", "console", "auto"]
 UpstreamApi = Literal["chat", "responses"]
+ApiChoice = Literal["chat", "responses", "auto"]  # an [[upstreams]] table's: auto is found out
 Parser = Callable[[str, object], Any]
 
 
@@ -168,7 +173,172 @@ def _level(name: str, value: object) -> str:
     return _choice("debug", "info", "warning", "error", "critical")(name, value)
 
 
+@dataclass(frozen=True, slots=True)
+class UpstreamSpec:
+    """One upstream as an [[upstreams]] table gives it; what it leaves out (None) comes from the
+    global settings (see `Config.upstream_settings`)."""
+
+    name: str
+    urls: tuple[str, ...]  # its replicas
+    api: ApiChoice
+    models: tuple[str, ...]  # glob patterns, matched in order
+    aliases: tuple[tuple[str, str], ...] = ()  # client-facing name -> the backend's model name
+    api_key: str | None = None
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
+    idle_timeout: float | None = None
+    max_requests: int | None = None
+    queue_timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    """One upstream with every setting decided: what its replicas are built from."""
+
+    name: str
+    urls: tuple[str, ...]
+    api: ApiChoice
+    models: tuple[str, ...]
+    aliases: Mapping[str, str]
+    api_key: str | None
+    connect_timeout: float
+    read_timeout: float
+    idle_timeout: float
+    max_requests: int
+    queue_timeout: float
+
+
+_TABLE_PARSERS: dict[str, Parser] = {
+    "name": _text,
+    "api": _choice("chat", "responses", "auto"),
+    "api_key": _text,
+    "connect_timeout": _seconds,
+    "read_timeout": _seconds,
+    "idle_timeout": _seconds,
+    "max_requests": _count,
+    "queue_timeout": _seconds,
+}
+_TABLE_KEYS = {*_TABLE_PARSERS, "url", "urls", "models", "aliases"}
+
+
+def _upstreams(name: str, value: object) -> tuple[UpstreamSpec, ...]:
+    """[[upstreams]] tables; on the command line or in the environment, the same as JSON."""
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise ConfigError(
+                name, 'is not JSON: give an array of upstream tables, [{"name": ...}, ...]'
+            ) from None
+    if not isinstance(value, list) or not value:
+        raise ConfigError(name, "expected one or more [[upstreams]] tables")
+    specs = tuple(_upstream_table(f"{name}[{index}]", table) for index, table in enumerate(value))
+    _refuse_duplicates(name, specs)
+    return specs
+
+
+def _upstream_table(where: str, table: object) -> UpstreamSpec:
+    """One table, every key checked; an alias must lead to one of the table's own models."""
+    if not isinstance(table, dict):
+        raise ConfigError(where, "expected a table (name, url or urls, api, models, ...)")
+    given = {str(key).replace("-", "_"): value for key, value in table.items()}
+    for key in given:
+        if key not in _TABLE_KEYS:
+            meant = _closest(key, _TABLE_KEYS)
+            raise ConfigError(
+                f"{where}.{key}", "unknown key" + (f"; did you mean {meant}?" if meant else "")
+            )
+    for key in ("name", "api", "models"):
+        if key not in given:
+            raise ConfigError(f"{where}.{key}", "required in every [[upstreams]] table")
+    parsed = {
+        key: parse(f"{where}.{key}", given[key])
+        for key, parse in _TABLE_PARSERS.items()
+        if key in given
+    }
+    models = _globs(f"{where}.models", given["models"])
+    return UpstreamSpec(
+        urls=_replica_urls(where, given),
+        models=models,
+        aliases=_aliases(f"{where}.aliases", given.get("aliases", {}), models),
+        **parsed,
+    )
+
+
+def _replica_urls(where: str, given: Mapping[str, object]) -> tuple[str, ...]:
+    """`url = "..."` for one replica, `urls = [...]` for several: one of the two."""
+    if ("url" in given) == ("urls" in given):
+        raise ConfigError(f"{where}.url", "give either url (one replica) or urls (several)")
+    if "url" in given:
+        return (_url(f"{where}.url", given["url"]),)
+    listed = given["urls"]
+    if not isinstance(listed, list) or not listed:
+        raise ConfigError(f"{where}.urls", "expected a list of one or more URLs")
+    urls = tuple(_url(f"{where}.urls[{index}]", url) for index, url in enumerate(listed))
+    if len(set(urls)) != len(urls):
+        raise ConfigError(f"{where}.urls", "lists the same URL twice")
+    return urls
+
+
+def _globs(where: str, value: object) -> tuple[str, ...]:
+    """Model name patterns: `*` any run of characters, `?` one, `[...]` one of a set."""
+    if not isinstance(value, list) or not value:
+        raise ConfigError(where, 'expected a list of one or more patterns, such as ["qwen3-*"]')
+    for pattern in value:
+        if not isinstance(pattern, str) or not pattern.strip():
+            raise ConfigError(where, f"{pattern!r} is not a model pattern: give a non-empty name")
+        if _unclosed(pattern):
+            raise ConfigError(where, f"{pattern!r} is not a model pattern: a [ has no closing ]")
+    return tuple(value)
+
+
+def _unclosed(pattern: str) -> bool:
+    """A `[` without its `]`, which fnmatch would quietly take as a plain character."""
+    opened = pattern.find("[")
+    while opened != -1:
+        closing = pattern.find("]", opened + 2)
+        if closing == -1:
+            return True
+        opened = pattern.find("[", closing + 1)
+    return False
+
+
+def matches(model: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a model name matches one of an upstream's patterns (case counts)."""
+    return any(fnmatch.fnmatchcase(model, pattern) for pattern in patterns)
+
+
+def _aliases(where: str, value: object, models: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        raise ConfigError(where, 'expected a table of names, such as { "gpt-5" = "qwen3-32b" }')
+    pairs = []
+    for alias, target in value.items():
+        if not isinstance(target, str) or not target.strip() or not str(alias).strip():
+            raise ConfigError(where, f"{alias!r} must name a model: give a non-empty string")
+        if not matches(target, models):
+            raise ConfigError(
+                where, f"{alias!r} leads to {target!r}, which none of this upstream's models match"
+            )
+        pairs.append((str(alias), target))
+    return tuple(pairs)
+
+
+def _refuse_duplicates(name: str, specs: tuple[UpstreamSpec, ...]) -> None:
+    """Names tell upstreams apart in logs, metrics and /readyz; an alias routes to one place."""
+    names: set[str] = set()
+    aliases: set[str] = set()
+    for index, spec in enumerate(specs):
+        if spec.name in names:
+            raise ConfigError(f"{name}[{index}].name", f"{spec.name!r} names two upstreams")
+        names.add(spec.name)
+        for alias, _ in spec.aliases:
+            if alias in aliases:
+                raise ConfigError(f"{name}[{index}].aliases", f"{alias!r} is an alias twice")
+            aliases.add(alias)
+
+
 _OPTIONS = tuple(option.name for option in fields(Options))
+SHORTHAND = "default"  # the name of the one upstream `--upstream` gives
 
 
 def _given(
@@ -203,6 +373,12 @@ class Config(Options):
 
     upstream: str = field(metadata=_given(_url, "upstream base URL including /v1", metavar="URL"))
     upstream_api: UpstreamApi = field(metadata=_given(help="the API the upstream speaks"))
+    upstreams: tuple[UpstreamSpec, ...] = field(
+        default=(),
+        metadata=_given(
+            _upstreams, "several upstreams, as [[upstreams]] tables in JSON", metavar="JSON"
+        ),
+    )
     host: str = field(
         default="127.0.0.1", metadata=_given(_text, "address to listen on (default 127.0.0.1)")
     )
@@ -299,6 +475,12 @@ class Config(Options):
         default=None,
         metadata=_given(_text, "where the default store and seal key live", metavar="DIR"),
     )
+    compaction_prompt: str = field(
+        default=DEFAULT_PROMPT,
+        metadata=_given(
+            _text, "instruction the backend summarises with to compact", metavar="TEXT"
+        ),
+    )
     log_format: LogFormat = field(default="auto", metadata=_given())
     log_level: str = field(
         default="info",
@@ -309,6 +491,34 @@ class Config(Options):
     def options(self) -> Options:
         """The translation knobs of this configuration."""
         return Options(**{name: getattr(self, name) for name in _OPTIONS})
+
+    def upstream_settings(self) -> tuple[UpstreamSettings, ...]:
+        """Every upstream, in routing order: the [[upstreams]] tables, else `upstream` alone
+        with `models = ["*"]`; what a table leaves out is the global setting."""
+        specs = self.upstreams or (
+            UpstreamSpec(
+                name=SHORTHAND, urls=(self.upstream,), api=self.upstream_api, models=("*",)
+            ),
+        )
+        return tuple(self._settled(spec) for spec in specs)
+
+    def _settled(self, spec: UpstreamSpec) -> UpstreamSettings:
+        def given(value: float | None, default: float) -> float:
+            return default if value is None else value
+
+        return UpstreamSettings(
+            name=spec.name,
+            urls=spec.urls,
+            api=spec.api,
+            models=spec.models,
+            aliases=dict(spec.aliases),
+            api_key=spec.api_key or self.upstream_api_key,
+            connect_timeout=given(spec.connect_timeout, self.connect_timeout),
+            read_timeout=given(spec.read_timeout, self.read_timeout),
+            idle_timeout=given(spec.idle_timeout, self.upstream_idle_timeout),
+            max_requests=spec.max_requests or self.max_upstream_requests,
+            queue_timeout=given(spec.queue_timeout, self.upstream_queue_timeout),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,6 +699,8 @@ def load_config(cli: Mapping[str, object | None], env: Mapping[str, str]) -> Con
             values[name] = parsed[0]
         elif parsed:
             values[name] = tuple(chain.from_iterable(parsed))
+    if "upstreams" in values:
+        _stand_in_for_upstream(values)
     for name in REQUIRED:
         if name not in values:
             flag = "--" + name.replace("_", "-")
@@ -496,11 +708,26 @@ def load_config(cli: Mapping[str, object | None], env: Mapping[str, str]) -> Con
     return Config(**values)
 
 
+def _stand_in_for_upstream(values: dict[str, Any]) -> None:
+    """With [[upstreams]], `upstream` and `upstream_api` name the first one, for code that
+    knows of one upstream only; giving them as well is ambiguous."""
+    if "upstream" in values or "upstream_api" in values:
+        raise ConfigError(
+            "upstreams",
+            "give either upstream and upstream_api (one upstream) or [[upstreams]] tables",
+        )
+    first: UpstreamSpec = values["upstreams"][0]
+    values["upstream"] = first.urls[0]
+    values["upstream_api"] = "responses" if first.api == "responses" else "chat"
+
+
 def config_warnings(config: Config, env: Mapping[str, str]) -> list[str]:
     """What is worth a line at startup without stopping diglot, one message each."""
     warnings = [_unknown_warning(key) for key in _unknown_variables(env)]
-    if not urlsplit(config.upstream).path:
-        warnings.append(_pathless_warning(config))
+    for upstream in config.upstream_settings():
+        for url in upstream.urls:
+            if not urlsplit(url).path:
+                warnings.append(_pathless_warning(url, upstream.api))
     return warnings
 
 
@@ -510,9 +737,8 @@ def _unknown_warning(key: str) -> str:
     return f"unknown environment variable {key} ignored; {hint}"
 
 
-def _pathless_warning(config: Config) -> str:
-    endpoint = "/chat/completions" if config.upstream_api == "chat" else "/responses"
+def _pathless_warning(url: str, api: ApiChoice) -> str:
+    endpoint = {"chat": "/chat/completions", "responses": "/responses"}.get(api, "/models")
     return (
-        f"upstream {config.upstream} has no path: diglot will call {config.upstream}{endpoint}; "
-        f"most backends want {config.upstream}/v1"
+        f"upstream {url} has no path: diglot will call {url}{endpoint}; most backends want {url}/v1"
     )

@@ -37,7 +37,9 @@ _ID_PREFIXES = {
     "custom_tool_call": "ctc",
     "custom_tool_call_output": "ctco",
     "reasoning": "rs",
+    "compaction": "cmp",
 }
+_UNSTATUSED = frozenset({"compaction", "compaction_trigger"})  # kept as they came: no status
 _EXPIRY_INTERVAL = 60.0
 
 
@@ -79,6 +81,7 @@ class Turn(msgspec.Struct):
     input_items: list[dict[str, Any]] | None = None  # as stored, when the response is kept
     references: dict[int, dict[str, Any]] = {}  # input index -> item
     known_ids: set[str] = set()  # item ids of the chain continued
+    previous_usage: dict[str, Any] | None = None  # what the response continued reported
     _bodies: dict[str, dict[str, Any]] = {}
     unresolved: bool = False  # stored state still to be read by resolve_turn
     kept: bool = True  # the response is kept once finished
@@ -133,17 +136,19 @@ def begin_turn(
     req: ResponsesRequest,
     raw: bytes,
     kept_unstored: bool = False,
+    answered: bool = True,
 ) -> Turn:
     """A request's turn, begun without waiting on the store when it continues nothing stored.
 
     One that does (`previous_response_id`, `item_reference`s) is `unresolved` until
     `resolve_turn` has read the store. With `kept_unstored` (a WebSocket connection's store),
-    a `store: false` response is kept too, as a record the store does not share.
+    a `store: false` response is kept too, as a record the store does not share. Without
+    `answered` (a compaction), no response is kept.
     """
     params = req.params
     turn = Turn(store, tenant_of(headers), previous_id=params.previous_response_id)
     turn.shared = params.store is not False
-    turn.kept = turn.shared or kept_unstored
+    turn.kept = answered and (turn.shared or kept_unstored)
     if sealed_reasoning_asked(params):
         sealer.ready()
     references = not isinstance(req.input, str) and ItemReference in map(type, req.input)
@@ -182,7 +187,9 @@ async def _history(turn: Turn, response_id: str) -> list[InputItem]:
         raise _previous_not_found(response_id)
     if chain[0].previous_id is not None:
         raise _previous_not_found(chain[0].previous_id)
-    items = chain_items([turn.body(record) for record in chain])
+    bodies = [turn.body(record) for record in chain]
+    turn.previous_usage = bodies[-1]["response"].get("usage")
+    items = chain_items(bodies)
     turn.known_ids.update(item["id"] for item in items if isinstance(item.get("id"), str))
     return decode_items(items)
 
@@ -252,7 +259,8 @@ def _stored_input(
         seen.add(item_id)
         item = {"id": item_id, "type": kind, **fields}
         item["id"], item["type"] = item_id, kind
-        item.setdefault("status", "completed")
+        if kind not in _UNSTATUSED:
+            item.setdefault("status", "completed")
         if kind == "message" and isinstance(item.get("content"), str):
             item["content"] = message_text_parts(item.get("role"), item["content"])
         items.append(item)

@@ -1,4 +1,4 @@
-"""GET /healthz (the process answers) and GET /readyz (upstream and store usable, not draining)."""
+"""GET /healthz (the process answers) and GET /readyz (upstreams and store usable, not draining)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,17 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from diglot.proxy.config import Config
 from diglot.proxy.replies import json_response
+from diglot.proxy.routing import Pool, Router
 from diglot.proxy.state import PROXY
 from diglot.proxy.store import Store, StoreUnavailable
+from diglot.proxy.upstream import Upstream
 
 Check = Callable[[], Awaitable[str | None]]  # None when fine, else the reason it is not
-_PROBE_TIMEOUT = 2.0
 _CACHE_SECONDS = 1.0
 
 
@@ -41,25 +41,29 @@ class Readiness:
 READINESS = web.AppKey("readiness", Readiness)
 
 
-def upstream_check(config: Config) -> Check:
-    """A TCP connect to the upstream: cheap, needs no key, and proves the backend listens."""
-    parts = urlsplit(config.upstream)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    timeout = min(config.connect_timeout, _PROBE_TIMEOUT)
+def upstream_check(replica: Upstream) -> Check:
+    """One upstream with one replica: a TCP connect to it."""
+    return replica.check
+
+
+def replicas_check(pool: Pool) -> Check:
+    """An upstream with replicas is ready while one of them accepts a TCP connection."""
 
     async def check() -> str | None:
-        try:
-            async with asyncio.timeout(timeout):
-                _, writer = await asyncio.open_connection(host, port)
-        except TimeoutError:
-            return f"upstream {host}:{port} did not accept a connection within {timeout:g}s"
-        except OSError as exc:
-            return f"upstream {host}:{port} is unreachable: {exc.strerror or exc}"
-        writer.close()
-        return None
+        reasons = await asyncio.gather(*(replica.check() for replica in pool.replicas))
+        if None in reasons:
+            return None
+        return "no live replica: " + "; ".join(reason for reason in reasons if reason)
 
     return check
+
+
+def replica_states(router: Router) -> dict[str, dict[str, str]]:
+    """Each upstream's replicas by host:port, up or down as the last request or probe found."""
+    return {
+        pool.name: {replica.replica: "up" if replica.live else "down" for replica in pool.replicas}
+        for pool in router.pools
+    }
 
 
 def store_check(store: Store) -> Check:
@@ -86,17 +90,25 @@ async def readyz(request: web.Request) -> web.Response:
     if readiness.draining:
         return json_response({"status": "not ready", "reason": "shutting down"}, 503)
     results = await readiness.reasons()
+    upstreams = replica_states(request.app[PROXY].router)
     failing = {name: reason for name, reason in results.items() if reason is not None}
     if failing:
         reason = "; ".join(f"{name}: {why}" for name, why in failing.items())
         checks = {name: why or "ok" for name, why in results.items()}
-        return json_response({"status": "not ready", "reason": reason, "checks": checks}, 503)
-    return json_response({"status": "ready", "checks": dict.fromkeys(results, "ok")}, 200)
+        body = {"status": "not ready", "reason": reason, "checks": checks, "upstreams": upstreams}
+        return json_response(body, 503)
+    checks = dict.fromkeys(results, "ok")
+    return json_response({"status": "ready", "checks": checks, "upstreams": upstreams}, 200)
 
 
 def install_health(app: web.Application, config: Config) -> Readiness:
-    """The readiness checks behind /readyz: the upstream and, when there is one, the store."""
-    checks = {"upstream": upstream_check(config)}
+    """The readiness checks behind /readyz: every upstream (`upstream` alone, else `upstream
+    <name>` each) and, when there is one, the store."""
+    router = app[PROXY].router
+    if config.upstreams:
+        checks = {f"upstream {pool.name}": replicas_check(pool) for pool in router.pools}
+    else:
+        checks = {"upstream": upstream_check(router.default)}
     store: Store | None = getattr(app[PROXY], "store", None)  # absent when no store is wired
     if store is not None:
         checks["store"] = store_check(store)

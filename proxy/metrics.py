@@ -19,12 +19,19 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.gc_collector import GCCollector
-from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from diglot.proxy.observability import RequestLog
+from diglot.proxy.routing import SESSION_OUTCOMES, Router
 from diglot.proxy.state import RECORD
+from diglot.proxy.upstream import REPLICA_FAULTS
 
 # Whole requests and streams: from milliseconds to a long agent turn.
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -269,7 +276,74 @@ class Metrics:
             self.store_op(op, ok, time.perf_counter() - started)
 
 
+class _ReplicaStats:
+    """Each upstream's replicas, as their own counters stand when scraped (a request only adds
+    to plain integers)."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["upstream", "replica"]
+        requests = CounterMetricFamily(
+            "diglot_replica_requests",
+            "Upstream requests sent to each replica, tries that could not connect included.",
+            labels=labels,
+        )
+        errors = CounterMetricFamily(
+            "diglot_replica_errors",
+            "Replica failures by kind: refused (no connection), timeout, reset, bad_response "
+            "(not HTTP), http_5xx.",
+            labels=[*labels, "kind"],
+        )
+        in_flight = GaugeMetricFamily(
+            "diglot_replica_in_flight", "Requests in flight on each replica.", labels=labels
+        )
+        up = GaugeMetricFamily(
+            "diglot_replica_up",
+            "1 while a replica is in its upstream's rotation, 0 while it is out (being probed).",
+            labels=labels,
+        )
+        sessions = GaugeMetricFamily(
+            "diglot_replica_sessions", "Sessions seated on each replica.", labels=labels
+        )
+        turns = CounterMetricFamily(
+            "diglot_session_turns",
+            "Session turns by replica and outcome: kept (the replica of its last turn), moved "
+            "(that replica was out of rotation), new (a session's first turn here).",
+            labels=[*labels, "outcome"],
+        )
+        kept = GaugeMetricFamily(
+            "diglot_session_affinity_ratio",
+            "Share of session turns after the first that kept their replica.",
+            labels=["upstream"],
+        )
+        for pool in self.router.pools:
+            stayed = moved = 0
+            for replica in pool.replicas:
+                names = [pool.name, replica.replica]
+                requests.add_metric(names, replica.requests)
+                for kind in REPLICA_FAULTS:
+                    errors.add_metric([*names, kind], replica.faults[kind])
+                in_flight.add_metric(names, replica.in_flight)
+                up.add_metric(names, 1 if replica.live else 0)
+                sessions.add_metric(names, pool.seated[replica])
+                counts = pool.turns[replica]
+                for outcome in SESSION_OUTCOMES:
+                    turns.add_metric([*names, outcome], counts[outcome])
+                stayed, moved = stayed + counts["kept"], moved + counts["moved"]
+            if stayed + moved:
+                kept.add_metric([pool.name], stayed / (stayed + moved))
+        yield from (requests, errors, in_flight, up, sessions, turns, kept)
+
+
 METRICS = web.AppKey("metrics", Metrics)
+
+
+def install_router_metrics(metrics: Metrics, router: Router) -> None:
+    """Count each upstream's replicas in the app's registry ([[upstreams]] only: with
+    `--upstream` alone, the upstream's own series say it all)."""
+    metrics.registry.register(_ReplicaStats(router))
 
 
 def install_metrics(app: web.Application) -> Metrics:

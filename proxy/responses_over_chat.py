@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import aclosing
 from typing import Any, NamedTuple, TypeGuard
 
@@ -15,8 +15,9 @@ from diglot.proxy.jsonenc import dumps
 from diglot.proxy.limits import check_item_count
 from diglot.proxy.metrics import start_answer
 from diglot.proxy.observability import CLIENT_GONE, RequestLog, get_logger
-from diglot.proxy.pump import Emit, TranslatingRelay, translated
+from diglot.proxy.pump import Emit, TranslatingRelay, count_usage, translated
 from diglot.proxy.replies import json_response
+from diglot.proxy.routing import name_for_client
 from diglot.proxy.sse import encode_events
 from diglot.proxy.state import Proxy
 from diglot.proxy.store import Store
@@ -32,22 +33,37 @@ from diglot.proxy.upstream import (
     upstream_failure,
     upstream_json,
 )
+from diglot.translators.compaction import (
+    compacted_response,
+    compaction_item,
+    completion_summary,
+    ends_in_trigger,
+    past_threshold,
+    summary_request,
+    user_messages,
+    with_compaction,
+)
 from diglot.translators.context import ResponseContext
 from diglot.translators.models import ResponsesRequest, decode_responses_request
 from diglot.translators.requests import ChatCall, responses_request_to_chat
 from diglot.translators.responses import chat_completion_to_response
 from diglot.translators.stream.chat_to_responses import ChatToResponsesStream
+from diglot.translators.usage import chat_usage_to_responses
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 log = get_logger()
 
 
 class _Prepared(NamedTuple):
-    """A turn decoded, its stored state read, translated: ready to go upstream."""
+    """A turn decoded, its stored state read, translated: ready to go upstream, or `settled`
+    (answered without generating) by the compaction it asked for."""
 
     parsed: ResponsesRequest
     turn: Turn
     call: ChatCall
+    leading: tuple[dict[str, Any], ...] = ()  # items its response starts with: a compaction
+    settled: bool = False
+    usage: Mapping[str, Any] | None = None  # the Chat usage of a settled turn's compaction
 
 
 async def _prepare(
@@ -57,16 +73,24 @@ async def _prepare(
     raw: bytes,
     store: Store,
     kept_unstored: bool = False,
+    answered: bool = True,
 ) -> _Prepared:
     record.direction = "responses->chat"
     parsed = decode_responses_request(raw, proxy.tool_shelf)
     record.model, record.stream = parsed.model, parsed.stream
     if not isinstance(parsed.input, str):
         check_item_count(len(parsed.input), proxy.config.max_input_items, "input")
-    turn = begin_turn(store, proxy.sealer, headers, parsed, raw, kept_unstored)
+    turn = begin_turn(store, proxy.sealer, headers, parsed, raw, kept_unstored, answered)
     if turn.unresolved:
         await resolve_turn(turn, parsed, raw)
-    call = responses_request_to_chat(
+    call = _translate(proxy, parsed, turn)
+    if call.dropped:
+        record.note_dropped(call.dropped)
+    return _Prepared(parsed, turn, call)
+
+
+def _translate(proxy: Proxy, parsed: ResponsesRequest, turn: Turn) -> ChatCall:
+    return responses_request_to_chat(
         parsed,
         proxy.options,
         now=int(time.time()),
@@ -74,32 +98,119 @@ async def _prepare(
         history=turn.history,
         sealing=proxy.sealer.sealing(turn.tenant),
     )
-    if call.dropped:
-        record.note_dropped(call.dropped)
-    if proxy.config.log_bodies:
-        log.info("upstream_request_body", request_id=record.request_id, body=call.body)
-    return _Prepared(parsed, turn, call)
 
 
-def _exchange(
-    proxy: Proxy, record: RequestLog, headers: Mapping[str, str], call: ChatCall
+async def _compacting(
+    proxy: Proxy, record: RequestLog, headers: Mapping[str, str], prepared: _Prepared
+) -> _Prepared:
+    """A turn asking for compaction gets it first: one whose input ends in a
+    `compaction_trigger` is settled by it; one past its `context_management` threshold is
+    answered from the compacted conversation, the compaction item first in its output."""
+    parsed, turn, call = prepared.parsed, prepared.turn, prepared.call
+    if ends_in_trigger(parsed.input):
+        item, usage = await _compaction(proxy, record, headers, call, turn.tenant)
+        return prepared._replace(leading=(item,), settled=True, usage=usage)
+    if not past_threshold(parsed.params, call.body, parsed.input, turn.previous_usage):
+        return prepared
+    item, _ = await _compaction(proxy, record, headers, call, turn.tenant)
+    parsed.input = with_compaction(parsed.input, item)
+    return _Prepared(parsed, turn, _translate(proxy, parsed, turn), leading=(item,))
+
+
+async def _compaction(
+    proxy: Proxy, record: RequestLog, headers: Mapping[str, str], call: ChatCall, tenant: str
+) -> tuple[dict[str, Any], Mapping[str, Any] | None]:
+    """The conversation `call` holds, summarised by the backend and sealed for `tenant`: a
+    compaction item, and the Chat usage the summary cost."""
+    body = summary_request(call.body, proxy.config.compaction_prompt)
+    async with _post(proxy, record, headers, body) as upstream:
+        raw, status = await read_all(upstream), upstream.status
+    completion = upstream_json(raw)
+    if not _is_completion(completion):
+        raise not_the_api("a chat completion", raw, status)
+    summary = completion_summary(completion, proxy.options.think_tags)
+    if summary.usage is not None:
+        count_usage(record, chat_usage_to_responses(summary.usage))
+    if not summary.text:
+        raise upstream_failure(
+            502,
+            "The upstream gave no summary to compact the conversation with: "
+            f"{summary.error or 'its answer holds no text'}",
+            "bad_upstream_response",
+        )
+    sealed = proxy.sealer.sealing(tenant).seal(summary.text)
+    return compaction_item(proxy.new_id("cmp"), sealed), summary.usage
+
+
+def _post(
+    proxy: Proxy, record: RequestLog, headers: Mapping[str, str], body: dict[str, Any]
 ) -> Exchange:
+    """A Chat Completions request upstream (the model by its backend's name)."""
+    body = proxy.router.for_backend(body)
+    if proxy.config.log_bodies:
+        log.info("upstream_request_body", request_id=record.request_id, body=body)
     upstream_headers = proxy.upstream.headers(headers, record.request_id, "application/json")
     url = proxy.upstream.url("/chat/completions")
-    return proxy.upstream.open("POST", url, upstream_headers, dumps(call.body), passthrough=False)
+    return proxy.upstream.open("POST", url, upstream_headers, dumps(body), passthrough=False)
+
+
+def _bound(proxy: Proxy, headers: Mapping[str, str], prepared: _Prepared) -> Proxy:
+    """The turn's proxy, on the replica its model and session route it to."""
+    response_id = prepared.call.context.response_id
+    return proxy.router.bound(proxy, prepared.parsed.params, headers, response_id)
+
+
+def _named(proxy: Proxy, parsed: ResponsesRequest) -> str | None:
+    """The model's name as the client gave it, when its backend knows it by another."""
+    return parsed.model if proxy.router.aliased(parsed.model) else None
+
+
+async def _settled(prepared: _Prepared) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The whole stream and response of a turn answered without generating, kept before the
+    client sees it end."""
+    translator = ChatToResponsesStream(prepared.call.context, leading=prepared.leading)
+    events = translator.complete_without_output(prepared.usage)
+    response = translator.response
+    assert response is not None
+    await prepared.turn.keep(response)
+    return events, response
+
+
+async def compaction_over_chat(
+    proxy: Proxy, record: RequestLog, headers: Mapping[str, str], raw: bytes
+) -> dict[str, Any]:
+    """POST /v1/responses/compact: the conversation summarised by the backend, as the window
+    the client keeps (its user messages, then the compaction item); nothing is stored."""
+    parsed, turn, call, *_ = await _prepare(
+        proxy, record, headers, raw, proxy.store, answered=False
+    )
+    proxy = proxy.router.bound(proxy, parsed.params, headers, None)
+    item, usage = await _compaction(proxy, record, headers, call, turn.tenant)
+    kept = user_messages(turn.history or (), parsed.input, proxy.new_id)
+    ctx = call.context
+    return compacted_response(ctx.response_id, ctx.created_at, kept, item, usage)
 
 
 async def responses_over_chat(
     request: web.Request, proxy: Proxy, record: RequestLog, raw: bytes
 ) -> web.StreamResponse:
     """POST /v1/responses answered by POSTing {upstream}/chat/completions."""
-    parsed, turn, call = await _prepare(proxy, record, request.headers, raw, proxy.store)
+    given = request.headers
     try:
-        async with _exchange(proxy, record, request.headers, call) as upstream:
+        prepared = await _prepare(proxy, record, given, raw, proxy.store)
+        proxy = _bound(proxy, given, prepared)
+        prepared = await _compacting(proxy, record, given, prepared)
+        if prepared.settled:
+            return await _settled_reply(request, record, prepared)
+        parsed, turn, call = prepared.parsed, prepared.turn, prepared.call
+        async with _post(proxy, record, given, call.body) as upstream:
             if parsed.stream:
                 require_event_stream(upstream)
-                return await _stream(request, upstream, call.context, record, turn)
-            response = _answer(await read_all(upstream), call.context, record, upstream.status)
+                return await _stream(request, upstream, prepared, record, _named(proxy, parsed))
+            raw_answer, status = await read_all(upstream), upstream.status
+            response = _answer(raw_answer, call.context, record, status, prepared.leading)
+            if (named := _named(proxy, parsed)) is not None:
+                name_for_client([response], named)
             encoded = dumps(response)  # once, for the store and the client
             if turn.keeps and not await turn.keep(response, encoded):
                 encoded = dumps(response)  # it now says it was not stored
@@ -122,37 +233,57 @@ async def responses_turn(
 ) -> web.Response | None:
     """A WebSocket turn: the stream an HTTP client would get, its events handed to `emit`; the
     refusal an HTTP client would get instead, if the upstream refused."""
-    _, turn, call = await _prepare(proxy, record, headers, raw, store, kept_unstored=True)
-    if not generate:
-        translator = ChatToResponsesStream(call.context)
-        events = translator.complete_without_output()
-        assert translator.response is not None
-        await turn.keep(translator.response)
-        await emit(events)
-        return None
     try:
-        async with _exchange(proxy, record, headers, call) as upstream:
+        prepared = await _prepare(proxy, record, headers, raw, store, kept_unstored=True)
+        proxy = _bound(proxy, headers, prepared)
+        if generate:
+            prepared = await _compacting(proxy, record, headers, prepared)
+        if not generate or prepared.settled:
+            events, _ = await _settled(prepared)
+            await emit(events)
+            return None
+        call = prepared.call
+        async with _post(proxy, record, headers, call.body) as upstream:
             require_event_stream(upstream)
             record.first_byte = time.perf_counter()
-            await _relay(upstream, call.context, record, turn, emit)
+            await _relay(
+                upstream, call.context, record, prepared.turn, emit, prepared.leading,
+                _named(proxy, prepared.parsed),
+            )  # fmt: skip
     except UpstreamRefused as refused:
         return refused.reply
     return None
 
 
-def _answer(raw: bytes, ctx: ResponseContext, record: RequestLog, status: int) -> dict[str, Any]:
-    """A whole chat.completion -> a whole response object."""
+async def _settled_reply(
+    request: web.Request, record: RequestLog, prepared: _Prepared
+) -> web.StreamResponse:
+    """A settled turn, streamed or whole as the client asked."""
+    events, response = await _settled(prepared)
+    if prepared.parsed.stream:
+        return await _sse(request, record, {}, lambda emit: emit(events))
+    return json_response(dumps(response), 200, {REQUEST_ID: record.request_id})
+
+
+def _answer(
+    raw: bytes,
+    ctx: ResponseContext,
+    record: RequestLog,
+    status: int,
+    leading: tuple[dict[str, Any], ...] = (),
+) -> dict[str, Any]:
+    """A whole chat.completion -> a whole response object, `leading` items first."""
     completion = upstream_json(raw)
     if not _is_completion(completion):
         raise not_the_api("a chat completion", raw, status)
     try:
-        response = chat_completion_to_response(completion, ctx)
+        response = chat_completion_to_response(completion, ctx, leading=leading)
     except Exception as exc:
         log.warning("bad_upstream_response", request_id=record.request_id, error=repr(exc))
         raise upstream_failure(
             502, "The upstream sent a chat completion diglot cannot read.", "bad_upstream_response"
         ) from None
-    record.usage(response.get("usage"))
+    count_usage(record, response.get("usage"))
     return response
 
 
@@ -175,8 +306,10 @@ class _ChatStreamRelay(TranslatingRelay[ChatToResponsesStream]):
     what = "chunk"
     shape = "a chat completion chunk"
 
-    def __init__(self, ctx: ResponseContext, record: RequestLog) -> None:
-        super().__init__(record, ChatToResponsesStream(ctx))
+    def __init__(
+        self, ctx: ResponseContext, record: RequestLog, leading: tuple[dict[str, Any], ...]
+    ) -> None:
+        super().__init__(record, ChatToResponsesStream(ctx, leading=leading))
 
     def start(self) -> list[dict[str, Any]]:
         return self.translator.start()
@@ -192,24 +325,37 @@ class _ChatStreamRelay(TranslatingRelay[ChatToResponsesStream]):
 async def _stream(
     request: web.Request,
     upstream: aiohttp.ClientResponse,
-    ctx: ResponseContext,
+    prepared: _Prepared,
     record: RequestLog,
-    turn: Turn,
+    named: str | None,
 ) -> web.StreamResponse:
     """Translate chunk by chunk as they arrive; always end with one terminal event."""
-    headers = {
-        **_SSE_HEADERS,
-        **rate_limit_headers(upstream.headers),
-        REQUEST_ID: record.request_id,
-    }
-    response = web.StreamResponse(status=200, headers=headers)
+    ctx, turn, leading = prepared.call.context, prepared.turn, prepared.leading
+    return await _sse(
+        request,
+        record,
+        rate_limit_headers(upstream.headers),
+        lambda emit: _relay(upstream, ctx, record, turn, emit, leading, named),
+    )
+
+
+async def _sse(
+    request: web.Request,
+    record: RequestLog,
+    headers: Mapping[str, str],
+    produce: Callable[[Emit], Awaitable[None]],
+) -> web.StreamResponse:
+    """An event stream of what `produce` hands its `emit`, to a client that may go away."""
+    response = web.StreamResponse(
+        status=200, headers={**_SSE_HEADERS, **headers, REQUEST_ID: record.request_id}
+    )
 
     async def write(events: list[dict[str, Any]]) -> None:
         await response.write(encode_events(events))
 
     try:
         await start_answer(request, response)
-        await _relay(upstream, ctx, record, turn, write)
+        await produce(write)
         await response.write_eof()
     except ConnectionResetError:
         record.error = CLIENT_GONE
@@ -222,12 +368,17 @@ async def _relay(
     record: RequestLog,
     turn: Turn,
     emit: Emit,
+    leading: tuple[dict[str, Any], ...] = (),
+    named: str | None = None,
 ) -> None:
-    """The translated events, each batch handed to `emit` as it is ready."""
-    relay = _ChatStreamRelay(ctx, record)
+    """The translated events, each batch handed to `emit` as it is ready (with the model the
+    client `named`, when its backend knows it by another name)."""
+    relay = _ChatStreamRelay(ctx, record, leading)
     await emit(relay.start())
     async with aclosing(translated(upstream, relay)) as pieces:
         async for events in pieces:
+            if named is not None:
+                name_for_client(events, named)
             ended = relay.translator.response
             if ended is not None:  # the last events: stored before the client sees them end
                 await turn.keep(ended)

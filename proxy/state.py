@@ -1,4 +1,4 @@
-"""What every handler shares: configuration, translation options, upstream, store, sealer."""
+"""What every handler shares: configuration, translation options, upstreams, store, sealer."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from aiohttp import web
 from diglot.proxy.config import Config
 from diglot.proxy.ids import IdMint
 from diglot.proxy.observability import RequestLog
+from diglot.proxy.routing import Router
 from diglot.proxy.seal import Sealer
 from diglot.proxy.store import Store
 from diglot.proxy.upstream import Upstream
@@ -20,11 +21,12 @@ from diglot.translators.models import ToolShelf
 class Proxy:
     config: Config
     options: Options
-    upstream: Upstream
+    upstream: Upstream  # the replica a request goes to: the first upstream's, unless routed
     store: Store
     sealer: Sealer
     new_id: IdMint
     tool_shelf: ToolShelf  # the tools Responses clients sent lately, decoded and translated
+    router: Router
 
 
 PROXY = web.AppKey("proxy", Proxy)

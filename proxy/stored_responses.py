@@ -1,5 +1,6 @@
 """GET and DELETE /v1/responses/{id} and its input items: from diglot's store, or relayed to a
-Responses upstream, which owns its own state."""
+Responses upstream, which owns its own state (with several upstreams: the store first, then
+each Responses upstream in turn)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from diglot.proxy.conversation import chain_items, not_found, store_unavailable,
 from diglot.proxy.replies import json_response
 from diglot.proxy.state import PROXY, RECORD, Proxy
 from diglot.proxy.store import Order, Record, StoreUnavailable, page_items
-from diglot.proxy.upstream import REQUEST_ID, UpstreamRefused, read_all, relay_headers
+from diglot.proxy.upstream import REQUEST_ID, Upstream, UpstreamRefused, read_all, relay_headers
 from diglot.translators.errors import RequestError
 
 _MAX_LIMIT = 100
@@ -23,16 +24,18 @@ _MAX_LIMIT = 100
 async def get_response(request: web.Request) -> web.StreamResponse:
     """GET /v1/responses/{response_id}: the stored response object."""
     proxy = request.app[PROXY]
-    if proxy.config.upstream_api == "responses":
+    if not proxy.router.keeps_state:
         return await _relay(request, proxy)
     record = await _stored(request, proxy)
+    if record is None:
+        return await _relay_unknown(request, proxy)
     return _json(request, msgspec.json.decode(record.body)["response"])
 
 
 async def delete_response(request: web.Request) -> web.StreamResponse:
     """DELETE /v1/responses/{response_id}."""
     proxy = request.app[PROXY]
-    if proxy.config.upstream_api == "responses":
+    if not proxy.router.keeps_state:
         return await _relay(request, proxy)
     response_id = request.match_info["response_id"]
     try:
@@ -40,7 +43,7 @@ async def delete_response(request: web.Request) -> web.StreamResponse:
     except StoreUnavailable as exc:
         raise store_unavailable(exc, "the response cannot be deleted") from None
     if not deleted:
-        raise not_found(response_id)
+        return await _relay_unknown(request, proxy)
     return _json(request, {"id": response_id, "object": "response.deleted", "deleted": True})
 
 
@@ -48,7 +51,7 @@ async def list_input_items(request: web.Request) -> web.StreamResponse:
     """GET /v1/responses/{response_id}/input_items: a page of the items the response was made
     from, those of the responses it continues included."""
     proxy = request.app[PROXY]
-    if proxy.config.upstream_api == "responses":
+    if not proxy.router.keeps_state:
         return await _relay(request, proxy)
     limit, after, order = _page_query(request)
     response_id = request.match_info["response_id"]
@@ -57,7 +60,7 @@ async def list_input_items(request: web.Request) -> web.StreamResponse:
     except StoreUnavailable as exc:
         raise store_unavailable(exc, "stored responses cannot be read") from None
     if not chain:
-        raise not_found(response_id)
+        return await _relay_unknown(request, proxy)
     bodies = [msgspec.json.decode(record.body) for record in chain]
     items = chain_items(bodies[:-1]) + bodies[-1]["input"]
     page = page_items(items, limit, after, order)
@@ -92,39 +95,54 @@ def _page_query(request: web.Request) -> tuple[int, str | None, Order]:
     return int(limit_text), query.get("after") or None, "asc" if order == "asc" else "desc"
 
 
-async def _stored(request: web.Request, proxy: Proxy) -> Record:
+async def _stored(request: web.Request, proxy: Proxy) -> Record | None:
     response_id = request.match_info["response_id"]
     try:
-        record = await proxy.store.get(tenant_of(request.headers), response_id)
+        return await proxy.store.get(tenant_of(request.headers), response_id)
     except StoreUnavailable as exc:
         raise store_unavailable(exc, "stored responses cannot be read") from None
-    if record is None:
-        raise not_found(response_id)
-    return record
 
 
 def _json(request: web.Request, body: dict[str, Any]) -> web.Response:
     return json_response(body, 200, {REQUEST_ID: request[RECORD].request_id})
 
 
+async def _relay_unknown(request: web.Request, proxy: Proxy) -> web.StreamResponse:
+    """A response diglot does not keep: a Responses upstream's, if one has it, else 404."""
+    if not any(pool.responses for pool in proxy.router.pools):
+        raise not_found(request.match_info["response_id"])
+    return await _relay(request, proxy)
+
+
 async def _relay(request: web.Request, proxy: Proxy) -> web.StreamResponse:
-    """The same request to the Responses upstream; its answer (small JSON) relayed as is."""
+    """The same request to each Responses upstream in turn, until one has the response; its
+    answer (small JSON) relayed as is."""
+    keepers = [pool.pick(None) for pool in proxy.router.pools if pool.responses]
+    for upstream in keepers[:-1]:
+        answer = await _relayed(request, upstream)
+        if answer.status != 404:
+            return answer
+    return await _relayed(request, keepers[-1])
+
+
+async def _relayed(request: web.Request, upstream: Upstream) -> web.Response:
     record = request[RECORD]
     record.direction = "passthrough"
     path = "/responses/" + quote(request.match_info["response_id"], safe="")
     if request.path.endswith("/input_items"):
         path += "/input_items"
     query = request.rel_url.raw_query_string
-    url = URL(proxy.config.upstream + path + (f"?{query}" if query else ""), encoded=True)
-    headers = proxy.upstream.headers(request.headers, record.request_id, None)
+    url = URL(upstream.base + path + (f"?{query}" if query else ""), encoded=True)
+    headers = upstream.headers(request.headers, record.request_id, None)
     try:
-        async with proxy.upstream.open(
+        async with upstream.open(
             request.method, url, headers, None, passthrough=True
-        ) as upstream:
-            body = await read_all(upstream)
-            response_headers = relay_headers(upstream.headers)
+        ) as upstream_answer:
+            body = await read_all(upstream_answer)
+            response_headers = relay_headers(upstream_answer.headers)
             response_headers[REQUEST_ID] = record.request_id
             response_headers.popall("Content-Length", None)
-            return web.Response(body=body, status=upstream.status, headers=response_headers)
+            status = upstream_answer.status
+            return web.Response(body=body, status=status, headers=response_headers)
     except UpstreamRefused as refused:
         return refused.reply

@@ -1,13 +1,15 @@
-"""The upstream side: one pooled client session, forwarded headers, and failures as errors."""
+"""The upstream side: one pooled client session per replica, forwarded headers, failures as
+errors, and each replica's health as the requests sent to it find it."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from functools import partial
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -16,9 +18,9 @@ from aiohttp.client_proto import ResponseHandler
 from multidict import CIMultiDict
 from yarl import URL
 
-from diglot.proxy.config import Config
+from diglot.proxy.config import UpstreamSettings
 from diglot.proxy.limits import UpstreamSlots
-from diglot.proxy.observability import CLIENT_GONE, CURRENT_RECORD, RequestLog
+from diglot.proxy.observability import CLIENT_GONE, CURRENT_RECORD, RequestLog, get_logger
 from diglot.proxy.replies import json_response
 from diglot.translators.errors import RequestError, is_openai_error, upstream_error_body
 
@@ -68,6 +70,11 @@ FAULT_KINDS = (
     "http_4xx",
     "http_5xx",
 )
+# What a replica is counted for (a closed set of labels): its own failures, not the request's.
+REPLICA_FAULTS = ("refused", "timeout", "reset", "bad_response", "http_5xx")
+_PROBE_TIMEOUT = 2.0  # longest a health probe waits for a connection
+BACKOFF = (0.5, 30.0)  # a replica out of rotation is probed after this, doubling up to that
+log = get_logger()
 
 
 def upstream_failure(status: int, message: str, code: str, kind: str | None = None) -> RequestError:
@@ -118,6 +125,23 @@ def _send_failure(exc: Exception) -> RequestError:
     return upstream_failure(502, message, "upstream_connection_lost", "reset")
 
 
+def _replica_fault(exc: Exception) -> str:
+    """What a request that got no answer counts against its replica."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return "bad_response"
+    return "reset"
+
+
+def host_port(url: str) -> str:
+    """A replica as /readyz and the metrics name it: the host:port of its URL."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = parts.hostname or ""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
     """Headers named in `Connection:` are hop-by-hop too."""
     value = headers.get("Connection")
@@ -150,23 +174,41 @@ def rate_limit_headers(upstream: Mapping[str, str]) -> dict[str, str]:
 
 
 class Upstream:
-    """The backend diglot serves from; owns the shared, pooled ClientSession."""
+    """One backend URL, a replica of an upstream: its pooled ClientSession and its health.
 
-    def __init__(self, config: Config) -> None:
-        self._base = config.upstream
-        key = config.upstream_api_key
+    A replica that refuses a connection leaves the rotation of its upstream's replicas (its
+    `siblings`) and is probed with backoff until it accepts one again.
+    """
+
+    def __init__(self, base: str, settings: UpstreamSettings, slots: UpstreamSlots) -> None:
+        self.base = base
+        self.name = settings.name  # the upstream it is a replica of
+        self.replica = host_port(base)
+        key = settings.api_key
         self._authorization = f"Bearer {key}" if key is not None else None
         self._not_forwarded = _NOT_FORWARDED_UP | ({"authorization"} if key is not None else set())
         self._timeout = aiohttp.ClientTimeout(
             total=None,
             connect=None,
-            sock_connect=config.connect_timeout,
-            sock_read=config.read_timeout,
+            sock_connect=settings.connect_timeout,
+            sock_read=settings.read_timeout,
         )
+        self._probe_timeout = min(settings.connect_timeout, _PROBE_TIMEOUT)
+        self._root = URL(base)
         self._urls: dict[str, URL] = {}
         self._session: aiohttp.ClientSession | None = None
-        self.slots = UpstreamSlots(config.max_upstream_requests, config.upstream_queue_timeout)
-        self.idle_timeout = config.upstream_idle_timeout
+        self.slots = slots  # shared by the replicas of one upstream
+        self.idle_timeout = settings.idle_timeout
+        self.siblings: tuple[Upstream, ...] = (self,)  # its upstream's replicas, itself included
+        self.in_flight = 0
+        self.requests = 0  # exchanges sent to it, attempts that could not connect included
+        self.faults = dict.fromkeys(REPLICA_FAULTS, 0)
+        self.live = True
+        self.backoff = BACKOFF
+        self.on_return: Callable[[Upstream], None] | None = None
+        self._back = asyncio.Event()
+        self._back.set()
+        self._probing: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Open the pool; called from the app's startup (a session needs a running loop)."""
@@ -177,6 +219,11 @@ class Upstream:
         )
 
     async def close(self) -> None:
+        if self._probing is not None:
+            self._probing.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._probing
+            self._probing = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -185,8 +232,16 @@ class Upstream:
         """`{upstream}{path}`, parsed once per path."""
         url = self._urls.get(path)
         if url is None:
-            url = self._urls[path] = URL(self._base + path)
+            url = self._urls[path] = URL(self.base + path)
         return url.with_query(query) if query else url
+
+    def rebase(self, url: URL, other: Upstream) -> URL | None:
+        """A URL made for replica `other` as this replica's; None when it is not under its base."""
+        root = other._root
+        prefix = root.raw_path.rstrip("/")
+        if (url.host, url.port) != (root.host, root.port) or not url.raw_path.startswith(prefix):
+            return None
+        return URL(str(self._root).rstrip("/") + url.raw_path_qs[len(prefix) :], encoded=True)
 
     def headers(
         self, incoming: Mapping[str, str], request_id: str, content_type: str | None
@@ -216,7 +271,7 @@ class Upstream:
         *,
         passthrough: bool,
     ) -> Exchange:
-        """One exchange in one of the --max-upstream-requests slots, held to its last byte.
+        """One exchange in one of the upstream's in-flight slots, held to its last byte.
 
         An error status is the client's answer (`UpstreamRefused`): relayed as sent when
         `passthrough` and OpenAI-shaped, else normalised; a translated request also refuses a
@@ -224,29 +279,85 @@ class Upstream:
         """
         return Exchange(self, method, url, headers, body, passthrough)
 
-    async def send(
-        self,
-        method: str,
-        url: URL,
-        headers: dict[str, str],
-        body: bytes | None,
-        record: RequestLog | None,
+    async def request(
+        self, method: str, url: URL, headers: dict[str, str], body: bytes | None
     ) -> aiohttp.ClientResponse:
-        """One retry, only when no connection was made (so not a byte of the request went out)."""
+        """The request itself, on this replica's pool."""
         assert self._session is not None, "Upstream.start() was not awaited"
-        for attempt in range(2):
-            try:
-                return await self._session.request(
-                    method, url, headers=headers, data=body, allow_redirects=False
-                )
-            except aiohttp.ClientConnectorError as exc:
-                if attempt or isinstance(exc, aiohttp.ClientSSLError):
-                    raise _send_failure(exc) from None
-                if record is not None:
-                    record.upstream_retries += 1
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                raise _send_failure(exc) from None
-        raise AssertionError("unreachable")
+        return await self._session.request(
+            method, url, headers=headers, data=body, allow_redirects=False
+        )
+
+    async def status_of(self, method: str, path: str, body: bytes | None) -> int | None:
+        """The status this replica answers a request of diglot's own with; None if unreachable."""
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if self._authorization is not None:
+            headers["Authorization"] = self._authorization
+        try:
+            async with asyncio.timeout(self._probe_timeout * 2):
+                response = await self.request(method, self.url(path), headers, body)
+                response.release()
+        except (TimeoutError, aiohttp.ClientError):
+            return None
+        return response.status
+
+    def refused(self, error: object) -> None:
+        """No connection could be made: out of the rotation until a probe connects again."""
+        if not self.live:
+            return
+        self.live = False
+        self._back.clear()
+        log.warning("replica_down", upstream=self.name, replica=self.replica, error=str(error))
+        self._probing = asyncio.get_running_loop().create_task(self._probe_until_back())
+
+    def answered(self) -> None:
+        """A connection was made: in the rotation again."""
+        if self.live:
+            return
+        self.live = True
+        self._back.set()
+        if self._probing is not None and self._probing is not asyncio.current_task():
+            self._probing.cancel()
+        self._probing = None
+        log.info("replica_up", upstream=self.name, replica=self.replica)
+        if self.on_return is not None:
+            self.on_return(self)
+
+    async def back(self) -> None:
+        """Wait until the replica is in the rotation."""
+        await self._back.wait()
+
+    async def check(self) -> str | None:
+        """A health check: a TCP connection opens (None), or why not; the rotation follows it."""
+        reason = await self.probe()
+        if reason is None:
+            self.answered()
+        else:
+            self.refused(reason)
+        return reason
+
+    async def probe(self) -> str | None:
+        """A TCP connect: cheap, needs no key, and proves the backend listens."""
+        host, port = self._root.host or "", self._root.port or 80
+        timeout = self._probe_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                _, writer = await asyncio.open_connection(host, port)
+        except TimeoutError:
+            return f"upstream {host}:{port} did not accept a connection within {timeout:g}s"
+        except OSError as exc:
+            return f"upstream {host}:{port} is unreachable: {exc.strerror or exc}"
+        writer.close()
+        return None
+
+    async def _probe_until_back(self) -> None:
+        """Probe with backoff, doubling from the first wait up to the longest, until it answers."""
+        wait, longest = self.backoff
+        while not self.live:
+            await asyncio.sleep(wait)
+            if await self.probe() is None:
+                self.answered()
+            wait = min(wait * 2, longest)
 
 
 class UpstreamRefused(Exception):
@@ -262,7 +373,9 @@ class Exchange:
 
     Unreachable -> 502, no answer in time -> 504, an error status -> `UpstreamRefused`. The
     request's record gets the status and time to answer of its first exchange, or of one
-    that failed. A plain class rather than generator-based context managers, since every
+    that failed. A request that could not connect goes to another live replica of the same
+    upstream (or once more to the same one when there is none); one that reached a replica is
+    never sent again. A plain class rather than generator-based context managers, since every
     request passes through it.
     """
 
@@ -273,6 +386,7 @@ class Exchange:
         "_passthrough",
         "_record",
         "_response",
+        "_tried",
         "_upstream",
         "_url",
         "_watch",
@@ -296,6 +410,7 @@ class Exchange:
         self._record: RequestLog | None = None
         self._response: aiohttp.ClientResponse | None = None
         self._watch: IdleWatch | None = None
+        self._tried: list[Upstream] | None = None  # replicas that refused, once one has
 
     async def __aenter__(self) -> aiohttp.ClientResponse:
         upstream = self._upstream
@@ -304,14 +419,15 @@ class Exchange:
         record = self._record = CURRENT_RECORD.get()
         started = time.perf_counter()
         try:
-            response = await upstream.send(
-                self._method, self._url, self._headers, self._body, record
-            )
+            response = await self._send(record)
         except BaseException:
             upstream.slots.release()
             raise
+        upstream = self._upstream  # the replica that answered
         self._response = response
         status = response.status
+        if status >= 500:
+            upstream.faults["http_5xx"] += 1
         if record is not None:
             if record.upstream_started is None:
                 record.upstream_started = started
@@ -328,6 +444,50 @@ class Exchange:
             loop = asyncio.get_running_loop()
             self._watch = IdleWatch(loop, response, protocol, upstream.idle_timeout)
         return response
+
+    async def _send(self, record: RequestLog | None) -> aiohttp.ClientResponse:
+        """Sent to the first replica that accepts a connection; `_upstream` is then that one."""
+        replica = self._upstream
+        while True:
+            replica.requests += 1
+            replica.in_flight += 1
+            try:
+                response = await replica.request(self._method, self._url, self._headers, self._body)
+            except aiohttp.ClientConnectorError as exc:
+                replica.in_flight -= 1
+                replica.faults["refused"] += 1
+                following = None if isinstance(exc, aiohttp.ClientSSLError) else self._after(exc)
+                if following is None:
+                    raise _send_failure(exc) from None
+                if record is not None:
+                    record.upstream_retries += 1
+                replica = self._upstream = following
+                continue
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                replica.in_flight -= 1
+                replica.faults[_replica_fault(exc)] += 1
+                raise _send_failure(exc) from None
+            except BaseException:
+                replica.in_flight -= 1
+                raise
+            if not replica.live:
+                replica.answered()
+            return response
+
+    def _after(self, exc: aiohttp.ClientConnectorError) -> Upstream | None:
+        """Where to send after the current replica refused: a live replica not tried yet (the
+        least busy), else the same one once more if it was the first try, else nowhere."""
+        refused = self._upstream
+        refused.refused(exc)
+        tried = self._tried = [*(self._tried or ()), refused]
+        others = [r for r in refused.siblings if r.live and r not in tried]
+        if others:
+            following = min(others, key=_busyness)
+            url = following.rebase(self._url, refused)
+            if url is not None:
+                self._url = url
+                return following
+        return refused if len(tried) == 1 else None
 
     async def _refuse(self, response: aiohttp.ClientResponse) -> NoReturn:
         """The exchange ends here: the error reply raised, the connection released first."""
@@ -361,6 +521,7 @@ class Exchange:
             if record is not None and not response.content.is_eof():
                 _ended(record)
             response.release()
+            self._upstream.in_flight -= 1
             self._upstream.slots.release()
 
 
@@ -408,6 +569,10 @@ class IdleWatch:
 
     def stop(self) -> None:
         self._handle.cancel()
+
+
+def _busyness(replica: Upstream) -> int:
+    return replica.in_flight
 
 
 def _ended(record: RequestLog) -> None:

@@ -24,6 +24,7 @@ from multidict import CIMultiDict
 
 from diglot.proxy.config import Config
 from diglot.proxy.conversation import tenant_of
+from diglot.proxy.handlers import socket_turns
 from diglot.proxy.jsonenc import dumps
 from diglot.proxy.metrics import METRICS, Metrics
 from diglot.proxy.observability import (
@@ -455,5 +456,7 @@ def _events(sses: list[SSEEvent]) -> list[dict[str, Any]]:
 
 
 def socket_runner(config: Config) -> TurnRunner:
-    """How a turn runs in front of this upstream."""
+    """How a turn runs in front of this upstream (of each turn's, with several)."""
+    if config.upstreams:
+        return socket_turns(passthrough_turn)
     return responses_turn if config.upstream_api == "chat" else passthrough_turn

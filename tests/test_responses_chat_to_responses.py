@@ -61,13 +61,16 @@ def text_part(text: str, logprobs: list[dict[str, Any]] | None = None) -> dict[s
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs or []}
 
 
-def message(parts: list[dict[str, Any]], status: str = "completed", n: int = 0) -> dict[str, Any]:
+def message(
+    parts: list[dict[str, Any]], status: str = "completed", n: int = 0, phase: str = "final_answer"
+) -> dict[str, Any]:
     return {
         "id": f"msg_{n}",
         "type": "message",
         "status": status,
         "role": "assistant",
         "content": parts,
+        "phase": phase,
     }
 
 
@@ -219,7 +222,7 @@ def test_custom_and_namespaced_tools_are_restored() -> None:
         completion({"content": "Patching.", "tool_calls": calls}, "tool_calls"), tools=tools
     )
     assert response["output"] == [
-        message([text_part("Patching.")]),
+        message([text_part("Patching.")], phase="commentary"),
         {
             "id": "ctc_0",
             "type": "custom_tool_call",

@@ -115,6 +115,7 @@ def test_text_stream_exact_events() -> None:
         "status": "completed",
         "role": "assistant",
         "content": [part],
+        "phase": "final_answer",
     }
     where = {"item_id": "msg_0", "output_index": 0, "content_index": 0}
     assert events[2:-1] == [

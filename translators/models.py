@@ -121,9 +121,21 @@ class ReasoningItem(_Item, tag="reasoning"):
     encrypted_content: str | None = None
 
 
+class CompactionItem(_Item, tag="compaction"):
+    """The conversation before it, compacted: a summary the proxy sealed (see
+    `translators.compaction`)."""
+
+    encrypted_content: str
+    created_by: str | None = None
+
+
+class CompactionTriggerItem(_Item, tag="compaction_trigger"):
+    """Asks for the conversation so far compacted, as the response's only output item."""
+
+
 @dataclass(frozen=True, slots=True)
 class UnsupportedItem:
-    """A known item (a hosted tool's call or output, a compaction) a Chat upstream cannot take."""
+    """A known item (a hosted tool's call or output) a Chat upstream cannot take."""
 
     type: str
 
@@ -142,6 +154,8 @@ InputItem = (
     | CustomToolCallItem
     | CustomToolCallOutputItem
     | ReasoningItem
+    | CompactionItem
+    | CompactionTriggerItem
     | UnsupportedItem
     | ItemReference
 )
@@ -153,6 +167,8 @@ _ITEM_CLASSES: dict[str, type[_Item]] = {
     "custom_tool_call": CustomToolCallItem,
     "custom_tool_call_output": CustomToolCallOutputItem,
     "reasoning": ReasoningItem,
+    "compaction": CompactionItem,
+    "compaction_trigger": CompactionTriggerItem,
 }
 _UNSUPPORTED_ITEMS = frozenset(
     {
@@ -160,8 +176,6 @@ _UNSUPPORTED_ITEMS = frozenset(
         "apply_patch_call",
         "apply_patch_call_output",
         "code_interpreter_call",
-        "compaction",
-        "compaction_trigger",
         "computer_call",
         "computer_call_output",
         "configuration_update",
@@ -304,6 +318,8 @@ class _Body(Params, forbid_unknown_fields=True):
             | CustomToolCallItem
             | CustomToolCallOutputItem
             | ReasoningItem
+            | CompactionItem
+            | CompactionTriggerItem
         ]
     )
     tools: msgspec.Raw = msgspec.Raw()  # decoded apart, so that its bytes can find it shelved

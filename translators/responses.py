@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +33,7 @@ from diglot.translators.usage import (
 
 ResponseStatus = Literal["in_progress", "completed", "incomplete", "failed"]
 ItemStatus = Literal["completed", "incomplete"]
+Phase = Literal["commentary", "final_answer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +102,16 @@ def now_seconds() -> int:
 
 
 def chat_completion_to_response(
-    completion: dict[str, Any], ctx: ResponseContext, *, now: int | None = None
+    completion: dict[str, Any],
+    ctx: ResponseContext,
+    *,
+    now: int | None = None,
+    leading: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """A non-streamed chat.completion as the Responses object a client would have received."""
+    """A non-streamed chat.completion as the Responses object a client would have received.
+
+    `leading` are whole items the output starts with (a compaction made before answering).
+    """
     model = completion.get("model") if isinstance(completion.get("model"), str) else None
     usage = completion.get("usage")
     mapped_usage = chat_usage_to_responses(usage) if isinstance(usage, dict) else None
@@ -121,7 +129,7 @@ def chat_completion_to_response(
         output = _choice_output(choice, ctx, outcome.item_status)
     completed = now_seconds() if now is None else now
     return response_object(
-        ctx, outcome, output, model=model, usage=mapped_usage, completed_at=completed
+        ctx, outcome, [*leading, *output], model=model, usage=mapped_usage, completed_at=completed
     )
 
 
@@ -151,10 +159,18 @@ def _choice_output(
         sealed = ctx.seal(reasoning) if ctx.seal is not None else None
         output.append(reasoning_item(ctx.new_id("rs"), reasoning, mode, status, sealed))
     if parts:
-        output.append(message_item(ctx.new_id("msg"), parts, "completed" if calls else cut))
+        item = message_item(ctx.new_id("msg"), parts, "completed" if calls else cut)
+        item["phase"] = message_phase(followed=bool(calls))
+        output.append(item)
     if calls:
         output.extend(chat_tool_call_to_item(call, ctx, cut) for call in calls)
     return output
+
+
+def message_phase(followed: bool) -> Phase:
+    """An assistant message's `phase`, as agent clients read it: text that other items (tool
+    calls) follow in the same response is commentary, the text that closes it the final answer."""
+    return "commentary" if followed else "final_answer"
 
 
 def _reasoning_and_answer(message: Mapping[str, Any], ctx: ResponseContext) -> tuple[str, str]:

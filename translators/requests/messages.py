@@ -6,6 +6,7 @@ How each content part maps is `translators.content`; tool calls, `translators.to
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from diglot.translators.chat_models import (
     ToolMessage,
     UserMessage,
 )
+from diglot.translators.compaction import kept_before_compaction, last_compaction, summary_message
 from diglot.translators.content import (
     chat_assistant_message,
     chat_content,
@@ -31,6 +33,8 @@ from diglot.translators.content import (
 from diglot.translators.context import Dropped, IdFactory, Options, Sealing
 from diglot.translators.errors import RequestError
 from diglot.translators.models import (
+    CompactionItem,
+    CompactionTriggerItem,
     ContentPart,
     CustomToolCallItem,
     CustomToolCallOutputItem,
@@ -125,7 +129,13 @@ class _ChatMessages:
             messages.append({"role": "user", "content": items})
             return messages
         new = [MessageItem(role="user", content=items)] if isinstance(items, str) else items
-        for index, item in enumerate([*history, *new] if history else new, -len(history)):
+        conversation = [*history, *new] if history else new
+        first = -len(history)
+        cut = last_compaction(conversation)
+        if cut >= 0:
+            self._compacted(conversation[: cut + 1], first)
+            conversation, first = conversation[cut + 1 :], first + cut + 1
+        for index, item in enumerate(conversation, first):
             if type(item) is FunctionCallOutputItem or type(item) is CustomToolCallOutputItem:
                 self._tool_output(item.call_id, item.output, index)
                 continue
@@ -143,12 +153,27 @@ class _ChatMessages:
                     self._thought.append((index, text))
             elif type(item) is UnsupportedItem:
                 self._unsupported(item, index)
+            elif type(item) is CompactionTriggerItem:
+                pass  # no message: the proxy answers it with the compaction it asks for
             elif type(item) is ItemReference:
                 refuse_reference_to_chat(index)
         self._flush_media()
         if self._thought:
             self._orphan_reasoning()
         return messages
+
+    def _compacted(self, items: Sequence[InputItem], first: int) -> None:
+        """The conversation up to its latest compaction item: the messages kept beside it, then
+        its summary in place of everything else (see `translators.compaction`)."""
+        *before, compaction = items
+        for index, item in enumerate(before, first):
+            if kept_before_compaction(item):
+                self._message(item, index)
+        assert type(compaction) is CompactionItem
+        index = first + len(before)
+        summary = self._opened(compaction.encrypted_content, index, "compaction")
+        self._messages.append(summary_message(summary))
+        self._assistant = None
 
     def _message(self, item: MessageItem, index: int) -> None:
         if item.role == "assistant":
@@ -240,16 +265,22 @@ class _ChatMessages:
         """
         if item.encrypted_content is None or self._sealing is None:
             return reasoning_item_text(item)
-        try:
-            return self._sealing.open(item.encrypted_content)
-        except ValueError:
-            path = f"input[{index}].encrypted_content"
-            raise RequestError(
-                f"Invalid value for '{path}': the reasoning cannot be opened; it was altered, "
-                "cut short or sealed by another server.",
-                path,
-                "invalid_encrypted_content",
-            ) from None
+        return self._opened(item.encrypted_content, index, "reasoning")
+
+    def _opened(self, blob: str, index: int, what: str) -> str:
+        """A sealed `encrypted_content`'s text; one this server did not seal for this caller
+        (altered, cut short, another key or tenant) is a 400 naming it."""
+        sealing = self._sealing
+        if sealing is not None:
+            with contextlib.suppress(ValueError):
+                return sealing.open(blob)
+        path = f"input[{index}].encrypted_content"
+        raise RequestError(
+            f"Invalid value for '{path}': the {what} cannot be opened; it was altered, "
+            "cut short or sealed by another server.",
+            path,
+            "invalid_encrypted_content",
+        )
 
     def _unsupported(self, item: UnsupportedItem, index: int) -> None:
         self._assistant = None

@@ -12,7 +12,6 @@ from diglot.translators.models import Params
 _RESPONSES_ONLY = {
     "max_tool_calls": "a Chat upstream has no limit on tool calls per response",
     "prompt": "stored prompt templates cannot be resolved for a Chat upstream",
-    "context_management": "a Chat upstream does not compact context",
     "moderation": "a Chat upstream does not run moderation",
     "access_programs": "a Chat upstream has no access programs",
     "prompt_cache_options": "a Chat upstream takes no prompt cache options",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from diglot.translators.content import chat_content_text
@@ -21,7 +21,13 @@ from diglot.translators.responses import (
     response_object,
 )
 from diglot.translators.stream.emitter import Emitter
-from diglot.translators.stream.items import MessageItem, OutputItem, ReasoningItem, ToolCallItem
+from diglot.translators.stream.items import (
+    MessageItem,
+    OutputItem,
+    ReasoningItem,
+    ToolCallItem,
+    WholeItem,
+)
 from diglot.translators.stream.lifecycle import StreamError, StreamPhase, stream_closed
 from diglot.translators.tools import chat_call_parts, tool_item_prefix
 from diglot.translators.usage import chat_usage_to_responses
@@ -32,6 +38,7 @@ _TERMINAL_EVENTS = {
     "failed": "response.failed",
 }
 _OPEN = StreamPhase.OPEN  # a module global: an Enum member looked up on its class costs more
+_CUT_SHORT = Outcome("incomplete", "incomplete")  # a cancel: the open items end incomplete
 
 
 class ChatToResponsesStream:
@@ -52,6 +59,7 @@ class ChatToResponsesStream:
         "_finish_reason",
         "_items",
         "_last_tool",
+        "_leading",
         "_model",
         "_open",
         "_out",
@@ -65,8 +73,15 @@ class ChatToResponsesStream:
         "usage",
     )
 
-    def __init__(self, ctx: ResponseContext, *, clock: Callable[[], int] = now_seconds) -> None:
+    def __init__(
+        self,
+        ctx: ResponseContext,
+        *,
+        clock: Callable[[], int] = now_seconds,
+        leading: Sequence[dict[str, Any]] = (),
+    ) -> None:
         self._ctx = ctx
+        self._leading = leading
         self._clock = clock
         self._out = Emitter()
         self._started = False
@@ -129,12 +144,16 @@ class ChatToResponsesStream:
             self._terminate(finish_outcome(self._finish_reason))
         return self._out.drain()
 
-    def complete_without_output(self) -> list[dict[str, Any]]:
-        """A turn prepared but not generated (WebSocket `generate: false`): a whole stream of a
-        completed response with no output, which later turns can continue."""
+    def complete_without_output(
+        self, usage: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """A turn prepared but not generated (WebSocket `generate: false`, or answered by its
+        compaction alone): a whole stream of a completed response with no output but the leading
+        items, which later turns can continue; `usage` is the Chat usage it cost, if any."""
         if self.phase is not _OPEN:
             raise stream_closed(self.phase)
         self._begin()
+        self._usage = usage
         self._terminate(COMPLETED)
         return self._out.drain()
 
@@ -146,6 +165,25 @@ class ChatToResponsesStream:
         self._terminate(failure_outcome(responses_error(message, code)))
         return self._out.drain()
 
+    def cancel(self) -> list[dict[str, Any]]:
+        """The client cancelled (a background response): the response as it stands, open items
+        incomplete, with status `cancelled`, in a `response.incomplete` event (the API has no
+        event of its own for a cancel); the stream ends."""
+        if self.phase is not _OPEN:
+            raise stream_closed(self.phase)
+        self._begin()
+        self._terminate(_CUT_SHORT, status="cancelled")
+        return self._out.drain()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The response as it stands while the stream is open (a background response polled):
+        its items so far, those not closed yet `in_progress`."""
+        output = []
+        for item in self._items:
+            shown = item.final("incomplete")
+            output.append(shown if item.closed else {**shown, "status": "in_progress"})
+        return response_object(self._ctx, IN_PROGRESS, output, model=self._model)
+
     def _begin(self) -> None:
         if self._started:
             return
@@ -153,6 +191,8 @@ class ChatToResponsesStream:
         snapshot = response_object(self._ctx, IN_PROGRESS, [])
         self._out.emit({"type": "response.created", "response": snapshot})
         self._out.emit({"type": "response.in_progress", "response": snapshot})
+        for item in self._leading:
+            self._items.append(WholeItem(self._out, len(self._items), item))
 
     def _choice(self, choice: Mapping[str, Any]) -> None:
         delta = choice.get("delta")
@@ -247,18 +287,24 @@ class ChatToResponsesStream:
 
     def _next_index(self) -> int:
         """A new item ends the open reasoning or message item and takes the next output index."""
-        if self._open is not None:
-            self._open.close(self._out, "completed")
+        item = self._open
+        if item is not None:
+            if type(item) is MessageItem:
+                item.followed = True
+            item.close(self._out, "completed")
             self._open = None
         return len(self._items)
 
-    def _terminate(self, outcome: Outcome) -> None:
-        """The terminal event, and the stream's result: its response, usage and error."""
+    def _terminate(self, outcome: Outcome, status: str | None = None) -> None:
+        """The terminal event, and the stream's result: its response (with `status` instead of
+        the outcome's, if given), usage and error."""
         output = [item.final(outcome.item_status) for item in self._items]
         usage = chat_usage_to_responses(self._usage) if self._usage else None
         response = response_object(
             self._ctx, outcome, output, model=self._model, usage=usage, completed_at=self._clock()
         )
+        if status is not None:
+            response["status"] = status
         self.response, self.usage = response, usage
         error = outcome.error
         if error is None:

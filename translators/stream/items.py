@@ -8,7 +8,7 @@ from typing import Any, Literal, NamedTuple
 from diglot.translators.content import message_item, output_text_part, refusal_part
 from diglot.translators.context import RestoredTool, Seal
 from diglot.translators.reasoning import ReasoningMode, reasoning_item, reasoning_part
-from diglot.translators.responses import ItemStatus
+from diglot.translators.responses import ItemStatus, message_phase
 from diglot.translators.stream.emitter import Emitter
 from diglot.translators.tools import CustomInputDecoder, tool_call_item
 
@@ -75,13 +75,17 @@ class _Part:
 
 
 class MessageItem(OutputItem):
-    """The assistant message; a change between text and refusal starts a new part."""
+    """The assistant message; a change between text and refusal starts a new part.
 
-    __slots__ = ("_parts",)
+    Its `phase` is known when it closes: `followed` before, if another item opened after it.
+    """
+
+    __slots__ = ("_parts", "followed")
 
     def __init__(self, out: Emitter, output_index: int, item_id: str) -> None:
         super().__init__(output_index, item_id)
         self._parts: list[_Part] = []
+        self.followed = False
         item = message_item(item_id, [], "in_progress")
         out.emit({"type": "response.output_item.added", "output_index": output_index, "item": item})
 
@@ -148,7 +152,9 @@ class MessageItem(OutputItem):
         out.emit({"type": "response.content_part.done", **where, "part": final})
 
     def _snapshot(self, status: ItemStatus) -> dict[str, Any]:
-        return message_item(self.item_id, [part.final() for part in self._parts], status)
+        item = message_item(self.item_id, [part.final() for part in self._parts], status)
+        item["phase"] = message_phase(self.followed)
+        return item
 
     def _finish(self, out: Emitter, final: dict[str, Any]) -> None:
         if self._parts:
@@ -289,3 +295,21 @@ class ToolCallItem(OutputItem):
             out.emit(
                 {"type": "response.custom_tool_call_input.done", **where, "input": final["input"]}
             )
+
+
+class WholeItem(OutputItem):
+    """An item made before the stream (a compaction): announced and closed at once, whole."""
+
+    __slots__ = ("_item",)
+
+    def __init__(self, out: Emitter, output_index: int, item: dict[str, Any]) -> None:
+        super().__init__(output_index, item["id"])
+        self._item = item
+        out.emit({"type": "response.output_item.added", "output_index": output_index, "item": item})
+        self.close(out, "completed")
+
+    def _snapshot(self, status: ItemStatus) -> dict[str, Any]:
+        return self._item
+
+    def _finish(self, out: Emitter, final: dict[str, Any]) -> None:
+        """Nothing streams between its announcement and its end."""
