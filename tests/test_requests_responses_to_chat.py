@@ -641,3 +641,12 @@ def test_echoed_function_tools_carry_their_nullable_keys() -> None:
         {"type": "function", "name": "f", "description": None, "parameters": None, "strict": None},
         hosted,
     ]
+
+
+@pytest.mark.parametrize("kind", [["x"], {"a": 1}, 3])
+def test_an_item_type_that_is_not_a_string_is_a_400_naming_it(kind: object) -> None:
+    body = orjson.dumps({"model": "m", "input": [{"type": kind, "content": "hi"}]})
+    with pytest.raises(RequestError) as refused:
+        decode_responses_request(body)
+    assert refused.value.param == "input[0].type"
+    assert refused.value.code == "invalid_value"

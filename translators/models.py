@@ -474,8 +474,8 @@ def _item(item: object, index: int) -> InputItem:
         return ItemReference(reference)
     cls = _ITEM_CLASSES.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        if kind in _UNSUPPORTED_ITEMS:
-            return UnsupportedItem(str(kind))
+        if isinstance(kind, str) and kind in _UNSUPPORTED_ITEMS:
+            return UnsupportedItem(kind)
         raise RequestError(
             f"Invalid value for '{path}.type': {kind!r} is not a supported input item type.",
             f"{path}.type",
