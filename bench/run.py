@@ -52,6 +52,7 @@ from bench.processes import (
     typed,
     wait_listening,
 )
+from bench.replicas import measure_pairs, replicas_report, routed_targets, start_routed
 from bench.report import (
     Results,
     Window,
@@ -408,6 +409,7 @@ def bench(settings: Settings, procs: Processes, body_files: dict[tuple[str, bool
     by_scenario = {s.name: stacks[s.pacing].targets for s in settings.scenarios}
     lines += verdicts(settings.scenarios, by_scenario, loaded, unloaded)
     lines += socket_phase(stacks["burst"], settings)
+    lines += replica_phase(stacks["burst"], settings, procs, body_files)
     lines += logged_errors(procs)
     print("\n".join(lines), flush=True)
 
@@ -424,6 +426,32 @@ def socket_phase(stack: Stack, settings: Settings) -> list[str]:
     print("WebSocket phase", flush=True)
     result = measure_sockets(target, settings.rounds, settings.seconds, SOCKET_CLIENTS)
     return socket_report(target, result, SOCKET_CLIENTS)
+
+
+def replica_phase(
+    stack: Stack, settings: Settings, procs: Processes, body_files: dict[tuple[str, bool], Path]
+) -> list[str]:
+    """Routing over two replicas against the default run's one-upstream diglot (non-stream)."""
+    baseline = [
+        t
+        for t in stack.targets
+        if t.kind in ("passthrough", "translating") and t.upstream_api == "chat" and not t.extra
+    ]
+    skipped = [why for t in baseline for why in t.skip.values()]
+    if skipped:
+        return ["", f"Replicas phase: not measured ({skipped[0]})"]
+    print("Replicas phase", flush=True)
+    upstream = next(t for t in stack.targets if t.kind == "direct")
+    port, pid = start_routed(procs, upstream.port, settings.cores)
+    connections = next(s.connections for s in settings.scenarios if not s.stream)
+
+    def run(target: Target, body: Path) -> Window:
+        return measure(target, body, settings.seconds, connections, stack.upstream_pid,
+                       settings.cores[1])  # fmt: skip
+
+    bodies = {api: body_files[api, False] for api in PATHS}
+    routed = routed_targets(baseline, port, pid)
+    return replicas_report(measure_pairs(baseline, routed, bodies, settings.rounds, run))
 
 
 def diglot_loops(procs: Processes) -> str:

@@ -12,10 +12,10 @@ from aiohttp import web
 
 from diglot.proxy import compaction, conversations, handlers, health, stored_responses
 from diglot.proxy.auth import EXEMPT_PATHS, ClientKeys, check_client_key, install_client_auth
+from diglot.proxy.background import cancel_response, install_background
 from diglot.proxy.config import Config
 from diglot.proxy.conversation import install_store, open_state
 from diglot.proxy.health import install_health
-from diglot.proxy.ids import IdMint
 from diglot.proxy.limits import Overloaded
 from diglot.proxy.metrics import Metrics, install_metrics, install_router_metrics, scrape
 from diglot.proxy.observability import (
@@ -32,8 +32,9 @@ from diglot.proxy.state import PROXY, RECORD, Proxy
 from diglot.proxy.token_counts import InputTokens
 from diglot.proxy.upstream import REQUEST_ID
 from diglot.proxy.websocket import install_sockets, serve_socket, socket_runner, wants_websocket
-from diglot.translators.errors import RequestError, error_body
-from diglot.translators.models import ToolShelf
+from diglot.translators.errors import ErrorBody, RequestError, error_body
+from diglot.translators.ids import REQUEST_PREFIX, IdMint
+from diglot.translators.responses_models import ToolShelf
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 log = get_logger()
@@ -69,6 +70,7 @@ def create_app(config: Config) -> web.Application:
     keys = install_client_auth(app, config)
     install_health(app, config)
     metrics = install_metrics(app)
+    install_background(app, store, metrics, config.drain_timeout, router.keeps_state)
     if config.upstreams:
         install_router_metrics(metrics, router)
     install_sockets(app, metrics)
@@ -99,6 +101,7 @@ def _add_routes(router: web.UrlDispatcher, keys: ClientKeys | None, metrics: Met
             ("GET", stored, stored_responses.get_response),
             ("DELETE", stored, stored_responses.delete_response),
             ("GET", stored + "/input_items", stored_responses.list_input_items),
+            ("POST", stored + "/cancel", cancel_response),
             ("POST", prefix + "/conversations", conversations.create_conversation),
             ("GET", talk, conversations.get_conversation),
             ("POST", talk, conversations.update_conversation),
@@ -128,7 +131,7 @@ def request_id(request: web.Request) -> str:
     given = request.headers.get(REQUEST_ID)
     if given and _CLIENT_REQUEST_ID.fullmatch(given):
         return given
-    return request.app[PROXY].new_id("req")
+    return request.app[PROXY].new_id(REQUEST_PREFIX)
 
 
 def observed(handler: Handler, route: str, keys: ClientKeys | None, metrics: Metrics) -> Handler:
@@ -221,11 +224,11 @@ async def _unknown_url(request: web.Request) -> web.StreamResponse:
     raise RequestError(f"Invalid URL ({request.method} {request.path})", None, "unknown_url", 404)
 
 
-def _error(record: RequestLog, status: int, body: dict[str, object]) -> web.Response:
+def _error(record: RequestLog, status: int, body: ErrorBody) -> web.Response:
     return json_response(body, status, {REQUEST_ID: record.request_id})
 
 
-def _http_error_body(exc: web.HTTPException) -> dict[str, object]:
+def _http_error_body(exc: web.HTTPException) -> ErrorBody:
     """An aiohttp error raised inside a handler (a body too large to read, ...)."""
     kind = "server_error" if exc.status >= 500 else "invalid_request_error"
     return error_body(exc.reason, kind)

@@ -34,10 +34,11 @@ from diglot.proxy.upstream import (
     upstream_json,
 )
 from diglot.translators.chat_models import decode_chat_request
+from diglot.translators.chat_shapes import ChatCompletion
 from diglot.translators.context import ChatContext
 from diglot.translators.errors import UpstreamFailed
-from diglot.translators.requests import ResponsesCall, chat_request_to_responses
-from diglot.translators.responses import merge_chat_choices, response_to_chat_completion
+from diglot.translators.requests import ResponsesCall, request_to_responses
+from diglot.translators.responses import merge_chat_choices, response_to_chat
 from diglot.translators.stream.choices_fan_in import ChoicesFanIn
 from diglot.translators.stream.lifecycle import StreamPhase
 from diglot.translators.stream.responses_to_chat import ResponsesToChatStream
@@ -60,9 +61,7 @@ async def chat_over_responses(
     record.model, record.stream = parsed.model, parsed.stream
     check_item_count(len(parsed.params.messages), proxy.config.max_input_items, "messages")
     proxy = proxy.router.bound(proxy, parsed.params, request.headers, None)
-    call = chat_request_to_responses(
-        parsed, proxy.options, now=int(time.time()), new_id=proxy.new_id
-    )
+    call = request_to_responses(parsed, proxy.options, now=int(time.time()), new_id=proxy.new_id)
     headers = {REQUEST_ID: record.request_id}
     if call.dropped:
         record.note_dropped(call.dropped)
@@ -114,13 +113,13 @@ class _Calls:
         require_event_stream(answer)
         return answer
 
-    async def completion(self, index: int) -> tuple[dict[str, Any], dict[str, str]]:
+    async def completion(self, index: int) -> tuple[ChatCompletion, dict[str, str]]:
         """One choice, non-streamed: the chat.completion and the upstream's rate-limit headers."""
         async with self.open() as upstream:
             raw = await read_all(upstream)
             return self.translate(raw, index, upstream.status), rate_limit_headers(upstream.headers)
 
-    def translate(self, raw: bytes, index: int, status: int) -> dict[str, Any]:
+    def translate(self, raw: bytes, index: int, status: int) -> ChatCompletion:
         """A whole response object -> a chat.completion (UpstreamFailed if it failed)."""
         response = upstream_json(raw)
         if not _is_response(response):
@@ -133,7 +132,7 @@ class _Calls:
                 "bad_upstream_response",
             )
         try:
-            completion = response_to_chat_completion(response, self.context, index)
+            completion = response_to_chat(response, self.context, index)
         except UpstreamFailed:
             raise
         except Exception as exc:

@@ -226,9 +226,11 @@ def _upstreams(name: str, value: object) -> tuple[UpstreamSpec, ...]:
     if isinstance(value, str):
         try:
             value = orjson.loads(value)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:  # the value is not quoted: it may hold a key
             raise ConfigError(
-                name, 'is not JSON: give an array of upstream tables, [{"name": ...}, ...]'
+                name,
+                f"not valid JSON ({exc.msg} at character {exc.pos}); give an array of tables "
+                'such as [{"name": "a", "url": "http://...", "api": "chat", "models": ["*"]}]',
             ) from None
     if not isinstance(value, list) or not value:
         raise ConfigError(name, "expected one or more [[upstreams]] tables")
@@ -704,7 +706,9 @@ def load_config(cli: Mapping[str, object | None], env: Mapping[str, str]) -> Con
     for name in REQUIRED:
         if name not in values:
             flag = "--" + name.replace("_", "-")
-            raise ConfigError(name, f"required (set {flag}, {env_name(name)} or the config file)")
+            tables = ", or [[upstreams]] tables in the file" if name == "upstream" else ""
+            where = f"{flag}, {env_name(name)} or the config file{tables}"
+            raise ConfigError(name, f"required (set {where})")
     return Config(**values)
 
 

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,19 +25,17 @@ from diglot.proxy.seal import Sealer
 from diglot.proxy.store import Record, Store, StoreUnavailable, default_state_dir, open_store
 from diglot.translators.content import message_text_parts
 from diglot.translators.errors import RequestError
-from diglot.translators.models import InputItem, ItemReference, ResponsesRequest, decode_items
+from diglot.translators.ids import IdFactory, item_prefix
 from diglot.translators.requests.include import sealed_reasoning_asked
+from diglot.translators.responses_models import (
+    InputItem,
+    ItemReference,
+    ResponsesRequest,
+    decode_items,
+)
+from diglot.translators.responses_shapes import Response
 
 log = get_logger()
-_ID_PREFIXES = {
-    "message": "msg",
-    "function_call": "fc",
-    "function_call_output": "fco",
-    "custom_tool_call": "ctc",
-    "custom_tool_call_output": "ctco",
-    "reasoning": "rs",
-    "compaction": "cmp",
-}
 _UNSTATUSED = frozenset({"compaction", "compaction_trigger"})  # kept as they came: no status
 _EXPIRY_INTERVAL = 60.0
 
@@ -99,7 +96,7 @@ class Turn(msgspec.Struct):
             body = self._bodies[record.id] = msgspec.json.decode(record.body)
         return body
 
-    async def keep(self, response: dict[str, Any], encoded: bytes | None = None) -> bool:
+    async def keep(self, response: Response | dict[str, Any], encoded: bytes | None = None) -> bool:
         """Store the finished response before the client sees it end; unstored, it says so.
 
         `encoded` is the response as JSON when the caller has it already (it goes to the client
@@ -137,13 +134,16 @@ def begin_turn(
     raw: bytes,
     kept_unstored: bool = False,
     answered: bool = True,
+    *,
+    new_id: IdFactory,
 ) -> Turn:
     """A request's turn, begun without waiting on the store when it continues nothing stored.
 
     One that does (`previous_response_id`, `item_reference`s) is `unresolved` until
     `resolve_turn` has read the store. With `kept_unstored` (a WebSocket connection's store),
     a `store: false` response is kept too, as a record the store does not share. Without
-    `answered` (a compaction), no response is kept.
+    `answered` (a compaction), no response is kept. Input items kept without an id get one
+    from `new_id`.
     """
     params = req.params
     turn = Turn(store, tenant_of(headers), previous_id=params.previous_response_id)
@@ -155,11 +155,11 @@ def begin_turn(
     if params.previous_response_id is not None or references:
         turn.unresolved = True
     elif turn.kept:
-        _note_input(turn, raw)
+        _note_input(turn, raw, new_id)
     return turn
 
 
-async def resolve_turn(turn: Turn, req: ResponsesRequest, raw: bytes) -> None:
+async def resolve_turn(turn: Turn, req: ResponsesRequest, raw: bytes, *, new_id: IdFactory) -> None:
     """Read the conversation a turn continues and the items it references; note what it keeps."""
     params = req.params
     if params.previous_response_id is not None:
@@ -167,14 +167,14 @@ async def resolve_turn(turn: Turn, req: ResponsesRequest, raw: bytes) -> None:
     if not isinstance(req.input, str) and ItemReference in map(type, req.input):
         req.input = await _resolve_references(turn, req.input)
     if turn.kept:
-        _note_input(turn, raw)
+        _note_input(turn, raw, new_id)
     turn.unresolved = False
 
 
-def _note_input(turn: Turn, raw: bytes) -> None:
+def _note_input(turn: Turn, raw: bytes, new_id: IdFactory) -> None:
     """The input the turn will store, its references (if any) already resolved."""
     raw_input = msgspec.json.decode(raw)["input"]
-    turn.input_items = _stored_input(raw_input, turn.references, set(turn.known_ids))
+    turn.input_items = _stored_input(raw_input, turn.references, set(turn.known_ids), new_id)
 
 
 async def _history(turn: Turn, response_id: str) -> list[InputItem]:
@@ -243,7 +243,10 @@ def _find_item(body: dict[str, Any], item_id: str) -> dict[str, Any] | None:
 
 
 def _stored_input(
-    raw_input: str | list[Any], references: dict[int, dict[str, Any]], seen: set[str]
+    raw_input: str | list[Any],
+    references: dict[int, dict[str, Any]],
+    seen: set[str],
+    new_id: IdFactory,
 ) -> list[dict[str, Any]]:
     """The turn's input as kept: a string as a user message, references resolved, every item
     with a status and an id no other item of the conversation (`seen` so far) has."""
@@ -255,7 +258,7 @@ def _stored_input(
         kind = fields.get("type", "message")
         item_id = fields.get("id")
         if not isinstance(item_id, str) or item_id in seen:
-            item_id = f"{_ID_PREFIXES.get(kind, 'item')}_{secrets.token_hex(24)}"
+            item_id = new_id(item_prefix(kind))
         seen.add(item_id)
         item = {"id": item_id, "type": kind, **fields}
         item["id"], item["type"] = item_id, kind

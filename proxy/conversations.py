@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -29,10 +29,10 @@ from diglot.proxy.store import (
 )
 from diglot.proxy.upstream import REQUEST_ID, UpstreamRefused, read_all, relay_headers
 from diglot.translators.content import message_text_parts
-from diglot.translators.context import IdFactory
 from diglot.translators.decoding import json_object
 from diglot.translators.errors import RequestError
-from diglot.translators.models import ItemReference, ResponsesRequest, decode_items
+from diglot.translators.ids import CONVERSATION_PREFIX, IdFactory, item_prefix
+from diglot.translators.responses_models import ItemReference, ResponsesRequest, decode_items
 
 T = TypeVar("T")
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -42,14 +42,6 @@ log = get_logger()
 _MAX_ITEMS = 20  # items one create or add takes, as OpenAI's
 _MAX_LIMIT = 100
 _MAX_METADATA = (16, 64, 512)  # pairs, characters of a key, characters of a value
-_ID_PREFIXES = {
-    "message": "msg",
-    "function_call": "fc",
-    "function_call_output": "fco",
-    "custom_tool_call": "ctc",
-    "custom_tool_call_output": "ctco",
-    "reasoning": "rs",
-}
 _NO_STATUS = frozenset({"custom_tool_call_output"})  # OpenAI's item of this type has none
 _PART_DEFAULTS: dict[str, dict[str, Any]] = {
     "input_image": {"detail": "auto"},
@@ -78,7 +70,9 @@ async def create_conversation(request: web.Request, proxy: Proxy) -> web.StreamR
     given = body.get("items")
     items = [] if given is None else _new_items(given, proxy.new_id)
     tenant = _tenant(request)
-    conversation = Conversation(proxy.new_id("conv"), tenant, float(int(time.time())), metadata)
+    conversation = Conversation(
+        proxy.new_id(CONVERSATION_PREFIX), tenant, float(int(time.time())), metadata
+    )
     try:
         await proxy.store.put_conversation(conversation, items)
     except StoreUnavailable as exc:
@@ -232,7 +226,7 @@ class Joined:
             given = [{"role": "user", "content": given}]
         self.input = [references.get(index, item) for index, item in enumerate(given)]
 
-    async def append(self, response: dict[str, Any]) -> None:
+    async def append(self, response: Mapping[str, Any]) -> None:
         """After a turn that completed (or stopped short): its input and output, in order."""
         if response["status"] not in ("completed", "incomplete"):
             return
@@ -240,7 +234,7 @@ class Joined:
         for given in (*self.input, *response["output"]):
             item = _conversation_item(given, self.new_id)
             if item["id"] in self.taken:
-                item["id"] = self.new_id(_ID_PREFIXES.get(item["type"], "item"))
+                item["id"] = self.new_id(item_prefix(item["type"]))
             self.taken.add(item["id"])
             items.append(StoredItem(item["id"], dumps(item)))
         try:
@@ -306,7 +300,7 @@ def _conversation_item(given: dict[str, Any], new_id: IdFactory) -> dict[str, An
     kind = given.get("type", "message")
     item_id = given.get("id")
     if not isinstance(item_id, str) or not item_id:
-        item_id = new_id(_ID_PREFIXES.get(kind, "item"))
+        item_id = new_id(item_prefix(kind))
     item = {"id": item_id, "type": kind, **given}
     item["id"], item["type"] = item_id, kind
     if kind not in _NO_STATUS:

@@ -29,7 +29,7 @@ from diglot.proxy.upstream import (
 )
 from diglot.translators.chat_models import decode_chat_request
 from diglot.translators.errors import RequestError
-from diglot.translators.models import decode_responses_request
+from diglot.translators.responses_models import decode_responses_request
 
 log = get_logger()
 _WHOLE_ANSWER_LIMIT = 1024 * 1024

@@ -240,6 +240,17 @@ class Metrics:
             buckets=_STORE,
             registry=registry,
         )
+        self.background_responses = Counter(
+            "diglot_background_responses",
+            "Background responses this diglot ended, by final status (a lapsed one: failed).",
+            ["status"],
+            registry=registry,
+        )
+        self.background_queue = Gauge(
+            "diglot_background_queue_depth",
+            "Background responses this diglot runs that are still queued (not streaming yet).",
+            registry=registry,
+        )
 
     def finished(self, route: str, record: RequestLog, status: int, ended: float) -> None:
         """Everything one finished request contributes; called once, from the request frame."""

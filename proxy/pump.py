@@ -14,7 +14,7 @@ from diglot.proxy.sse import DONE, SSEDecoder, SSEError, SSEEvent
 from diglot.proxy.upstream import excerpt
 from diglot.translators.stream.lifecycle import StreamClosed, StreamPhase, StreamTranslator
 
-Pieces = list[dict[str, Any]]
+Pieces = list[Any]  # JSON-ready Responses events or Chat chunks (see `translators.*_shapes`)
 Emit = Callable[[Pieces], Awaitable[None]]  # hands translated pieces to the client's transport
 log = get_logger()
 _OPEN = StreamPhase.OPEN  # a module global: an Enum member looked up on its class costs more

@@ -10,7 +10,9 @@ from typing import Any, NamedTuple, TypeGuard
 import aiohttp
 from aiohttp import web
 
+from diglot.proxy.background import Run, start_background, take_background
 from diglot.proxy.conversation import Turn, begin_turn, resolve_turn
+from diglot.proxy.conversations import Joined, join_conversation
 from diglot.proxy.jsonenc import dumps
 from diglot.proxy.limits import check_item_count
 from diglot.proxy.metrics import start_answer
@@ -44,11 +46,18 @@ from diglot.translators.compaction import (
     with_compaction,
 )
 from diglot.translators.context import ResponseContext
-from diglot.translators.models import ResponsesRequest, decode_responses_request
-from diglot.translators.requests import ChatCall, responses_request_to_chat
-from diglot.translators.responses import chat_completion_to_response
+from diglot.translators.ids import ITEM_PREFIXES
+from diglot.translators.requests import ChatCall, request_to_chat
+from diglot.translators.responses import completion_to_responses
+from diglot.translators.responses_models import ResponsesRequest, decode_responses_request
+from diglot.translators.responses_shapes import (
+    Response,
+    ResponseCompaction,
+    ResponseCompactionItem,
+    ResponseStreamEvent,
+)
 from diglot.translators.stream.chat_to_responses import ChatToResponsesStream
-from diglot.translators.usage import chat_usage_to_responses
+from diglot.translators.usage import usage_to_responses
 
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 log = get_logger()
@@ -61,9 +70,11 @@ class _Prepared(NamedTuple):
     parsed: ResponsesRequest
     turn: Turn
     call: ChatCall
-    leading: tuple[dict[str, Any], ...] = ()  # items its response starts with: a compaction
+    leading: tuple[ResponseCompactionItem, ...] = ()  # items its response starts with
     settled: bool = False
     usage: Mapping[str, Any] | None = None  # the Chat usage of a settled turn's compaction
+    joined: Joined | None = None  # the conversation it takes its turn in
+    background: bool = False  # it runs detached from the client
 
 
 async def _prepare(
@@ -74,30 +85,47 @@ async def _prepare(
     store: Store,
     kept_unstored: bool = False,
     answered: bool = True,
+    background: bool = False,
 ) -> _Prepared:
+    """With `background`, the route runs a request that asks for it in the background."""
     record.direction = "responses->chat"
     parsed = decode_responses_request(raw, proxy.tool_shelf)
     record.model, record.stream = parsed.model, parsed.stream
+    background = background and take_background(parsed.params)
     if not isinstance(parsed.input, str):
         check_item_count(len(parsed.input), proxy.config.max_input_items, "input")
-    turn = begin_turn(store, proxy.sealer, headers, parsed, raw, kept_unstored, answered)
+    turn = begin_turn(
+        store, proxy.sealer, headers, parsed, raw, kept_unstored, answered, new_id=proxy.new_id
+    )
+    joined = await join_conversation(store, turn.tenant, parsed, proxy.new_id)
     if turn.unresolved:
-        await resolve_turn(turn, parsed, raw)
-    call = _translate(proxy, parsed, turn)
+        await resolve_turn(turn, parsed, raw, new_id=proxy.new_id)
+    call = _translate(proxy, parsed, turn, joined, background)
+    if joined is not None:
+        joined.take_input(raw, turn.references)
     if call.dropped:
         record.note_dropped(call.dropped)
-    return _Prepared(parsed, turn, call)
+    return _Prepared(parsed, turn, call, joined=joined, background=background)
 
 
-def _translate(proxy: Proxy, parsed: ResponsesRequest, turn: Turn) -> ChatCall:
-    return responses_request_to_chat(
+def _translate(
+    proxy: Proxy, parsed: ResponsesRequest, turn: Turn, joined: Joined | None, background: bool
+) -> ChatCall:
+    """The turn as a chat request, after the conversation it joined if any; its response says
+    which conversation, and whether it runs in the background."""
+    call = request_to_chat(
         parsed,
         proxy.options,
         now=int(time.time()),
         new_id=proxy.new_id,
-        history=turn.history,
+        history=turn.history if joined is None else joined.history,
         sealing=proxy.sealer.sealing(turn.tenant),
     )
+    if joined is not None:
+        call.context.echo["conversation"] = {"id": joined.id}
+    if background:
+        call.context.echo["background"] = True
+    return call
 
 
 async def _compacting(
@@ -114,12 +142,13 @@ async def _compacting(
         return prepared
     item, _ = await _compaction(proxy, record, headers, call, turn.tenant)
     parsed.input = with_compaction(parsed.input, item)
-    return _Prepared(parsed, turn, _translate(proxy, parsed, turn), leading=(item,))
+    call = _translate(proxy, parsed, turn, prepared.joined, prepared.background)
+    return prepared._replace(call=call, leading=(item,))
 
 
 async def _compaction(
     proxy: Proxy, record: RequestLog, headers: Mapping[str, str], call: ChatCall, tenant: str
-) -> tuple[dict[str, Any], Mapping[str, Any] | None]:
+) -> tuple[ResponseCompactionItem, Mapping[str, Any] | None]:
     """The conversation `call` holds, summarised by the backend and sealed for `tenant`: a
     compaction item, and the Chat usage the summary cost."""
     body = summary_request(call.body, proxy.config.compaction_prompt)
@@ -130,7 +159,7 @@ async def _compaction(
         raise not_the_api("a chat completion", raw, status)
     summary = completion_summary(completion, proxy.options.think_tags)
     if summary.usage is not None:
-        count_usage(record, chat_usage_to_responses(summary.usage))
+        count_usage(record, usage_to_responses(summary.usage))
     if not summary.text:
         raise upstream_failure(
             502,
@@ -139,7 +168,7 @@ async def _compaction(
             "bad_upstream_response",
         )
     sealed = proxy.sealer.sealing(tenant).seal(summary.text)
-    return compaction_item(proxy.new_id("cmp"), sealed), summary.usage
+    return compaction_item(proxy.new_id(ITEM_PREFIXES["compaction"]), sealed), summary.usage
 
 
 def _post(
@@ -165,20 +194,34 @@ def _named(proxy: Proxy, parsed: ResponsesRequest) -> str | None:
     return parsed.model if proxy.router.aliased(parsed.model) else None
 
 
-async def _settled(prepared: _Prepared) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+async def _settled(prepared: _Prepared) -> tuple[list[ResponseStreamEvent], Response]:
     """The whole stream and response of a turn answered without generating, kept before the
     client sees it end."""
-    translator = ChatToResponsesStream(prepared.call.context, leading=prepared.leading)
+    translator = _translator(prepared)
     events = translator.complete_without_output(prepared.usage)
     response = translator.response
     assert response is not None
-    await prepared.turn.keep(response)
+    await _kept(prepared, response)
     return events, response
+
+
+def _translator(prepared: _Prepared) -> ChatToResponsesStream:
+    """The stream translator of a prepared turn's response."""
+    return ChatToResponsesStream(prepared.call.context, leading=prepared.leading)
+
+
+async def _kept(prepared: _Prepared, response: Response, encoded: bytes | None = None) -> bool:
+    """The finished response stored, and added to the conversation it joined, before the client
+    sees it end; False when the store failed (the response then says it was not stored)."""
+    kept = await prepared.turn.keep(response, encoded)
+    if prepared.joined is not None:
+        await prepared.joined.append(response)
+    return kept
 
 
 async def compaction_over_chat(
     proxy: Proxy, record: RequestLog, headers: Mapping[str, str], raw: bytes
-) -> dict[str, Any]:
+) -> ResponseCompaction:
     """POST /v1/responses/compact: the conversation summarised by the backend, as the window
     the client keeps (its user messages, then the compaction item); nothing is stored."""
     parsed, turn, call, *_ = await _prepare(
@@ -197,12 +240,14 @@ async def responses_over_chat(
     """POST /v1/responses answered by POSTing {upstream}/chat/completions."""
     given = request.headers
     try:
-        prepared = await _prepare(proxy, record, given, raw, proxy.store)
+        prepared = await _prepare(proxy, record, given, raw, proxy.store, background=True)
         proxy = _bound(proxy, given, prepared)
         prepared = await _compacting(proxy, record, given, prepared)
         if prepared.settled:
             return await _settled_reply(request, record, prepared)
-        parsed, turn, call = prepared.parsed, prepared.turn, prepared.call
+        if prepared.background:
+            return await _detached(request, proxy, record, prepared)
+        parsed, call = prepared.parsed, prepared.call
         async with _post(proxy, record, given, call.body) as upstream:
             if parsed.stream:
                 require_event_stream(upstream)
@@ -212,7 +257,7 @@ async def responses_over_chat(
             if (named := _named(proxy, parsed)) is not None:
                 name_for_client([response], named)
             encoded = dumps(response)  # once, for the store and the client
-            if turn.keeps and not await turn.keep(response, encoded):
+            if not await _kept(prepared, response, encoded):
                 encoded = dumps(response)  # it now says it was not stored
             headers = rate_limit_headers(upstream.headers)
             headers[REQUEST_ID] = record.request_id
@@ -246,13 +291,36 @@ async def responses_turn(
         async with _post(proxy, record, headers, call.body) as upstream:
             require_event_stream(upstream)
             record.first_byte = time.perf_counter()
-            await _relay(
-                upstream, call.context, record, prepared.turn, emit, prepared.leading,
-                _named(proxy, prepared.parsed),
-            )  # fmt: skip
+            await _relay(upstream, record, prepared, emit, _named(proxy, prepared.parsed))
     except UpstreamRefused as refused:
         return refused.reply
     return None
+
+
+async def _detached(
+    request: web.Request, proxy: Proxy, record: RequestLog, prepared: _Prepared
+) -> web.StreamResponse:
+    """A background turn: answered at once, generated by a run the app owns."""
+    parsed, call = prepared.parsed, prepared.call
+    return await start_background(
+        request,
+        record,
+        parsed.params,
+        prepared.turn,
+        call.context,
+        call.body,
+        lambda run: _generate(proxy, run, prepared),
+    )
+
+
+async def _generate(proxy: Proxy, run: Run, prepared: _Prepared) -> None:
+    """A background run: the upstream's stream, through the translator the run polls and
+    cancels."""
+    translator = run.translator = _translator(prepared)
+    async with _post(proxy, run.record, run.headers, prepared.call.body) as upstream:
+        require_event_stream(upstream)
+        named = _named(proxy, prepared.parsed)
+        await _relay(upstream, run.record, prepared, run.emit, named, translator)
 
 
 async def _settled_reply(
@@ -270,14 +338,14 @@ def _answer(
     ctx: ResponseContext,
     record: RequestLog,
     status: int,
-    leading: tuple[dict[str, Any], ...] = (),
-) -> dict[str, Any]:
+    leading: tuple[ResponseCompactionItem, ...] = (),
+) -> Response:
     """A whole chat.completion -> a whole response object, `leading` items first."""
     completion = upstream_json(raw)
     if not _is_completion(completion):
         raise not_the_api("a chat completion", raw, status)
     try:
-        response = chat_completion_to_response(completion, ctx, leading=leading)
+        response = completion_to_responses(completion, ctx, leading=leading)
     except Exception as exc:
         log.warning("bad_upstream_response", request_id=record.request_id, error=repr(exc))
         raise upstream_failure(
@@ -306,12 +374,10 @@ class _ChatStreamRelay(TranslatingRelay[ChatToResponsesStream]):
     what = "chunk"
     shape = "a chat completion chunk"
 
-    def __init__(
-        self, ctx: ResponseContext, record: RequestLog, leading: tuple[dict[str, Any], ...]
-    ) -> None:
-        super().__init__(record, ChatToResponsesStream(ctx, leading=leading))
+    def __init__(self, record: RequestLog, translator: ChatToResponsesStream) -> None:
+        super().__init__(record, translator)
 
-    def start(self) -> list[dict[str, Any]]:
+    def start(self) -> list[ResponseStreamEvent]:
         return self.translator.start()
 
     def _shaped(self, payload: dict[str, Any]) -> bool:
@@ -330,12 +396,11 @@ async def _stream(
     named: str | None,
 ) -> web.StreamResponse:
     """Translate chunk by chunk as they arrive; always end with one terminal event."""
-    ctx, turn, leading = prepared.call.context, prepared.turn, prepared.leading
     return await _sse(
         request,
         record,
         rate_limit_headers(upstream.headers),
-        lambda emit: _relay(upstream, ctx, record, turn, emit, leading, named),
+        lambda emit: _relay(upstream, record, prepared, emit, named),
     )
 
 
@@ -364,16 +429,16 @@ async def _sse(
 
 async def _relay(
     upstream: aiohttp.ClientResponse,
-    ctx: ResponseContext,
     record: RequestLog,
-    turn: Turn,
+    prepared: _Prepared,
     emit: Emit,
-    leading: tuple[dict[str, Any], ...] = (),
     named: str | None = None,
+    translator: ChatToResponsesStream | None = None,
 ) -> None:
     """The translated events, each batch handed to `emit` as it is ready (with the model the
-    client `named`, when its backend knows it by another name)."""
-    relay = _ChatStreamRelay(ctx, record, leading)
+    client `named`, when its backend knows it by another name), through `translator` when the
+    caller holds it."""
+    relay = _ChatStreamRelay(record, translator or _translator(prepared))
     await emit(relay.start())
     async with aclosing(translated(upstream, relay)) as pieces:
         async for events in pieces:
@@ -381,5 +446,5 @@ async def _relay(
                 name_for_client(events, named)
             ended = relay.translator.response
             if ended is not None:  # the last events: stored before the client sees them end
-                await turn.keep(ended)
+                await _kept(prepared, ended)
             await emit(events)

@@ -462,7 +462,7 @@ def renamed_body(raw: bytes, model: str) -> bytes:
     return dumps(body)
 
 
-def name_for_client(pieces: list[dict[str, Any]], model: str) -> None:
+def name_for_client(pieces: list[Any], model: str) -> None:
     """Answers, chunks or events (their `response`) renamed to the model the client asked for."""
     for piece in pieces:
         if "model" in piece:

@@ -20,6 +20,7 @@ from aiohttp import WSMsgType, web
 from diglot.proxy.metrics import Metrics
 from diglot.proxy.observability import RequestLog, get_logger, request_line
 from diglot.proxy.state import Proxy
+from diglot.translators.ids import REQUEST_PREFIX
 from diglot.translators.stream.lifecycle import ends_response
 
 log = get_logger()
@@ -118,7 +119,7 @@ class SocketRelay:
         if frame is None or frame.type != "response.create":
             return
         record = RequestLog(
-            request_id=self.proxy.new_id("req"),
+            request_id=self.proxy.new_id(REQUEST_PREFIX),
             started=time.perf_counter(),
             transport="websocket",
             direction="passthrough",

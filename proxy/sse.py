@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 from diglot.proxy.jsonenc import dumps
@@ -84,7 +84,7 @@ class SSEDecoder:
             self._event = value.decode("utf-8", "replace")
 
 
-def encode_events(events: Iterable[dict[str, Any]]) -> bytes:
+def encode_events(events: Iterable[Mapping[str, Any]]) -> bytes:
     """OpenAI's framing: `event: <type>` and one `data:` line per event, LF, a blank line after."""
     parts: list[bytes] = []
     for event in events:

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from diglot.proxy.config import Config
-from diglot.proxy.ids import IdMint
 from diglot.proxy.observability import RequestLog
 from diglot.proxy.routing import Router
 from diglot.proxy.seal import Sealer
 from diglot.proxy.store import Store
 from diglot.proxy.upstream import Upstream
 from diglot.translators.context import Options
-from diglot.translators.models import ToolShelf
+from diglot.translators.ids import IdMint
+from diglot.translators.responses_models import ToolShelf
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ each Responses upstream in turn)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -11,7 +12,9 @@ import msgspec
 from aiohttp import web
 from yarl import URL
 
+from diglot.proxy.background import RUNS, stream_response
 from diglot.proxy.conversation import chain_items, not_found, store_unavailable, tenant_of
+from diglot.proxy.handlers import _passthrough
 from diglot.proxy.replies import json_response
 from diglot.proxy.state import PROXY, RECORD, Proxy
 from diglot.proxy.store import Order, Record, StoreUnavailable, page_items
@@ -22,14 +25,23 @@ _MAX_LIMIT = 100
 
 
 async def get_response(request: web.Request) -> web.StreamResponse:
-    """GET /v1/responses/{response_id}: the stored response object."""
+    """GET /v1/responses/{response_id}: the stored response object (a background one as it
+    stands), or with `stream=true` its events (see proxy.background)."""
     proxy = request.app[PROXY]
+    streamed = request.query.get("stream") == "true"
     if not proxy.router.keeps_state:
+        if streamed:  # relayed as the events arrive
+            path = "/responses/" + quote(request.match_info["response_id"], safe="")
+            return await _passthrough(request, proxy, request[RECORD], path, None)
         return await _relay(request, proxy)
+    if streamed:
+        return await stream_response(request)
     record = await _stored(request, proxy)
     if record is None:
         return await _relay_unknown(request, proxy)
-    return _json(request, msgspec.json.decode(record.body)["response"])
+    stored = msgspec.json.decode(record.body)["response"]
+    shown = await request.app[RUNS].shown(record.tenant, record.id, stored)
+    return _json(request, shown)
 
 
 async def delete_response(request: web.Request) -> web.StreamResponse:
@@ -103,7 +115,7 @@ async def _stored(request: web.Request, proxy: Proxy) -> Record | None:
         raise store_unavailable(exc, "stored responses cannot be read") from None
 
 
-def _json(request: web.Request, body: dict[str, Any]) -> web.Response:
+def _json(request: web.Request, body: Mapping[str, Any]) -> web.Response:
     return json_response(body, 200, {REQUEST_ID: request[RECORD].request_id})
 
 

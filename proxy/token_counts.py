@@ -33,8 +33,8 @@ from diglot.proxy.state import PROXY, RECORD, Proxy
 from diglot.proxy.upstream import REQUEST_ID, UpstreamRefused, read_all
 from diglot.translators.decoding import json_object
 from diglot.translators.errors import RequestError
-from diglot.translators.models import decode_responses_request as decode
-from diglot.translators.requests import responses_request_to_chat
+from diglot.translators.requests import request_to_chat
+from diglot.translators.responses_models import decode_responses_request as decode
 
 Way = Literal["llama.cpp", "vllm", "estimate"]
 Exact = Literal["llama.cpp", "vllm"]
@@ -101,12 +101,12 @@ async def _chat_body(request: web.Request, proxy: Proxy) -> dict[str, Any]:
     parsed = decode(raw, proxy.tool_shelf)
     if not isinstance(parsed.input, str):
         check_item_count(len(parsed.input), proxy.config.max_input_items, "input")
-    turn = begin_turn(proxy.store, proxy.sealer, request.headers, parsed, raw)
+    turn = begin_turn(proxy.store, proxy.sealer, request.headers, parsed, raw, new_id=proxy.new_id)
     joined = await join_conversation(proxy.store, turn.tenant, parsed, proxy.new_id)
     if turn.unresolved:
-        await resolve_turn(turn, parsed, raw)
+        await resolve_turn(turn, parsed, raw, new_id=proxy.new_id)
     history = turn.history if joined is None else joined.history
-    call = responses_request_to_chat(
+    call = request_to_chat(
         parsed,
         proxy.options,
         now=int(time.time()),

@@ -453,9 +453,10 @@ class Exchange:
             replica.in_flight += 1
             try:
                 response = await replica.request(self._method, self._url, self._headers, self._body)
-            except aiohttp.ClientConnectorError as exc:
-                replica.in_flight -= 1
-                replica.faults["refused"] += 1
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                replica.in_flight -= 1  # no connection: not a byte of the request went out
+                refused = isinstance(exc, aiohttp.ClientConnectorError)
+                replica.faults["refused" if refused else "timeout"] += 1
                 following = None if isinstance(exc, aiohttp.ClientSSLError) else self._after(exc)
                 if following is None:
                     raise _send_failure(exc) from None
@@ -474,9 +475,9 @@ class Exchange:
                 replica.answered()
             return response
 
-    def _after(self, exc: aiohttp.ClientConnectorError) -> Upstream | None:
-        """Where to send after the current replica refused: a live replica not tried yet (the
-        least busy), else the same one once more if it was the first try, else nowhere."""
+    def _after(self, exc: aiohttp.ClientConnectionError) -> Upstream | None:
+        """Where to send after the current replica made no connection: a live replica not tried
+        yet (the least busy), else, if it refused at the first try, the same one once more."""
         refused = self._upstream
         refused.refused(exc)
         tried = self._tried = [*(self._tried or ()), refused]
@@ -487,7 +488,8 @@ class Exchange:
             if url is not None:
                 self._url = url
                 return following
-        return refused if len(tried) == 1 else None
+        again = len(tried) == 1 and isinstance(exc, aiohttp.ClientConnectorError)
+        return refused if again else None
 
     async def _refuse(self, response: aiohttp.ClientResponse) -> NoReturn:
         """The exchange ends here: the error reply raised, the connection released first."""

@@ -47,6 +47,7 @@ from diglot.proxy.upstream import (
     upstream_failure,
 )
 from diglot.translators.errors import RequestError, error_body
+from diglot.translators.ids import REQUEST_PREFIX
 
 log = get_logger()
 LIFETIME = 60 * 60.0  # seconds a connection lives; then it closes with CLOSE_LIFETIME
@@ -133,7 +134,7 @@ async def serve_socket(request: web.Request, run_turn: TurnRunner) -> web.Stream
         raise RequestError("The WebSocket upgrade request is not valid.", None, "bad_upgrade", 400)
     headers = _turn_headers(request.headers)
     relayed = None
-    if proxy.config.upstream_api == "responses":
+    if not proxy.config.upstreams and proxy.config.upstream_api == "responses":
         relayed = await upstream_socket(proxy, headers, request[RECORD].request_id)
     served: Served
     if relayed is None:
@@ -262,7 +263,9 @@ class Connection:
     async def turn(self, event: dict[str, Any], lane_id: str | None) -> None:
         """One `response.create`, with its own request record, log line and metrics."""
         record = RequestLog(
-            request_id=self.proxy.new_id("req"), started=time.perf_counter(), transport="websocket"
+            request_id=self.proxy.new_id(REQUEST_PREFIX),
+            started=time.perf_counter(),
+            transport="websocket",
         )
         token = CURRENT_RECORD.set(record)
         status = 200
@@ -377,12 +380,12 @@ def turn_body(event: dict[str, Any]) -> tuple[bytes, bool]:
     return dumps(event), generate
 
 
-def error_frame(status: int, body: dict[str, Any]) -> dict[str, Any]:
+def error_frame(status: int, body: Mapping[str, Any]) -> dict[str, Any]:
     """OpenAI's WebSocket error event: the HTTP status beside the error object."""
     return {"type": "error", "status": status, "error": body["error"]}
 
 
-def _body_of(response: web.Response) -> dict[str, Any]:
+def _body_of(response: web.Response) -> Mapping[str, Any]:
     """The error body of an upstream refusal that HTTP would have answered with."""
     raw = response.body if isinstance(response.body, bytes) else b""
     with contextlib.suppress(orjson.JSONDecodeError):

@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from diglot.translators.context import IdFactory, Options, ResponseContext, RestoredTool, ToolNames
-from diglot.translators.models import decode_responses_request
-from diglot.translators.requests import responses_request_to_chat
+from diglot.translators.context import Options, ResponseContext, RestoredTool, ToolNames
+from diglot.translators.ids import IdFactory, IdMint
+from diglot.translators.requests import request_to_chat
+from diglot.translators.responses_models import decode_responses_request
 
 
 def _bare_request_echo() -> dict[str, Any]:
     """What a request naming only model and input echoes: every setting at its default."""
     request = decode_responses_request(b'{"model": "client-model", "input": "hi"}')
-    return responses_request_to_chat(request, Options(), now=0).context.echo
+    return request_to_chat(request, Options(), now=0, new_id=IdMint()).context.echo
 
 
 DEFAULT_ECHO = _bare_request_echo()

@@ -4,6 +4,8 @@ every store backend, two replicas on one Redis, retrieval, tenancy, and sealed r
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -150,6 +152,26 @@ async def test_two_replicas_on_one_redis_continue_each_other(
         await first.responses.retrieve(last_id)
     await first.close()
     await second.close()
+
+
+async def test_stored_input_items_without_ids_get_them_from_the_apps_mint(
+    make_proxy: MakeProxy, fake: FakeUpstream
+) -> None:
+    """Minted by `Proxy.new_id`: the prefix of the item's type, then the second it was made."""
+    fake.script(Reply(completion("Hi!")))
+    proxy = await make_proxy("chat")
+    before = int(time.time())
+    call = {"type": "function_call", "call_id": "call_1", "name": "f", "arguments": "{}"}
+    output = {"type": "function_call_output", "call_id": "call_1", "output": "sunny"}
+    body = {"model": "fake-model", "input": [{"role": "user", "content": "a"}, call, output]}
+    created = await (await proxy.post("/v1/responses", json=body)).json()
+    listed = await (await proxy.get(f"/v1/responses/{created['id']}/input_items?order=asc")).json()
+    minted = [
+        re.fullmatch(r"([a-z]+)_([0-9a-f]{8})[0-9a-f]{40}", item["id"]) for item in listed["data"]
+    ]
+    assert [found.group(1) if found else None for found in minted] == ["msg", "fc", "fco"]
+    seconds = [int(found.group(2), 16) for found in minted if found]
+    assert all(before <= second <= time.time() for second in seconds)
 
 
 async def test_get_delete_and_input_items(make_proxy: MakeProxy, fake: FakeUpstream) -> None:

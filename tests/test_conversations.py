@@ -21,12 +21,12 @@ from openai.types.conversations import (
 
 from diglot.proxy.app import create_app
 from diglot.proxy.conversations import join_conversation
-from diglot.proxy.ids import IdMint
 from diglot.proxy.store import DAY, StoredItem
 from diglot.proxy.store import Conversation as StoredConversation
 from diglot.proxy.store.memory import MemoryStore
 from diglot.translators.errors import RequestError
-from diglot.translators.models import decode_responses_request
+from diglot.translators.ids import IdMint
+from diglot.translators.responses_models import decode_responses_request
 from fixtures.fake_chat_upstream import FakeUpstream, Reply
 from tests.conftest import proxy_config
 from tests.redis_server import redis_server, redis_url
@@ -130,6 +130,15 @@ async def test_create_shapes_the_items_as_openai_returns_them(client: AsyncOpenA
         "last_id": ids[2],
         "has_more": False,
     }
+
+
+async def test_items_without_ids_get_the_prefix_of_their_type(client: AsyncOpenAI) -> None:
+    """The prefixes a stored response's items get: a compaction item's is `cmp`, too."""
+    compaction = {"type": "compaction", "encrypted_content": "sealed"}
+    created = await client.conversations.create(items=[USER, CALL, compaction])
+    raw = await client.conversations.items.with_raw_response.list(created.id, order="asc")
+    ids = [item["id"] for item in orjson.loads(raw.content)["data"]]
+    assert [i.split("_")[0] for i in ids] == ["msg", "fc", "cmp"]
 
 
 async def test_parts_get_the_fields_openai_gives_them(client: AsyncOpenAI) -> None:

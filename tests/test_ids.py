@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from diglot.proxy import ids
-from diglot.proxy.ids import IdMint
+from diglot.translators import ids
+from diglot.translators.ids import IdMint
 
 
 def test_ids_start_with_the_second_they_were_made(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -20,3 +20,16 @@ def test_ids_start_with_the_second_they_were_made(monkeypatch: pytest.MonkeyPatc
     assert late.startswith("resp_65000001")
     assert max(early) < late
     assert len(set(early)) == 100
+
+
+def test_each_item_type_has_its_prefix_and_others_share_one() -> None:
+    assert {kind: ids.item_prefix(kind) for kind in ids.ITEM_PREFIXES} == {
+        "message": "msg",
+        "function_call": "fc",
+        "function_call_output": "fco",
+        "custom_tool_call": "ctc",
+        "custom_tool_call_output": "ctco",
+        "reasoning": "rs",
+        "compaction": "cmp",
+    }
+    assert ids.item_prefix("web_search_call") == "item"

@@ -85,7 +85,10 @@ async def test_a_translated_answer_is_counted_once_with_its_time_split(
         and not key.startswith(("diglot_overhead", "diglot_time_to", "diglot_upstream_time"))
     }
     assert got == {
-        "diglot_requests_total{direction=responses->chat,route=/v1/responses,status=200,transport=http}": 1.0,
+        (
+            "diglot_requests_total{direction=responses->chat,route=/v1/responses"
+            ",status=200,transport=http}"
+        ): 1.0,
         "diglot_translation_warnings_total{direction=responses->chat,param=max_tool_calls}": 1.0,
     }
     assert counts(samples, "responses->chat", "false") == dict.fromkeys(TIMINGS, 1.0)
@@ -113,7 +116,10 @@ async def test_a_stream_is_active_while_open_and_counted_when_done(
     assert counts(after, "responses->chat", "true") == dict.fromkeys(TIMINGS, 1.0)
     assert diglot(after, "diglot_requests") == {
         "diglot_requests_total{direction=local,route=/metrics,status=200,transport=http}": 1.0,
-        "diglot_requests_total{direction=responses->chat,route=/v1/responses,status=200,transport=http}": 1.0,
+        (
+            "diglot_requests_total{direction=responses->chat,route=/v1/responses"
+            ",status=200,transport=http}"
+        ): 1.0,
     }
 
 
@@ -131,9 +137,18 @@ async def test_passthrough_errors_and_unknown_routes_are_labelled(
     assert (await client.get("/nowhere")).status == 404
     samples = await scrape(client)
     assert diglot(samples, "diglot_requests") == {
-        "diglot_requests_total{direction=passthrough,route=/chat/completions,status=200,transport=http}": 1.0,
-        "diglot_requests_total{direction=passthrough,route=/chat/completions,status=429,transport=http}": 1.0,
-        "diglot_requests_total{direction=passthrough,route=/chat/completions,status=503,transport=http}": 1.0,
+        (
+            "diglot_requests_total{direction=passthrough,route=/chat/completions"
+            ",status=200,transport=http}"
+        ): 1.0,
+        (
+            "diglot_requests_total{direction=passthrough,route=/chat/completions"
+            ",status=429,transport=http}"
+        ): 1.0,
+        (
+            "diglot_requests_total{direction=passthrough,route=/chat/completions"
+            ",status=503,transport=http}"
+        ): 1.0,
         "diglot_requests_total{direction=local,route=unmatched,status=404,transport=http}": 1.0,
     }
     assert diglot(samples, "diglot_upstream_errors") == {
@@ -173,7 +188,10 @@ async def test_a_client_that_goes_away_is_a_499_and_closes_its_stream(
     # diglot's handler unwinds (and is counted) before its upstream connection can close.
     await asyncio.wait_for(fake.cancelled.wait(), 5)
     samples = await scrape(client)
-    key = "diglot_requests_total{direction=responses->chat,route=/v1/responses,status=499,transport=http}"
+    key = (
+        "diglot_requests_total{direction=responses->chat,route=/v1/responses"
+        ",status=499,transport=http}"
+    )
     assert diglot(samples, "diglot_requests")[key] == 1.0
     assert samples[("diglot_active_streams", frozenset({("direction", "responses->chat")}))] == 0
 

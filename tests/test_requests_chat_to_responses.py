@@ -14,9 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from diglot.translators.chat_models import decode_chat_request
-from diglot.translators.context import Options, random_id
+from diglot.translators.context import Options
 from diglot.translators.errors import RequestError
-from diglot.translators.requests import ResponsesCall, chat_request_to_responses
+from diglot.translators.ids import IdMint
+from diglot.translators.requests import ResponsesCall, request_to_responses
 from tests.response_context import counting_ids
 from tests.validate import assert_refusal, assert_valid_create_body
 
@@ -26,7 +27,7 @@ HI = [{"role": "user", "content": "hi"}]
 
 
 def translate(body: dict[str, Any], **options: Any) -> ResponsesCall:
-    return chat_request_to_responses(
+    return request_to_responses(
         decode_chat_request(orjson.dumps(body)),
         Options(**options),
         now=1_700_000_000,
@@ -37,7 +38,9 @@ def translate(body: dict[str, Any], **options: Any) -> ResponsesCall:
 def refused(body: dict[str, Any] | bytes, **options: Any) -> RequestError:
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
     with pytest.raises(RequestError) as caught:
-        chat_request_to_responses(decode_chat_request(raw), Options(**options), now=1_700_000_000)
+        request_to_responses(
+            decode_chat_request(raw), Options(**options), now=1_700_000_000, new_id=IdMint()
+        )
     return caught.value
 
 
@@ -80,13 +83,20 @@ def test_context_for_the_way_back() -> None:
 
 
 def test_completion_ids_look_like_openais() -> None:
-    call = chat_request_to_responses(
-        decode_chat_request(orjson.dumps({"model": "m", "messages": HI})), Options(), now=0
+    mint = IdMint()
+    call = request_to_responses(
+        decode_chat_request(orjson.dumps({"model": "m", "messages": HI})),
+        Options(),
+        now=0,
+        new_id=mint,
     )
     assert re.fullmatch(r"chatcmpl-[A-Za-z0-9]{20,}", call.context.completion_id)
-    assert call.context.new_id is random_id
-    other = chat_request_to_responses(
-        decode_chat_request(orjson.dumps({"model": "m", "messages": HI})), Options(), now=0
+    assert call.context.new_id is mint
+    other = request_to_responses(
+        decode_chat_request(orjson.dumps({"model": "m", "messages": HI})),
+        Options(),
+        now=0,
+        new_id=mint,
     )
     assert other.context.completion_id != call.context.completion_id
 
@@ -108,8 +118,11 @@ def test_reasoning_and_assistant_items_get_fresh_ids() -> None:
         {"role": "assistant", "content": "a", "reasoning_content": "r"},
         {"role": "user", "content": "again"},
     ]
-    call = chat_request_to_responses(
-        decode_chat_request(orjson.dumps({"model": "m", "messages": messages})), Options(), now=0
+    call = request_to_responses(
+        decode_chat_request(orjson.dumps({"model": "m", "messages": messages})),
+        Options(),
+        now=0,
+        new_id=IdMint(),
     )
     reasoning, message = call.body["input"][1:3]
     assert re.fullmatch(r"rs_[0-9a-f]{48}", reasoning["id"])
@@ -575,8 +588,8 @@ def test_any_body_translates_or_is_refused(
     body = {"model": "m", "messages": messages, **fields}
     options = Options(strict=strict, hoist_system=hoist)
     try:
-        call = chat_request_to_responses(
-            decode_chat_request(msgspec.json.encode(body)), options, now=0
+        call = request_to_responses(
+            decode_chat_request(msgspec.json.encode(body)), options, now=0, new_id=IdMint()
         )
     except RequestError as error:
         assert error.status == 400

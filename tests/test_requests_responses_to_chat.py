@@ -21,8 +21,9 @@ from pydantic import TypeAdapter
 
 from diglot.translators.context import Options, RestoredTool
 from diglot.translators.errors import RequestError
-from diglot.translators.models import decode_responses_request
-from diglot.translators.requests import ChatCall, responses_request_to_chat
+from diglot.translators.ids import IdMint
+from diglot.translators.requests import ChatCall, request_to_chat
+from diglot.translators.responses_models import decode_responses_request
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "requests"
 CASES = sorted(FIXTURES.glob("*.json"))
@@ -38,7 +39,7 @@ def _ids() -> Iterator[str]:
 
 def translate(body: dict[str, Any], **options: Any) -> ChatCall:
     ids = _ids()
-    return responses_request_to_chat(
+    return request_to_chat(
         decode_responses_request(orjson.dumps(body)),
         Options(**options),
         now=1_700_000_000,
@@ -49,8 +50,8 @@ def translate(body: dict[str, Any], **options: Any) -> ChatCall:
 def refused(body: dict[str, Any] | bytes, **options: Any) -> RequestError:
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
     with pytest.raises(RequestError) as caught:
-        responses_request_to_chat(
-            decode_responses_request(raw), Options(**options), now=1_700_000_000
+        request_to_chat(
+            decode_responses_request(raw), Options(**options), now=1_700_000_000, new_id=IdMint()
         )
     return caught.value
 
@@ -469,7 +470,7 @@ def test_a_resolved_previous_response_id_is_not_refused() -> None:
     request = decode_responses_request(
         b'{"model": "m", "input": "after", "previous_response_id": "resp_1"}'
     )
-    call = responses_request_to_chat(request, Options(), now=0, history=history)
+    call = request_to_chat(request, Options(), now=0, new_id=IdMint(), history=history)
     assert call.body["messages"] == [
         {"role": "user", "content": "before"},
         {"role": "user", "content": "after"},
@@ -537,8 +538,11 @@ def test_any_body_translates_or_is_refused(
 ) -> None:
     body = {"model": "m", "input": items, **fields}
     try:
-        call = responses_request_to_chat(
-            decode_responses_request(msgspec.json.encode(body)), Options(strict=strict), now=0
+        call = request_to_chat(
+            decode_responses_request(msgspec.json.encode(body)),
+            Options(strict=strict),
+            now=0,
+            new_id=IdMint(),
         )
     except RequestError as error:
         assert error.status == 400

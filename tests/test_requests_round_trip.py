@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from diglot.translators.chat_models import decode_chat_request
 from diglot.translators.context import Options
-from diglot.translators.models import decode_responses_request
-from diglot.translators.requests import chat_request_to_responses, responses_request_to_chat
+from diglot.translators.ids import IdMint
+from diglot.translators.requests import request_to_chat, request_to_responses
+from diglot.translators.responses_models import decode_responses_request
 
 SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}}
 # Fields both APIs name alike (the penalties and `stop` are Chat-only on the way back, where
@@ -69,10 +70,12 @@ def test_responses_settings_survive_a_round_trip_through_chat(
         settings["include"] = ["message.output_text.logprobs"]
     request = {"model": "m", "input": "hi", **settings}
     options = Options(forward_chat_only_params=True, max_tokens_field=max_tokens_field)
-    chat = responses_request_to_chat(
-        decode_responses_request(orjson.dumps(request)), options, now=0
+    chat = request_to_chat(
+        decode_responses_request(orjson.dumps(request)), options, now=0, new_id=IdMint()
     )
-    back = chat_request_to_responses(decode_chat_request(orjson.dumps(chat.body)), options, now=0)
+    back = request_to_responses(
+        decode_chat_request(orjson.dumps(chat.body)), options, now=0, new_id=IdMint()
+    )
     assert chat.dropped == [] and back.dropped == []
     assert back.body.pop("input") == [{"type": "message", "role": "user", "content": "hi"}]
     assert back.body.pop("store") is False  # Chat's default, said out loud
@@ -107,12 +110,12 @@ def test_chat_settings_survive_a_round_trip_through_responses(
 ) -> None:
     request = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **settings}
     options = Options(forward_chat_only_params=True, max_tokens_field=max_tokens_field)
-    responses = chat_request_to_responses(
-        decode_chat_request(orjson.dumps(request)), options, now=0
+    responses = request_to_responses(
+        decode_chat_request(orjson.dumps(request)), options, now=0, new_id=IdMint()
     )
     responses.body.pop("store")
-    back = responses_request_to_chat(
-        decode_responses_request(orjson.dumps(responses.body)), options, now=0
+    back = request_to_chat(
+        decode_responses_request(orjson.dumps(responses.body)), options, now=0, new_id=IdMint()
     )
     assert responses.dropped == [] and back.dropped == []
     expected = {**request}

@@ -11,9 +11,9 @@ import pytest
 
 from diglot.translators.context import RestoredTool
 from diglot.translators.reasoning import ThinkSplitter
-from diglot.translators.responses import chat_completion_to_response
-from diglot.translators.tools import CustomInputDecoder, custom_tool_input
-from diglot.translators.usage import chat_usage_to_responses
+from diglot.translators.responses import completion_to_responses
+from diglot.translators.tools import CustomInputDecoder, custom_arguments_to_responses
+from diglot.translators.usage import usage_to_responses
 from tests.response_context import DEFAULT_ECHO, context_from_fixture, make_context
 from tests.validate import assert_valid_chat_completion, assert_valid_response
 
@@ -52,7 +52,7 @@ def completion(
 
 
 def translate(body: dict[str, Any], **context: Any) -> dict[str, Any]:
-    response = chat_completion_to_response(body, make_context(**context), now=NOW)
+    response = completion_to_responses(body, make_context(**context), now=NOW)
     assert_valid_response(response)
     return response
 
@@ -288,7 +288,7 @@ def test_usage_details_always_present() -> None:
 
 def test_usage_variants_of_other_backends() -> None:
     deepseek = {"prompt_tokens": 5, "completion_tokens": 2, "prompt_cache_hit_tokens": 3}
-    assert chat_usage_to_responses(deepseek) == {
+    assert usage_to_responses(deepseek) == {
         "input_tokens": 5,
         "input_tokens_details": {"cached_tokens": 3, "cache_write_tokens": 0},
         "output_tokens": 2,
@@ -301,7 +301,7 @@ def test_usage_variants_of_other_backends() -> None:
         "total_tokens": 2,
         "prompt_tokens_details": None,
     }
-    assert chat_usage_to_responses(nulls)["input_tokens_details"] == {
+    assert usage_to_responses(nulls)["input_tokens_details"] == {
         "cached_tokens": 0,
         "cache_write_tokens": 0,
     }
@@ -341,7 +341,7 @@ def test_golden_fixture(path: Path) -> None:
     case = json.loads(path.read_text())
     assert_valid_chat_completion(case["completion"])
     ctx = context_from_fixture(case.get("context", {}))
-    response = chat_completion_to_response(case["completion"], ctx, now=case["now"])
+    response = completion_to_responses(case["completion"], ctx, now=case["now"])
     assert response == case["expected"]
     assert_valid_response(response)
 
@@ -389,7 +389,7 @@ def test_think_splitter_is_independent_of_chunking(text: str, reasoning: str, an
 def test_custom_tool_input_decodes_the_same_however_it_streams(
     arguments: str, expected: str
 ) -> None:
-    assert custom_tool_input(arguments) == expected
+    assert custom_arguments_to_responses(arguments) == expected
     rng = random.Random(arguments)
     for _ in range(200):
         decoder = CustomInputDecoder()
@@ -436,4 +436,4 @@ def test_malformed_completions_still_give_valid_responses() -> None:
     ]
     for _ in range(300):
         body = rng.choice(shapes)(rng.choice(ODD_VALUES))
-        assert_valid_response(chat_completion_to_response(body, make_context(), now=NOW))
+        assert_valid_response(completion_to_responses(body, make_context(), now=NOW))

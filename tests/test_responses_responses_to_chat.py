@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from diglot.translators.content import responses_annotations_to_chat
+from diglot.translators.content import annotations_to_chat
 from diglot.translators.context import ChatContext, Options, RestoredTool
 from diglot.translators.errors import UpstreamFailed
 from diglot.translators.responses import (
-    chat_completion_to_response,
+    completion_to_responses,
     merge_chat_choices,
-    response_to_chat_completion,
+    response_to_chat,
 )
 from diglot.translators.usage import sum_chat_usage
-from tests.response_context import DEFAULT_ECHO, make_context
+from tests.response_context import DEFAULT_ECHO, counting_ids, make_context
 from tests.validate import assert_valid_chat_completion, assert_valid_response
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "responses_chat"
@@ -51,6 +51,7 @@ def chat_context(
         created=1_700_000_000,
         model="client-model",
         options=Options(**options),
+        new_id=counting_ids(),
         include_usage=include_usage,
         include_logprobs=include_logprobs,
     )
@@ -120,7 +121,7 @@ def reasoning(
 
 
 def translate(response: dict[str, Any], ctx: ChatContext | None = None) -> dict[str, Any]:
-    completion = response_to_chat_completion(response, ctx or chat_context())
+    completion = response_to_chat(response, ctx or chat_context())
     assert_valid_chat_completion(completion)
     return completion
 
@@ -160,7 +161,7 @@ def test_model_falls_back_to_the_request_and_unknown_tiers_are_left_out() -> Non
     response = upstream_response([message(text("x"))], service_tier="flex")
     response["model"] = ""
     response["service_tier"] = "turbo"
-    completion = response_to_chat_completion(response, chat_context())
+    completion = response_to_chat(response, chat_context())
     assert (completion["model"], completion["service_tier"]) == ("client-model", None)
     assert_valid_chat_completion(completion)
 
@@ -197,8 +198,8 @@ def test_text_parts_join_in_order_with_citations_shifted_to_the_joined_text() ->
 
 def test_only_url_citations_have_a_chat_form() -> None:
     file_cite = {"type": "file_citation", "file_id": "file_1", "filename": "a.txt", "index": 0}
-    assert responses_annotations_to_chat([file_cite, "junk"], 3) == []
-    assert responses_annotations_to_chat(None, 0) == []
+    assert annotations_to_chat([file_cite, "junk"], 3) == []
+    assert annotations_to_chat(None, 0) == []
 
 
 def test_refusal_only() -> None:
@@ -361,7 +362,7 @@ def test_failed_response_raises_the_client_error(
 ) -> None:
     response = upstream_response([], "failed", error=error)
     with pytest.raises(UpstreamFailed) as raised:
-        response_to_chat_completion(response, chat_context())
+        response_to_chat(response, chat_context())
     assert raised.value.status == status
     assert raised.value.body == {"error": {**body, "param": None}}
     assert str(raised.value) == body["message"]
@@ -371,7 +372,7 @@ def test_failed_response_raises_the_client_error(
 def test_unfinished_response_is_a_server_error(status: str | None) -> None:
     response = {"id": "resp_up", "object": "response", "status": status, "output": []}
     with pytest.raises(UpstreamFailed) as raised:
-        response_to_chat_completion(response, chat_context())
+        response_to_chat(response, chat_context())
     assert raised.value.status == 500
     assert raised.value.body["error"]["message"] == (
         f"The upstream response ended with status {status!r}."
@@ -387,7 +388,7 @@ def test_merge_chat_choices_for_n_3() -> None:
             [message(text("Blu"))], "incomplete", incomplete_details={"reason": "max_output_tokens"}
         ),
     ]
-    completions = [response_to_chat_completion(r, ctx, index) for index, r in enumerate(answers)]
+    completions = [response_to_chat(r, ctx, index) for index, r in enumerate(answers)]
     merged = merge_chat_choices(completions)
     assert_valid_chat_completion(merged)
     assert {k: v for k, v in merged.items() if k not in ("choices", "usage")} == {
@@ -421,7 +422,7 @@ def test_merge_chat_choices_for_n_3() -> None:
 
 def test_merge_renumbers_choices_and_keeps_null_usage() -> None:
     ctx = chat_context()
-    completion = response_to_chat_completion(upstream_response([message(text("a"))]), ctx)
+    completion = response_to_chat(upstream_response([message(text("a"))]), ctx)
     completion["usage"] = None
     merged = merge_chat_choices([completion, completion])
     assert [choice["index"] for choice in merged["choices"]] == [0, 1]
@@ -491,7 +492,7 @@ def test_round_trip_through_the_other_direction_keeps_the_message(
     }
     assert_valid_chat_completion(upstream_completion)
     custom = {"apply_patch": RestoredTool("custom", "apply_patch")}
-    response = chat_completion_to_response(upstream_completion, make_context(tools=custom), now=2)
+    response = completion_to_responses(upstream_completion, make_context(tools=custom), now=2)
     back = only_message(translate(response))
     assert back["message"] == {
         "role": "assistant",
@@ -509,10 +510,10 @@ def test_golden_fixture(path: Path) -> None:
     ctx = chat_context(**case.get("context", {}))
     if "failed" in case:
         with pytest.raises(UpstreamFailed) as raised:
-            response_to_chat_completion(case["response"], ctx)
+            response_to_chat(case["response"], ctx)
         assert [raised.value.status, raised.value.body] == case["failed"]
         return
-    completion = response_to_chat_completion(case["response"], ctx)
+    completion = response_to_chat(case["response"], ctx)
     assert completion == case["expected"]
     assert_valid_chat_completion(completion)
 
@@ -526,7 +527,7 @@ def test_malformed_upstream_answers_never_raise_anything_else() -> None:
         for _ in range(rng.randint(1, 3)):
             answer = mutate(answer, rng)
         try:
-            completion = response_to_chat_completion(answer, chat_context(include_logprobs=True))
+            completion = response_to_chat(answer, chat_context(include_logprobs=True))
         except UpstreamFailed as failed:
             assert failed.status in (400, 429, 500)
             continue

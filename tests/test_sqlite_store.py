@@ -17,6 +17,7 @@ from diglot.proxy.store import (
     Conversation,
     ItemIdTaken,
     ItemSlice,
+    KeptEvents,
     Record,
     StoredItem,
     StoreUnavailable,
@@ -305,6 +306,9 @@ async def test_a_file_of_the_first_layout_is_carried_over(path: Path, clock: Fak
         "used_bytes",
         "conversations",
         "conversation_items",
+        "runs",
+        "event_logs",
+        "events",
     }
 
 
@@ -346,12 +350,15 @@ async def test_a_file_without_conversations_gains_them_and_keeps_its_responses(
         assert await store.used_bytes() == 200
         await store.put_conversation(Conversation("conv_a", "t1", START, b"{}"), [])
         assert await store.get_conversation("t1", "conv_a") is not None
+        await store.claim_run("resp_a", "t1", "diglot_1", lease=10)
+        await store.keep_events("resp_a", START, [(0, b"frame")], cap=100)
+        assert await store.kept_events("resp_a", -1) == KeptEvents([b"frame"], 0, 1)
     finally:
         await store.close()
     db = sqlite3.connect(path)
     (layout,) = db.execute("PRAGMA user_version").fetchone()
     db.close()
-    assert layout == 2
+    assert layout == 3
 
 
 async def test_conversations_survive_a_restart(path: Path, clock: FakeClock) -> None:

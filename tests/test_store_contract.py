@@ -18,8 +18,11 @@ from diglot.proxy.store import (
     Conversation,
     ItemIdTaken,
     ItemSlice,
+    KeptEvents,
+    LapsedRun,
     Order,
     Record,
+    Renewal,
     Store,
     StoredItem,
     StoreUnavailable,
@@ -390,6 +393,142 @@ async def test_a_closed_store_has_no_conversations(store: Store) -> None:
         await store.put_conversation(conversation(), [])
     with pytest.raises(StoreUnavailable):
         await store.conversation_items("t1", "conv_a")
+
+
+def frames(*seqs: int) -> list[tuple[int, bytes]]:
+    """Events numbered `seqs`, each frame 10 bytes long."""
+    return [(seq, f"frame {seq:04d}".encode()) for seq in seqs]
+
+
+def kept(*seqs: int, first: int, following: int) -> KeptEvents:
+    return KeptEvents([frame for _, frame in frames(*seqs)], first, following)
+
+
+async def test_kept_events_come_after_a_sequence_number(store: Store) -> None:
+    assert await store.kept_events("resp_a", -1) == KeptEvents([], 0, 0)
+    await store.keep_events("resp_a", START, frames(0, 1, 2), cap=1000)
+    await store.keep_events("resp_a", START, frames(3, 4), cap=1000)
+    assert await store.kept_events("resp_a", -1) == kept(0, 1, 2, 3, 4, first=0, following=5)
+    assert await store.kept_events("resp_a", 2) == kept(3, 4, first=0, following=5)
+    assert await store.kept_events("resp_a", 4) == kept(first=0, following=5)
+    assert await store.kept_events("resp_a", 10**12) == kept(first=0, following=5)
+    assert await store.kept_events("resp_b", -1) == KeptEvents([], 0, 0)
+
+
+async def test_kept_events_past_the_cap_lose_the_oldest(store: Store) -> None:
+    await store.keep_events("resp_a", START, frames(0, 1, 2), cap=25)
+    assert await store.kept_events("resp_a", -1) == kept(1, 2, first=1, following=3)
+    await store.keep_events("resp_a", START, frames(3, 4), cap=25)
+    assert await store.kept_events("resp_a", 0) == kept(3, 4, first=3, following=5)
+    await store.keep_events("resp_a", START, frames(5), cap=5)  # the last one always stays
+    assert await store.kept_events("resp_a", -1) == kept(5, first=5, following=6)
+
+
+async def test_kept_events_go_on_only_from_the_last_one(store: Store) -> None:
+    await store.keep_events("resp_a", START, frames(0, 1), cap=1000)
+    await store.keep_events("resp_a", START, frames(1, 2), cap=1000)  # 1 again: kept once
+    assert await store.kept_events("resp_a", -1) == kept(0, 1, 2, first=0, following=3)
+    await store.keep_events("resp_a", START, frames(5, 6), cap=1000)  # 3 and 4 were lost
+    assert await store.kept_events("resp_a", -1) == kept(5, 6, first=5, following=7)
+
+
+async def test_kept_events_go_with_their_response(make_store: MakeStore, clock: FakeClock) -> None:
+    store = make_store(ttl=60)
+    for rid in ("resp_a", "resp_b"):
+        await store.put(record(rid))
+        await store.keep_events(rid, START, frames(0), cap=1000)
+    assert await store.delete("t2", "resp_a") is False
+    assert await store.kept_events("resp_a", -1) == kept(0, first=0, following=1)
+    assert await store.delete("t1", "resp_a") is True
+    assert await store.kept_events("resp_a", -1) == KeptEvents([], 0, 0)
+    await store.put(record("resp_b"))  # stored again as it goes on: its events stay
+    assert await store.kept_events("resp_b", -1) == kept(0, first=0, following=1)
+    clock.now += 61
+    assert await store.kept_events("resp_b", -1) == KeptEvents([], 0, 0)
+    assert await store.expire() == 1  # responses and conversations only are counted
+
+
+async def test_the_budget_evicts_kept_events_with_their_response(make_store: MakeStore) -> None:
+    store = make_store(max_bytes=record("resp_a").size)
+    await store.put(record("resp_a"))
+    await store.keep_events("resp_a", START, frames(0), cap=1000)
+    await store.claim_run("resp_a", "t1", "diglot_1", lease=10)
+    await store.put(record("resp_b", at=START + 1))
+    assert await store.get("t1", "resp_a") is None
+    assert await store.kept_events("resp_a", -1) == KeptEvents([], 0, 0)
+    assert await store.cancel_run("t1", "resp_a") is False
+
+
+async def test_a_run_is_renewed_asked_to_cancel_and_ended(store: Store) -> None:
+    await store.claim_run("resp_a", "t1", "diglot_1", lease=10)
+    assert await store.renew_runs("diglot_1", {"resp_a": b"progress 1"}, lease=10) == Renewal()
+    assert await store.run_progress("t1", "resp_a") == b"progress 1"
+    assert await store.renew_runs("diglot_1", {"resp_a": None}, lease=10) == Renewal()
+    assert await store.run_progress("t1", "resp_a") == b"progress 1"
+    assert await store.run_progress("t2", "resp_a") is None
+    assert await store.cancel_run("t2", "resp_a") is False
+    assert await store.cancel_run("t1", "resp_a") is True
+    renewal = await store.renew_runs("diglot_1", {"resp_a": None}, lease=10)
+    assert renewal == Renewal(cancel=frozenset({"resp_a"}))
+    await store.end_run("resp_a")
+    assert await store.run_progress("t1", "resp_a") is None
+    assert await store.cancel_run("t1", "resp_a") is False
+    renewal = await store.renew_runs("diglot_1", {"resp_a": None}, lease=10)
+    assert renewal == Renewal(lost=frozenset({"resp_a"}))
+
+
+async def test_a_lapsed_run_is_taken_once(store: Store, clock: FakeClock) -> None:
+    await store.claim_run("resp_a", "t1", "diglot_1", lease=10)
+    await store.claim_run("resp_b", "t1", "diglot_1", lease=10)
+    clock.now += 5
+    await store.renew_runs("diglot_1", {"resp_b": b"progress b"}, lease=10)
+    assert await store.lapsed_runs() == []
+    clock.now += 6
+    assert await store.lapsed_runs() == [LapsedRun("resp_a", "t1", None)]
+    assert await store.lapsed_runs() == []
+    renewal = await store.renew_runs("diglot_1", {"resp_a": None, "resp_b": None}, lease=10)
+    assert renewal == Renewal(lost=frozenset({"resp_a"}))
+    clock.now += 11
+    assert await store.lapsed_runs() == [LapsedRun("resp_b", "t1", b"progress b")]
+
+
+async def test_only_the_owner_renews_a_run(store: Store) -> None:
+    await store.claim_run("resp_a", "t1", "diglot_1", lease=10)
+    renewal = await store.renew_runs("diglot_2", {"resp_a": b"not mine"}, lease=10)
+    assert renewal == Renewal(lost=frozenset({"resp_a"}))
+    assert await store.run_progress("t1", "resp_a") is None
+
+
+async def test_deleting_a_response_ends_its_run(store: Store) -> None:
+    await store.put(record("resp_a"))
+    await store.claim_run("resp_a", "t1", "diglot_1", lease=10)
+    assert await store.delete("t1", "resp_a") is True
+    renewal = await store.renew_runs("diglot_1", {"resp_a": None}, lease=10)
+    assert renewal == Renewal(lost=frozenset({"resp_a"}))
+
+
+async def test_stores_on_one_place_share_runs_and_events(make_store: MakeStore) -> None:
+    if isinstance(make_store(), MemoryStore):
+        pytest.skip("memory stores are private to one store object")
+    first, second = make_store(), make_store()
+    await first.claim_run("resp_a", "t1", "diglot_1", lease=10)
+    await first.keep_events("resp_a", START, frames(0, 1), cap=1000)
+    await first.renew_runs("diglot_1", {"resp_a": b"progress"}, lease=10)
+    assert await second.kept_events("resp_a", 0) == kept(1, first=0, following=2)
+    assert await second.run_progress("t1", "resp_a") == b"progress"
+    assert await second.cancel_run("t1", "resp_a") is True
+    renewal = await first.renew_runs("diglot_1", {"resp_a": None}, lease=10)
+    assert renewal == Renewal(cancel=frozenset({"resp_a"}))
+
+
+async def test_a_closed_store_keeps_no_runs_or_events(store: Store) -> None:
+    await store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.claim_run("resp_a", "t1", "diglot_1", lease=10)
+    with pytest.raises(StoreUnavailable):
+        await store.keep_events("resp_a", START, frames(0), cap=1000)
+    with pytest.raises(StoreUnavailable):
+        await store.kept_events("resp_a", -1)
 
 
 async def test_the_memory_budget_evicts_the_least_recently_used(clock: FakeClock) -> None:

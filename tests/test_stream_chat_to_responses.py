@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from diglot.translators.context import ResponseContext, RestoredTool
-from diglot.translators.responses import chat_completion_to_response
+from diglot.translators.responses import completion_to_responses
 from diglot.translators.stream.chat_to_responses import ChatToResponsesStream
 from diglot.translators.stream.lifecycle import StreamClosed, StreamError, StreamPhase
 from tests.response_context import context_from_fixture, make_context
@@ -786,7 +786,7 @@ def test_terminal_response_equals_the_non_streamed_one(
         ],
         "usage": usage,
     }
-    expected = chat_completion_to_response(completion, make_context(**context), now=NOW)
+    expected = completion_to_responses(completion, make_context(**context), now=NOW)
     chunks = [chunk({"role": "assistant"})]
     for key in ("reasoning_content", "content", "refusal"):
         if key in message:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from diglot.translators.context import ChatContext, ResponseContext, RestoredTool
-from diglot.translators.responses import response_to_chat_completion
+from diglot.translators.responses import response_to_chat
 from diglot.translators.stream.chat_to_responses import ChatToResponsesStream
 from diglot.translators.stream.lifecycle import StreamClosed, StreamError, StreamPhase
 from diglot.translators.stream.responses_to_chat import ResponsesToChatStream
@@ -649,7 +649,7 @@ def test_stream_adds_up_to_the_non_streamed_completion(name: str) -> None:
     chunks_in, context = SCENARIOS[name]
     events = upstream(chunks_in, make_context(**context))
     message, finish = accumulate(translate(events))
-    whole = response_to_chat_completion(events[-1]["response"], chat_context())
+    whole = response_to_chat(events[-1]["response"], chat_context())
     expected = {**whole["choices"][0]["message"]}
     del expected["annotations"]
     assert message == expected

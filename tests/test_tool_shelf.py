@@ -9,8 +9,8 @@ import pytest
 
 from diglot.translators.context import Options, RestoredTool
 from diglot.translators.errors import RequestError
-from diglot.translators.models import ToolShelf, decode_responses_request
-from diglot.translators.requests import ChatCall, responses_request_to_chat
+from diglot.translators.requests import ChatCall, request_to_chat
+from diglot.translators.responses_models import ToolShelf, decode_responses_request
 
 TOOLS = [
     {"type": "function", "name": "lookup", "parameters": {"type": "object"}},
@@ -32,7 +32,7 @@ def body(input_items: str | list[dict[str, Any]], tools: list[dict[str, Any]]) -
 
 def translate(raw: bytes, shelf: ToolShelf | None) -> ChatCall:
     request = decode_responses_request(raw, shelf)
-    return responses_request_to_chat(request, Options(), now=0, new_id=lambda kind: f"{kind}_1")
+    return request_to_chat(request, Options(), now=0, new_id=lambda kind: f"{kind}_1")
 
 
 def test_the_same_tools_are_decoded_once_and_translate_as_if_fresh() -> None:

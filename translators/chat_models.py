@@ -18,7 +18,7 @@ from diglot.translators.decoding import (
     validation_error,
 )
 from diglot.translators.errors import RequestError
-from diglot.translators.models import AudioData
+from diglot.translators.responses_models import AudioData
 
 Choices = Annotated[int, msgspec.Meta(ge=1, le=128)]
 Bias = Annotated[int, msgspec.Meta(ge=-100, le=100)]
@@ -154,7 +154,7 @@ class _Tool(msgspec.Struct, tag_field="type", kw_only=True):
     """A tool; `type` tells which."""
 
 
-class FunctionTool(_Tool, tag="function"):
+class ChatFunctionTool(_Tool, tag="function"):
     function: FunctionDefinition
 
 
@@ -181,7 +181,7 @@ class CustomDefinition(msgspec.Struct, kw_only=True):
     format: TextInput | GrammarInput | None = None
 
 
-class CustomTool(_Tool, tag="custom"):
+class ChatCustomTool(_Tool, tag="custom"):
     custom: CustomDefinition
 
 
@@ -219,7 +219,7 @@ class _ResponseFormat(msgspec.Struct, tag_field="type", kw_only=True):
     """The output format; `type` tells which."""
 
 
-class TextFormat(_ResponseFormat, tag="text"):
+class ChatTextFormat(_ResponseFormat, tag="text"):
     pass
 
 
@@ -267,7 +267,7 @@ class ChatParams(msgspec.Struct, kw_only=True):
     messages: Annotated[list[Message], msgspec.Meta(min_length=1)]
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    tools: list[FunctionTool | CustomTool] | None = None
+    tools: list[ChatFunctionTool | ChatCustomTool] | None = None
     tool_choice: ToolChoice | None = None
     functions: list[FunctionDefinition] | None = None
     function_call: Literal["none", "auto"] | ToolName | None = None
@@ -281,7 +281,7 @@ class ChatParams(msgspec.Struct, kw_only=True):
     logprobs: bool | None = None
     top_logprobs: TopLogprobs | None = None
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
-    response_format: TextFormat | JSONObjectFormat | JSONSchemaFormat | None = None
+    response_format: ChatTextFormat | JSONObjectFormat | JSONSchemaFormat | None = None
     verbosity: Literal["low", "medium", "high"] | None = None
     web_search_options: WebSearchOptions | None = None
     metadata: dict[str, str] | None = None

@@ -22,17 +22,18 @@ from typing import Any, NamedTuple, TypeGuard
 import msgspec
 
 from diglot.translators.content import chat_content_text, message_text_parts
-from diglot.translators.context import IdFactory
-from diglot.translators.errors import RequestError, chat_error_to_responses
-from diglot.translators.models import (
+from diglot.translators.errors import RequestError, error_to_responses
+from diglot.translators.ids import ITEM_PREFIXES, IdFactory
+from diglot.translators.reasoning import split_think
+from diglot.translators.responses_models import (
     CompactionItem,
     CompactionTriggerItem,
     InputItem,
     MessageItem,
     Params,
 )
-from diglot.translators.reasoning import split_think
-from diglot.translators.usage import chat_usage_to_responses
+from diglot.translators.responses_shapes import ResponseCompaction, ResponseCompactionItem
+from diglot.translators.usage import usage_to_responses
 
 DEFAULT_PROMPT = """\
 Compact this conversation: write the summary that replaces it, so that the assistant can go \
@@ -76,7 +77,7 @@ class Summary(NamedTuple):
     error: str | None = None
 
 
-def compaction_item(item_id: str, sealed: str) -> dict[str, Any]:
+def compaction_item(item_id: str, sealed: str) -> ResponseCompactionItem:
     """The `compaction` item a client keeps: the summary as the proxy sealed it."""
     return {"id": item_id, "type": "compaction", "encrypted_content": sealed}
 
@@ -103,7 +104,9 @@ def ends_in_trigger(items: str | Sequence[InputItem]) -> bool:
     return not isinstance(items, str) and bool(items) and type(items[-1]) is CompactionTriggerItem
 
 
-def with_compaction(items: str | Sequence[InputItem], item: dict[str, Any]) -> list[InputItem]:
+def with_compaction(
+    items: str | Sequence[InputItem], item: ResponseCompactionItem
+) -> list[InputItem]:
     """The input with a compaction item after it: what the turn is answered from."""
     given = [MessageItem(role="user", content=items)] if isinstance(items, str) else list(items)
     return [*given, msgspec.convert(item, CompactionItem)]
@@ -186,7 +189,7 @@ def completion_summary(completion: Mapping[str, Any], think_tags: bool) -> Summa
     usage = usage if isinstance(usage, dict) else None
     error = completion.get("error")
     if error is not None:
-        return Summary("", usage, chat_error_to_responses(error)["message"])
+        return Summary("", usage, error_to_responses(error)["message"])
     choices = completion.get("choices") or [{}]
     text = chat_content_text(choices[0].get("message", {}).get("content"))
     if think_tags:
@@ -198,16 +201,16 @@ def compacted_response(
     response_id: str,
     created_at: int,
     kept: list[dict[str, Any]],
-    item: dict[str, Any],
+    item: ResponseCompactionItem,
     usage: Mapping[str, Any] | None,
-) -> dict[str, Any]:
+) -> ResponseCompaction:
     """`POST /responses/compact`'s answer: the window the client keeps, and the call's usage."""
     return {
         "id": response_id,
         "object": "response.compaction",
         "created_at": created_at,
         "output": [*kept, item],
-        "usage": chat_usage_to_responses(usage or {}),
+        "usage": usage_to_responses(usage or {}),
     }
 
 
@@ -219,7 +222,7 @@ def user_messages(
     given = [MessageItem(role="user", content=items)] if isinstance(items, str) else items
     return [
         {
-            "id": item.id or new_id("msg"),
+            "id": item.id or new_id(ITEM_PREFIXES["message"]),
             "type": "message",
             "status": "completed",
             "role": "user",
@@ -230,7 +233,7 @@ def user_messages(
     ]
 
 
-def _parts(content: object) -> list[dict[str, Any]]:
+def _parts(content: object) -> Sequence[Mapping[str, Any]]:
     """A user message's content as parts, without the fields the client left out."""
     if isinstance(content, str):
         return message_text_parts("user", content)

@@ -7,9 +7,10 @@ from typing import Any, NoReturn
 import msgspec
 
 from diglot.translators.chat_models import AudioPart, ImagePart, RefusalPart, TextPart, UserPart
+from diglot.translators.chat_shapes import Annotation
 from diglot.translators.context import Dropped
 from diglot.translators.errors import RequestError
-from diglot.translators.models import (
+from diglot.translators.responses_models import (
     ContentPart,
     InputAudio,
     InputFile,
@@ -17,6 +18,15 @@ from diglot.translators.models import (
     InputText,
     OutputText,
     Refusal,
+)
+from diglot.translators.responses_shapes import (
+    ItemStatus,
+    Logprob,
+    MessagePart,
+    ResponseInputText,
+    ResponseOutputMessage,
+    ResponseOutputRefusal,
+    ResponseOutputText,
 )
 
 
@@ -41,7 +51,7 @@ def _token_bytes(entry: dict[str, Any]) -> list[int]:
     return raw if isinstance(raw, list) else list(str(entry.get("token", "")).encode())
 
 
-def chat_logprobs_to_responses(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def token_logprobs_to_responses(entries: list[dict[str, Any]]) -> list[Logprob]:
     """Chat `logprobs.content` entries as Responses `output_text` logprobs."""
     return [
         {
@@ -61,9 +71,9 @@ def chat_logprobs_to_responses(entries: list[dict[str, Any]]) -> list[dict[str, 
     ]
 
 
-def responses_logprobs_to_chat(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def token_logprobs_to_chat(entries: list[dict[str, Any]]) -> list[Logprob]:
     """Responses `output_text` logprobs as Chat `logprobs.content`: one shape, normalised alike."""
-    return chat_logprobs_to_responses([entry for entry in entries if _is_token_logprob(entry)])
+    return token_logprobs_to_responses([entry for entry in entries if _is_token_logprob(entry)])
 
 
 def _is_token_logprob(entry: object) -> bool:
@@ -85,7 +95,7 @@ def _is_logprob(entry: object) -> bool:
     )
 
 
-def responses_annotations_to_chat(annotations: object, offset: int) -> list[dict[str, Any]]:
+def annotations_to_chat(annotations: object, offset: int) -> list[Annotation]:
     """An `output_text` part's URL citations as Chat's, indexes shifted by the text before it.
 
     Chat knows no file citations or paths; those stay with the Responses item.
@@ -107,24 +117,26 @@ def responses_annotations_to_chat(annotations: object, offset: int) -> list[dict
     ]
 
 
-def output_text_part(text: str, logprobs: list[dict[str, Any]]) -> dict[str, Any]:
+def output_text_part(text: str, logprobs: list[Logprob]) -> ResponseOutputText:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": logprobs}
 
 
-def input_text_part(text: str) -> dict[str, Any]:
+def input_text_part(text: str) -> ResponseInputText:
     return {"type": "input_text", "text": text}
 
 
-def message_text_parts(role: object, text: str) -> list[dict[str, Any]]:
+def message_text_parts(role: object, text: str) -> list[ResponseOutputText | ResponseInputText]:
     """A message's string content as parts: the assistant's `output_text`, others' `input_text`."""
     return [output_text_part(text, []) if role == "assistant" else input_text_part(text)]
 
 
-def refusal_part(refusal: str) -> dict[str, Any]:
+def refusal_part(refusal: str) -> ResponseOutputRefusal:
     return {"type": "refusal", "refusal": refusal}
 
 
-def message_item(item_id: str, parts: list[dict[str, Any]], status: str) -> dict[str, Any]:
+def message_item(
+    item_id: str, parts: list[MessagePart], status: ItemStatus
+) -> ResponseOutputMessage:
     """The assistant `message` output item holding answer text and refusal parts."""
     return {
         "id": item_id,
@@ -135,7 +147,7 @@ def message_item(item_id: str, parts: list[dict[str, Any]], status: str) -> dict
     }
 
 
-def chat_part(
+def part_to_chat(
     part: ContentPart, within: str, position: int, dropped: list[Dropped]
 ) -> dict[str, Any] | None:
     """A Responses content part as a Chat one; None when a Chat upstream cannot take it.
@@ -187,7 +199,7 @@ def chat_content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     return parts
 
 
-def chat_text_content(content: list[ContentPart], index: int) -> str | list[dict[str, Any]]:
+def text_content_to_chat(content: list[ContentPart], index: int) -> str | list[dict[str, Any]]:
     """System and developer messages of `input[index]`: Chat takes text parts only."""
     parts: list[dict[str, Any]] = []
     for position, part in enumerate(content):
@@ -198,7 +210,7 @@ def chat_text_content(content: list[ContentPart], index: int) -> str | list[dict
     return chat_content(parts) if parts else ""
 
 
-def chat_assistant_message(content: str | list[ContentPart], index: int) -> dict[str, Any]:
+def assistant_content_to_chat(content: str | list[ContentPart], index: int) -> dict[str, Any]:
     """An assistant turn of `input[index]`: its text parts joined, its refusals as `refusal`."""
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
@@ -226,8 +238,8 @@ def _refuse_part(kind: object, path: str, roles: str) -> NoReturn:
     )
 
 
-def responses_part(part: UserPart) -> dict[str, Any]:
-    """A Chat user content part as a Responses input part (the reverse of `chat_part`)."""
+def part_to_responses(part: UserPart) -> ResponseInputText | dict[str, Any]:
+    """A Chat user content part as a Responses input part (the reverse of `part_to_chat`)."""
     if isinstance(part, TextPart):
         return input_text_part(part.text)
     if isinstance(part, ImagePart):
@@ -239,17 +251,18 @@ def responses_part(part: UserPart) -> dict[str, Any]:
     return {"type": "input_file", **msgspec.to_builtins(part.file)}
 
 
-def responses_text(content: str | list[TextPart]) -> str | list[dict[str, Any]]:
+def text_content_to_responses(content: str | list[TextPart]) -> str | list[ResponseInputText]:
     """System, developer and tool message content: a string stays one, text parts `input_text`."""
     if isinstance(content, str):
         return content
     return [input_text_part(part.text) for part in content]
 
 
-def responses_assistant_parts(
+def assistant_content_to_responses(
     content: str | list[TextPart | RefusalPart] | None, refusal: str | None
-) -> list[dict[str, Any]]:
+) -> list[MessagePart]:
     """An assistant turn's text and refusal as `output_text` and `refusal` parts."""
+    parts: list[MessagePart]
     if isinstance(content, str):
         parts = [output_text_part(content, [])] if content else []
     else:

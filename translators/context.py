@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -10,14 +9,10 @@ from typing import Any, Literal
 import msgspec
 
 from diglot.translators.errors import RequestError
+from diglot.translators.ids import IdFactory
+from diglot.translators.responses_shapes import ResponseEcho
 
-IdFactory = Callable[[str], str]
 Seal = Callable[[str], str]
-
-
-def random_id(prefix: str) -> str:
-    """OpenAI-looking ids (`resp_…`, `msg_…`, `fc_…`) that never collide across replicas."""
-    return f"{prefix}_{secrets.token_hex(24)}"
 
 
 def _help(line: str | None) -> dict[str, str | None]:
@@ -119,7 +114,7 @@ class ToolNames(msgspec.Struct):
         return self.by_upstream.get(upstream_name) or RestoredTool("function", upstream_name)
 
 
-class ResponseContext(msgspec.Struct):
+class ResponseContext(msgspec.Struct, kw_only=True):
     """Everything the Chat -> Responses direction needs from the request it answers.
 
     A Struct, not a dataclass: made once per request, and msgspec builds it several times faster.
@@ -128,21 +123,21 @@ class ResponseContext(msgspec.Struct):
     response_id: str
     created_at: int
     model: str
-    echo: dict[str, Any]
+    echo: ResponseEcho
     tools: ToolNames
     options: Options
+    new_id: IdFactory
     include_logprobs: bool = False
-    new_id: IdFactory = random_id
     seal: Seal | None = None  # set when the client asked for `reasoning.encrypted_content`
 
 
-class ChatContext(msgspec.Struct):
+class ChatContext(msgspec.Struct, kw_only=True):
     """Everything the Responses -> Chat direction needs from the Chat request it answers."""
 
     completion_id: str
     created: int
     model: str
     options: Options
+    new_id: IdFactory
     include_usage: bool = False
     include_logprobs: bool = False
-    new_id: IdFactory = random_id

@@ -7,7 +7,22 @@ member as a Responses `error` object and a Responses one as a Chat error body an
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
+
+from diglot.translators.responses_shapes import ResponseError
+
+
+class ErrorObject(TypedDict):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(TypedDict):
+    """`{"error": {...}}`: both APIs' error replies, and the chunk that ends a failed stream."""
+
+    error: ErrorObject
 
 
 class RequestError(Exception):
@@ -28,13 +43,13 @@ class RequestError(Exception):
         self.status = status
         self.error_type = error_type
 
-    def body(self) -> dict[str, Any]:
+    def body(self) -> ErrorBody:
         return error_body(self.message, self.error_type, self.param, self.code)
 
 
 def error_body(
     message: str, error_type: str, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
+) -> ErrorBody:
     """The `{"error": {...}}` envelope both API shapes share."""
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
@@ -65,7 +80,7 @@ def is_openai_error(payload: object) -> bool:
     )
 
 
-def upstream_error_body(status: int, payload: object) -> dict[str, Any]:
+def upstream_error_body(status: int, payload: object) -> ErrorBody:
     """Any backend's error body (OpenAI, vLLM, llama.cpp, Ollama, FastAPI, text) as OpenAI's."""
     default_type = _TYPE_BY_STATUS.get(status, "server_error" if status >= 500 else "api_error")
     message: str | None = None
@@ -131,12 +146,12 @@ _RESPONSES_ERROR_CODES = frozenset(
 )
 
 
-def responses_error(message: str, code: str | None = None) -> dict[str, str]:
+def responses_error(message: str, code: str | None = None) -> ResponseError:
     """A Responses `error` object; codes outside its vocabulary become `server_error`."""
     return {"code": code if code in _RESPONSES_ERROR_CODES else "server_error", "message": message}
 
 
-def chat_error_to_responses(error: object) -> dict[str, str]:
+def error_to_responses(error: object) -> ResponseError:
     """The `error` member of a Chat body or stream chunk as a Responses `error` object."""
     if not isinstance(error, dict):
         return responses_error(str(error))
@@ -158,7 +173,7 @@ _STATUS_BY_CODE = {
 }
 
 
-def responses_error_to_chat(error: object, fallback: str) -> tuple[dict[str, Any], int]:
+def error_to_chat(error: object, fallback: str) -> tuple[ErrorBody, int]:
     """A Responses `error` (of a failed response or an `error` event) as Chat's body and status."""
     fields = error if isinstance(error, dict) else {}
     code = fields.get("code")
@@ -180,15 +195,15 @@ def responses_error_to_chat(error: object, fallback: str) -> tuple[dict[str, Any
 class UpstreamFailed(Exception):
     """The upstream reports the response failed: the Chat client gets its error, not an answer."""
 
-    def __init__(self, body: dict[str, Any], status: int) -> None:
+    def __init__(self, body: ErrorBody, status: int) -> None:
         super().__init__(body["error"]["message"])
         self.body = body
         self.status = status
 
 
-def response_failure(response: Mapping[str, Any]) -> UpstreamFailed:
+def failed_response_to_chat(response: Mapping[str, Any]) -> UpstreamFailed:
     """A response that did not complete, its error in the Chat client's shape."""
     status = response.get("status")
     fallback = f"The upstream response ended with status {status!r}."
-    body, http_status = responses_error_to_chat(response.get("error"), fallback)
+    body, http_status = error_to_chat(response.get("error"), fallback)
     return UpstreamFailed(body, http_status)

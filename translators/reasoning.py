@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from diglot.translators.models import Reasoning, ReasoningItem
+from diglot.translators.responses_models import Reasoning, ReasoningItem
+from diglot.translators.responses_shapes import ItemStatus, ReasoningPart, ResponseReasoningItem
 
 ReasoningMode = Literal["text", "summary"]
 Segment = tuple[Literal["reasoning", "text"], str]
@@ -110,31 +111,40 @@ def split_think(text: str) -> tuple[str, str]:
     return "".join(thought), "".join(answer)
 
 
-def reasoning_part(mode: ReasoningMode, text: str) -> dict[str, Any]:
+def reasoning_part(mode: ReasoningMode, text: str) -> ReasoningPart:
     """Reasoning as raw `reasoning_text` content or as a `summary_text` summary part."""
     return {"type": "summary_text" if mode == "summary" else "reasoning_text", "text": text}
 
 
 def reasoning_item(
-    item_id: str, text: str | None, mode: ReasoningMode, status: str, sealed: str | None = None
-) -> dict[str, Any]:
+    item_id: str,
+    text: str | None,
+    mode: ReasoningMode,
+    status: ItemStatus,
+    sealed: str | None = None,
+) -> ResponseReasoningItem:
     """The `reasoning` output item; `text` None gives the empty item a stream announces first.
 
     `sealed` is the text as `encrypted_content`, for clients that carry it to the next turn.
     """
     parts = [] if text is None else [reasoning_part(mode, text)]
-    item: dict[str, Any] = {"id": item_id, "type": "reasoning", "status": status}
+    item: ResponseReasoningItem
     if mode == "summary":
-        item["summary"] = parts
+        item = {"id": item_id, "type": "reasoning", "status": status, "summary": parts}
     else:
-        item["summary"] = []
-        item["content"] = parts
+        item = {
+            "id": item_id,
+            "type": "reasoning",
+            "status": status,
+            "summary": [],
+            "content": parts,
+        }
     if sealed is not None:
         item["encrypted_content"] = sealed
     return item
 
 
-def reasoning_item_text(item: ReasoningItem) -> str:
+def reasoning_item_to_chat(item: ReasoningItem) -> str:
     """A reasoning input item as `reasoning_content`: its raw text, else its summary."""
     return reasoning_text(
         [part.text for part in item.content or ()], [part.text for part in item.summary]
@@ -159,7 +169,7 @@ def reasoning_text(content: list[str], summary: list[str]) -> str:
     return PART_SEPARATORS["summary"].join(summary)
 
 
-def output_reasoning_text(item: Mapping[str, Any]) -> str:
+def output_reasoning_to_chat(item: Mapping[str, Any]) -> str:
     """An upstream `reasoning` output item as `reasoning_content`."""
     return reasoning_text(_texts(item.get("content")), _texts(item.get("summary")))
 

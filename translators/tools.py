@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import msgspec
 import orjson
 
 from diglot.translators import chat_models as chat
+from diglot.translators.chat_shapes import (
+    ChatCompletionMessageFunctionToolCall,
+    ChatCompletionMessageToolCall,
+    ChoiceDeltaToolCall,
+    Custom,
+)
 from diglot.translators.context import Dropped, ResponseContext, RestoredTool, ToolNames
 from diglot.translators.errors import RequestError
-from diglot.translators.models import (
+from diglot.translators.ids import CALL_ID_PREFIX, ITEM_PREFIXES
+from diglot.translators.responses_models import (
     HOSTED_TOOL_TYPES,
     CustomTool,
     FunctionTool,
@@ -21,6 +28,7 @@ from diglot.translators.models import (
     Namespace,
     Tool,
 )
+from diglot.translators.responses_shapes import ItemStatus, ResponseToolCall
 
 _SPECIAL = re.compile(r'["\\]')
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\", '"': '"'}
@@ -138,7 +146,7 @@ def _hex(digits: str) -> int | None:
         return None
 
 
-def custom_tool_input(arguments: str) -> str:
+def custom_arguments_to_responses(arguments: str) -> str:
     """The custom tool's text from the complete upstream function arguments."""
     decoder = CustomInputDecoder()
     decoder.feed(arguments)
@@ -146,22 +154,33 @@ def custom_tool_input(arguments: str) -> str:
 
 
 def tool_item_prefix(kind: Literal["function", "custom"]) -> str:
-    return "ctc" if kind == "custom" else "fc"
+    """The id prefix of a call item of a tool of this kind."""
+    return ITEM_PREFIXES["custom_tool_call" if kind == "custom" else "function_call"]
 
 
 def tool_call_item(
-    item_id: str, call_id: str, tool: RestoredTool, payload: str, status: str
-) -> dict[str, Any]:
+    item_id: str, call_id: str, tool: RestoredTool, payload: str, status: ItemStatus
+) -> ResponseToolCall:
     """A `function_call` (payload: arguments) or `custom_tool_call` (payload: input) item."""
-    custom = tool.kind == "custom"
-    item: dict[str, Any] = {
-        "id": item_id,
-        "type": "custom_tool_call" if custom else "function_call",
-        "status": status,
-        "call_id": call_id,
-        "name": tool.name,
-        "input" if custom else "arguments": payload,
-    }
+    item: ResponseToolCall
+    if tool.kind == "custom":
+        item = {
+            "id": item_id,
+            "type": "custom_tool_call",
+            "status": status,
+            "call_id": call_id,
+            "name": tool.name,
+            "input": payload,
+        }
+    else:
+        item = {
+            "id": item_id,
+            "type": "function_call",
+            "status": status,
+            "call_id": call_id,
+            "name": tool.name,
+            "arguments": payload,
+        }
     if tool.namespace is not None:
         item["namespace"] = tool.namespace
     return item
@@ -177,19 +196,21 @@ def chat_call_parts(call: Mapping[str, Any]) -> tuple[str, str, str]:
     return call_id, name, arguments
 
 
-def chat_tool_call_to_item(
-    call: Mapping[str, Any], ctx: ResponseContext, status: str
-) -> dict[str, Any]:
+def tool_call_to_responses(
+    call: Mapping[str, Any], ctx: ResponseContext, status: ItemStatus
+) -> ResponseToolCall:
     """One complete Chat `tool_calls` entry as the client's function or custom tool call item."""
     call_id, name, arguments = chat_call_parts(call)
     tool = ctx.tools.restore(name)
-    payload = custom_tool_input(arguments) if tool.kind == "custom" else arguments
-    call_id = call_id or ctx.new_id("call")
+    payload = custom_arguments_to_responses(arguments) if tool.kind == "custom" else arguments
+    call_id = call_id or ctx.new_id(CALL_ID_PREFIX)
     return tool_call_item(ctx.new_id(tool_item_prefix(tool.kind)), call_id, tool, payload, status)
 
 
-def responses_tool_call_item(call: chat.FunctionToolCall | chat.CustomToolCall) -> dict[str, Any]:
-    """An assistant's Chat tool call as an input item (the reverse of `item_tool_call`)."""
+def history_tool_call_to_responses(
+    call: chat.FunctionToolCall | chat.CustomToolCall,
+) -> dict[str, Any]:
+    """An assistant's Chat tool call as an input item (the reverse of `tool_call_item_to_chat`)."""
     if isinstance(call, chat.CustomToolCall):
         custom = call.custom
         return {
@@ -198,10 +219,10 @@ def responses_tool_call_item(call: chat.FunctionToolCall | chat.CustomToolCall) 
             "name": custom.name,
             "input": custom.input,
         }
-    return function_call_input_item(call.id, call.function)
+    return function_call_to_responses(call.id, call.function)
 
 
-def function_call_input_item(call_id: str, function: chat.FunctionCall) -> dict[str, Any]:
+def function_call_to_responses(call_id: str, function: chat.FunctionCall) -> dict[str, Any]:
     """A `function_call` input item; legacy `function_call` turns bring their own call id."""
     return {
         "type": "function_call",
@@ -212,7 +233,7 @@ def function_call_input_item(call_id: str, function: chat.FunctionCall) -> dict[
 
 
 def tool_output_item(
-    call_id: str, output: str | list[dict[str, Any]], custom: bool
+    call_id: str, output: str | Sequence[Mapping[str, Any]], custom: bool
 ) -> dict[str, Any]:
     """A Chat `tool` (or legacy `function`) message as the output item answering its call."""
     kind = "custom_tool_call_output" if custom else "function_call_output"
@@ -287,7 +308,9 @@ class ToolNamer:
         return candidate
 
 
-def chat_tools(tools: list[Tool], namer: ToolNamer, dropped: list[Dropped]) -> list[dict[str, Any]]:
+def tools_to_chat(
+    tools: list[Tool], namer: ToolNamer, dropped: list[Dropped]
+) -> list[dict[str, Any]]:
     """Responses tools as nested Chat function tools; hosted tools are dropped."""
     for tool in tools:
         if isinstance(tool, FunctionTool | CustomTool):
@@ -357,14 +380,14 @@ def _custom_description(tool: CustomTool) -> str:
     return text
 
 
-def responses_tools(
-    tools: list[chat.FunctionTool | chat.CustomTool] | None,
+def tools_to_responses(
+    tools: list[chat.ChatFunctionTool | chat.ChatCustomTool] | None,
     functions: list[chat.FunctionDefinition] | None,
 ) -> list[dict[str, Any]]:
     """Chat's nested tools and legacy `functions` as flat Responses tools."""
     out = [
         _responses_function(tool.function)
-        if isinstance(tool, chat.FunctionTool)
+        if isinstance(tool, chat.ChatFunctionTool)
         else _responses_custom(tool.custom)
         for tool in tools or ()
     ]
@@ -399,7 +422,7 @@ def _responses_custom(custom: chat.CustomDefinition) -> dict[str, Any]:
     return tool
 
 
-def web_search_tool(options: chat.WebSearchOptions) -> dict[str, Any]:
+def web_search_to_responses(options: chat.WebSearchOptions) -> dict[str, Any]:
     """Chat's `web_search_options` as the Responses `web_search` tool they configure."""
     tool: dict[str, Any] = {"type": "web_search"}
     if options.search_context_size is not None:
@@ -411,7 +434,9 @@ def web_search_tool(options: chat.WebSearchOptions) -> dict[str, Any]:
     return tool
 
 
-def chat_tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+def chat_tool_call(
+    call_id: str, name: str, arguments: str
+) -> ChatCompletionMessageFunctionToolCall:
     """One entry of an assistant message's `tool_calls`."""
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
@@ -419,7 +444,9 @@ def chat_tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
 TOOL_CALL_ITEMS = ("function_call", "custom_tool_call")  # a tuple: safe to test any value
 
 
-def item_tool_call(item: Mapping[str, Any], payload: str | None = None) -> dict[str, Any]:
+def tool_call_item_to_chat(
+    item: Mapping[str, Any], payload: str | None = None
+) -> ChatCompletionMessageToolCall:
     """A `function_call` or `custom_tool_call` output item as a Chat tool call.
 
     `payload` replaces the item's arguments or input: "" gives the first delta of a stream.
@@ -429,20 +456,20 @@ def item_tool_call(item: Mapping[str, Any], payload: str | None = None) -> dict[
     name = name if isinstance(name, str) else ""
     if item.get("type") == "custom_tool_call":
         text = item.get("input") if payload is None else payload
-        custom = {"name": name, "input": text if isinstance(text, str) else ""}
+        custom: Custom = {"name": name, "input": text if isinstance(text, str) else ""}
         return {"id": call_id, "type": "custom", "custom": custom}
     arguments = item.get("arguments") if payload is None else payload
     return chat_tool_call(call_id, name, arguments if isinstance(arguments, str) else "")
 
 
-def tool_call_delta(index: int, custom: bool, fragment: str) -> dict[str, Any]:
+def tool_call_delta(index: int, custom: bool, fragment: str) -> ChoiceDeltaToolCall:
     """A stream delta adding `fragment` to the arguments or custom input of call `index`."""
     if custom:
         return {"index": index, "custom": {"input": fragment}}
     return {"index": index, "function": {"arguments": fragment}}
 
 
-def custom_call_arguments(text: str) -> str:
+def custom_input_to_chat(text: str) -> str:
     """A custom tool's input as the one-string-argument JSON its function stand-in takes."""
     return orjson.dumps({_CUSTOM_INPUT: text}).decode()
 
@@ -450,7 +477,7 @@ def custom_call_arguments(text: str) -> str:
 _CHOICE_MODES = frozenset({"none", "auto", "required"})
 
 
-def chat_tool_choice(
+def tool_choice_to_chat(
     choice: str | dict[str, Any] | None, namer: ToolNamer, dropped: list[Dropped]
 ) -> tuple[str | dict[str, Any] | None, set[str] | None]:
     """Responses `tool_choice` as Chat's, plus the upstream names `allowed_tools` keeps."""
@@ -520,7 +547,7 @@ def _allowed_tools(
     return mode, allowed
 
 
-def responses_tool_choice(
+def tool_choice_to_responses(
     choice: chat.ToolChoice | None,
     function_call: Literal["none", "auto"] | chat.ToolName | None,
     tools: list[dict[str, Any]],
@@ -557,7 +584,7 @@ def _named(kind: str, name: str, declared: set[tuple[str, Any]], path: str) -> d
     return {"type": kind, "name": name}
 
 
-def echoed_tool(tool: dict[str, Any]) -> dict[str, Any]:
+def tool_echo(tool: dict[str, Any]) -> dict[str, Any]:
     """A tool as the response repeats it: as given, with a function's nullable keys present."""
     if tool.get("type") != "function" or "name" not in tool:
         return tool

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
+
+from diglot.translators.chat_shapes import CompletionUsage, SummedUsage
+from diglot.translators.responses_shapes import ResponseUsage
 
 _NONE: Mapping[str, Any] = MappingProxyType({})
 
@@ -19,7 +22,7 @@ def _details(usage: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return details if isinstance(details, dict) else _NONE
 
 
-def chat_usage_to_responses(usage: Mapping[str, Any]) -> dict[str, Any]:
+def usage_to_responses(usage: Mapping[str, Any]) -> ResponseUsage:
     """Chat `usage` as Responses usage, every detail present (strict clients reject gaps).
 
     Backends name cache counters differently: OpenAI's details first, then DeepSeek's and
@@ -46,7 +49,7 @@ def chat_usage_to_responses(usage: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def responses_usage_to_chat(usage: Mapping[str, Any]) -> dict[str, Any]:
+def usage_to_chat(usage: Mapping[str, Any]) -> CompletionUsage:
     """Responses usage as Chat `usage` with every detail OpenAI sends (audio, predictions: 0)."""
     prompt_tokens = _count(usage.get("input_tokens"))
     completion_tokens = _count(usage.get("output_tokens"))
@@ -69,7 +72,7 @@ def responses_usage_to_chat(usage: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def sum_chat_usage(usages: list[Mapping[str, Any]]) -> dict[str, Any]:
+def sum_chat_usage(usages: Sequence[Mapping[str, Any]]) -> SummedUsage:
     """The usage of n answers to one request (n > 1 fan-out): every counter summed, details too."""
     total: dict[str, Any] = {}
     for usage in usages:

@@ -6,7 +6,7 @@ import asyncio
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -81,11 +81,44 @@ class ItemIdTaken(Exception):
         self.item_id = item_id
 
 
+@dataclass(frozen=True, slots=True)
+class KeptEvents:
+    """Some of a background response's kept events: those after the sequence number asked for.
+
+    Every event numbered from `first` up to `next` (excluded) is kept; those before `first` went
+    past the per-response cap (or could not be written), so a replay needing them cannot be had.
+    """
+
+    frames: list[bytes]  # each event as the client's stream frames it, in order
+    first: int
+    next: int
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """What renewing its leases tells a diglot about the background responses it runs."""
+
+    cancel: frozenset[str] = frozenset()  # a cancel was asked for (from any replica)
+    lost: frozenset[str] = frozenset()  # no longer its own: lapsed, or the response deleted
+
+
+@dataclass(frozen=True, slots=True)
+class LapsedRun:
+    """A background response whose diglot stopped renewing its lease: it will never finish."""
+
+    response_id: str
+    tenant: str
+    progress: bytes | None  # the response as its diglot last wrote it, if it did
+
+
 class Store(ABC):
     """What every backend offers; records of another tenant are as absent as deleted ones.
 
     Conversations live beside the responses, kept for the TTL after their last change; they are
-    not counted against the byte budget.
+    not counted against the byte budget. Background responses add a lease per running response
+    (which diglot runs it, until when, whether a cancel was asked, its progress) and the events
+    it streamed, kept up to a byte cap per response and for as long as the response; neither is
+    counted against the budget, and deleting the response deletes both.
     """
 
     def __init__(self, ttl: float, max_bytes: int | None, clock: Clock) -> None:
@@ -111,7 +144,8 @@ class Store(ABC):
 
     @abstractmethod
     async def delete(self, tenant: str, response_id: str) -> bool:
-        """Forget the response; False when there was nothing of this tenant's to forget."""
+        """Forget the response, its run and its kept events; False when there was nothing of
+        this tenant's to forget."""
 
     @abstractmethod
     async def locate(self, tenant: str, item_ids: list[str]) -> dict[str, Record]:
@@ -170,6 +204,47 @@ class Store(ABC):
         self, tenant: str, conversation_id: str, item_id: str
     ) -> Conversation | None:
         """Remove one item; the conversation, or None when it or the item is missing."""
+
+    @abstractmethod
+    async def claim_run(self, response_id: str, tenant: str, owner: str, lease: float) -> None:
+        """`owner` runs the background response, for `lease` seconds from now unless renewed."""
+
+    @abstractmethod
+    async def renew_runs(
+        self, owner: str, progress: Mapping[str, bytes | None], lease: float
+    ) -> Renewal:
+        """Extend `owner`'s leases on these runs by `lease` seconds from now, keeping each one's
+        progress (the response as it stands, as JSON; None: unchanged)."""
+
+    @abstractmethod
+    async def end_run(self, response_id: str) -> None:
+        """The run is over (its response was stored as it ended): its lease and progress go."""
+
+    @abstractmethod
+    async def cancel_run(self, tenant: str, response_id: str) -> bool:
+        """Ask the diglot running the response to cancel it; False when nobody runs it."""
+
+    @abstractmethod
+    async def run_progress(self, tenant: str, response_id: str) -> bytes | None:
+        """The running response as its diglot last wrote it; None if it wrote none or is done."""
+
+    @abstractmethod
+    async def lapsed_runs(self) -> list[LapsedRun]:
+        """Take the runs whose lease ran out: removed here, for the caller to end them."""
+
+    @abstractmethod
+    async def keep_events(
+        self, response_id: str, created_at: float, frames: Sequence[tuple[int, bytes]], cap: int
+    ) -> None:
+        """Append a response's events (sequence number, frame), numbered on from those kept.
+
+        Past `cap` bytes the oldest go, the last one always stays; a batch that does not follow
+        on from the last one kept (one was lost) starts the kept events over.
+        """
+
+    @abstractmethod
+    async def kept_events(self, response_id: str, after: int) -> KeptEvents:
+        """The kept events numbered after `after` (the caller checked whose response it is)."""
 
     @abstractmethod
     async def expire(self) -> int:

@@ -8,12 +8,17 @@ true go to the shared store as well, where any connection and any replica finds 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from diglot.proxy.store import (
     MAX_CHAIN,
     Conversation,
     ItemSlice,
+    KeptEvents,
+    LapsedRun,
     Order,
     Record,
+    Renewal,
     Store,
     StoredItem,
 )
@@ -125,3 +130,33 @@ class ConnectionStore(Store):
         self, tenant: str, conversation_id: str, item_id: str
     ) -> Conversation | None:
         return await self.shared.delete_conversation_item(tenant, conversation_id, item_id)
+
+    # Background responses are the shared store's alone too (WebSocket turns are never one).
+
+    async def claim_run(self, response_id: str, tenant: str, owner: str, lease: float) -> None:
+        await self.shared.claim_run(response_id, tenant, owner, lease)
+
+    async def renew_runs(
+        self, owner: str, progress: Mapping[str, bytes | None], lease: float
+    ) -> Renewal:
+        return await self.shared.renew_runs(owner, progress, lease)
+
+    async def end_run(self, response_id: str) -> None:
+        await self.shared.end_run(response_id)
+
+    async def cancel_run(self, tenant: str, response_id: str) -> bool:
+        return await self.shared.cancel_run(tenant, response_id)
+
+    async def run_progress(self, tenant: str, response_id: str) -> bytes | None:
+        return await self.shared.run_progress(tenant, response_id)
+
+    async def lapsed_runs(self) -> list[LapsedRun]:
+        return await self.shared.lapsed_runs()
+
+    async def keep_events(
+        self, response_id: str, created_at: float, frames: Sequence[tuple[int, bytes]], cap: int
+    ) -> None:
+        await self.shared.keep_events(response_id, created_at, frames, cap)
+
+    async def kept_events(self, response_id: str, after: int) -> KeptEvents:
+        return await self.shared.kept_events(response_id, after)

@@ -3,8 +3,10 @@ byte budget with LRU eviction."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import islice
 
 from diglot.proxy.store import (
     MAX_CHAIN,
@@ -12,8 +14,11 @@ from diglot.proxy.store import (
     Conversation,
     ItemIdTaken,
     ItemSlice,
+    KeptEvents,
+    LapsedRun,
     Order,
     Record,
+    Renewal,
     Store,
     StoredItem,
     StoreUnavailable,
@@ -31,6 +36,28 @@ class _Held:
     items: dict[str, bytes] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _Run:
+    """A background response's lease."""
+
+    tenant: str
+    owner: str
+    until: float
+    cancel: bool = False
+    progress: bytes | None = None
+
+
+@dataclass(slots=True)
+class _Log:
+    """A background response's kept events: those numbered from `first` up to `next`."""
+
+    expires_at: float
+    first: int
+    next: int
+    size: int = 0
+    frames: deque[bytes] = field(default_factory=deque)
+
+
 class MemoryStore(Store):
     """For tests and throwaway use: lost on restart and not shared between processes."""
 
@@ -39,6 +66,8 @@ class MemoryStore(Store):
         self._records: OrderedDict[str, Record] = OrderedDict()  # least recently used first
         self._items: dict[str, str] = {}  # item id -> response id
         self._conversations: dict[str, _Held] = {}
+        self._runs: dict[str, _Run] = {}
+        self._logs: dict[str, _Log] = {}
         self._bytes = 0
         self._closed = False
 
@@ -77,6 +106,7 @@ class MemoryStore(Store):
         if self._live(tenant, response_id) is None:
             return False
         self._remove(response_id)
+        self._forget(response_id)
         return True
 
     async def locate(self, tenant: str, item_ids: list[str]) -> dict[str, Record]:
@@ -169,12 +199,93 @@ class MemoryStore(Store):
         held.expires_at = self.conversation_expires_at()
         return held.conversation
 
+    async def claim_run(self, response_id: str, tenant: str, owner: str, lease: float) -> None:
+        self._check()
+        self._runs[response_id] = _Run(tenant, owner, self.clock() + lease)
+
+    async def renew_runs(
+        self, owner: str, progress: Mapping[str, bytes | None], lease: float
+    ) -> Renewal:
+        self._check()
+        until = self.clock() + lease
+        cancel: set[str] = set()
+        lost: set[str] = set()
+        for response_id, made in progress.items():
+            run = self._runs.get(response_id)
+            if run is None or run.owner != owner:
+                lost.add(response_id)
+                continue
+            run.until = until
+            if made is not None:
+                run.progress = made
+            if run.cancel:
+                cancel.add(response_id)
+        return Renewal(frozenset(cancel), frozenset(lost))
+
+    async def end_run(self, response_id: str) -> None:
+        self._check()
+        self._runs.pop(response_id, None)
+
+    async def cancel_run(self, tenant: str, response_id: str) -> bool:
+        self._check()
+        run = self._runs.get(response_id)
+        if run is None or run.tenant != tenant:
+            return False
+        run.cancel = True
+        return True
+
+    async def run_progress(self, tenant: str, response_id: str) -> bytes | None:
+        self._check()
+        run = self._runs.get(response_id)
+        return None if run is None or run.tenant != tenant else run.progress
+
+    async def lapsed_runs(self) -> list[LapsedRun]:
+        self._check()
+        now = self.clock()
+        lapsed = [rid for rid, run in self._runs.items() if run.until <= now]
+        taken = [(rid, self._runs.pop(rid)) for rid in lapsed]
+        return [LapsedRun(rid, run.tenant, run.progress) for rid, run in taken]
+
+    async def keep_events(
+        self, response_id: str, created_at: float, frames: Sequence[tuple[int, bytes]], cap: int
+    ) -> None:
+        self._check()
+        if not frames:
+            return
+        log = self._logs.get(response_id)
+        if log is None:
+            first = frames[0][0]
+            log = self._logs[response_id] = _Log(created_at + self.ttl, first, first)
+        fresh = [(seq, frame) for seq, frame in frames if seq >= log.next]
+        if not fresh:
+            return
+        if fresh[0][0] > log.next:  # one was lost: what is kept cannot be continued
+            log.frames.clear()
+            log.size, log.first = 0, fresh[0][0]
+        for _, frame in fresh:
+            log.frames.append(frame)
+            log.size += len(frame)
+        log.next = fresh[-1][0] + 1
+        while log.size > cap and len(log.frames) > 1:
+            log.size -= len(log.frames.popleft())
+            log.first += 1
+
+    async def kept_events(self, response_id: str, after: int) -> KeptEvents:
+        self._check()
+        log = self._logs.get(response_id)
+        if log is None or log.expires_at <= self.clock():
+            return KeptEvents([], 0, 0)
+        start = max(after + 1 - log.first, 0)
+        return KeptEvents(list(islice(log.frames, start, None)), log.first, log.next)
+
     async def expire(self) -> int:
         self._check()
         now = self.clock()
         expired = [rid for rid, rec in self._records.items() if self.expires_at(rec) <= now]
         for response_id in expired:
             self._remove(response_id)
+        for response_id in [rid for rid, log in self._logs.items() if log.expires_at <= now]:
+            self._forget(response_id)
         ended = [cid for cid, held in self._conversations.items() if held.expires_at <= now]
         for conversation_id in ended:
             del self._conversations[conversation_id]
@@ -215,8 +326,15 @@ class MemoryStore(Store):
             if oldest == keep:
                 return
             self._remove(oldest)
+            self._forget(oldest)
+
+    def _forget(self, response_id: str) -> None:
+        """What a response leaves beside its record: its run and its kept events."""
+        self._runs.pop(response_id, None)
+        self._logs.pop(response_id, None)
 
     def _remove(self, response_id: str) -> None:
+        """The record alone: a record stored again replaces it, its run and events going on."""
         record = self._records.pop(response_id, None)
         if record is None:
             return

@@ -6,11 +6,15 @@ inside Redis. Keys: `diglot:r:<id>` (a hash per response), `diglot:items` (item 
 id), `diglot:age` and `diglot:exp` (sorted sets for eviction and expiry), `diglot:bytes`; for
 each conversation `diglot:c:<id>` (a hash: tenant, created, expires, metadata, items so far),
 `diglot:co:<id>` (item ids scored by their place) and `diglot:cb:<id>` (item id -> JSON), and
-`diglot:cexp` (a sorted set for expiry).
+`diglot:cexp` (a sorted set for expiry); for each running background response `diglot:run:<id>`
+(a hash: tenant, owner, lease end, cancel asked, progress) and `diglot:runs` (a sorted set by
+lease end); for each response's kept events `diglot:ev:<id>` (a list of frames) and
+`diglot:evm:<id>` (a hash: first and next sequence numbers, bytes, expiry), and `diglot:eexp`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,8 +27,11 @@ from diglot.proxy.store import (
     Conversation,
     ItemIdTaken,
     ItemSlice,
+    KeptEvents,
+    LapsedRun,
     Order,
     Record,
+    Renewal,
     Store,
     StoredItem,
     StoreUnavailable,
@@ -51,6 +58,11 @@ end
 local function alive(f, tenant, now)
   return f[1] and f[1] == tenant and tonumber(f[2]) > now
 end
+local function forget(id)
+  redis.call('DEL', p .. 'run:' .. id, p .. 'ev:' .. id, p .. 'evm:' .. id)
+  redis.call('ZREM', p .. 'runs', id)
+  redis.call('ZREM', p .. 'eexp', id)
+end
 """
 # ARGV: prefix, id, tenant, previous id or '', created, expires, size, body, budget, item ids
 _PUT = (
@@ -75,6 +87,7 @@ while budget > 0 and used > budget do
   if victim == id then victim = oldest[2] end
   if not victim then break end
   remove(victim)
+  forget(victim)
   used = tonumber(redis.call('GET', p .. 'bytes'))
 end
 return 1
@@ -101,6 +114,7 @@ _DELETE = (
     + """
 local f = redis.call('HMGET', p .. 'r:' .. ARGV[2], 't', 'e')
 if not alive(f, ARGV[3], tonumber(ARGV[4])) then return 0 end
+forget(ARGV[2])
 return remove(ARGV[2])
 """
 )
@@ -128,10 +142,128 @@ local removed = 0
 local due = redis.call('ZRANGEBYSCORE', p .. 'exp', '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
 for _, id in ipairs(due) do
   removed = removed + remove(id)
+  forget(id)
 end
 return removed
 """
 )
+# ARGV: prefix, now, batch -> how many responses' kept events were removed
+_EXPIRE_EVENTS = (
+    _REMOVE
+    + """
+local due = redis.call('ZRANGEBYSCORE', p .. 'eexp', '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
+for _, id in ipairs(due) do
+  forget(id)
+end
+return #due
+"""
+)
+# ARGV: prefix, id, tenant, owner, lease end
+_CLAIM_RUN = """
+local p, id = ARGV[1], ARGV[2]
+local key = p .. 'run:' .. id
+redis.call('DEL', key)
+redis.call('HSET', key, 't', ARGV[3], 'o', ARGV[4], 'u', ARGV[5], 'c', 0)
+redis.call('ZADD', p .. 'runs', ARGV[5], id)
+return 1
+"""
+# ARGV: prefix, owner, lease end, then id and progress ('' for unchanged) for each run
+# -> {ids a cancel was asked for, ids no longer the owner's}
+_RENEW_RUNS = """
+local p, owner, lease = ARGV[1], ARGV[2], ARGV[3]
+local cancel, lost = {}, {}
+for i = 4, #ARGV, 2 do
+  local id = ARGV[i]
+  local key = p .. 'run:' .. id
+  local f = redis.call('HMGET', key, 'o', 'c')
+  if f[1] ~= owner then
+    lost[#lost + 1] = id
+  else
+    redis.call('HSET', key, 'u', lease)
+    if ARGV[i + 1] ~= '' then redis.call('HSET', key, 'p', ARGV[i + 1]) end
+    redis.call('ZADD', p .. 'runs', lease, id)
+    if f[2] == '1' then cancel[#cancel + 1] = id end
+  end
+end
+return {cancel, lost}
+"""
+# ARGV: prefix, id
+_END_RUN = """
+redis.call('DEL', ARGV[1] .. 'run:' .. ARGV[2])
+return redis.call('ZREM', ARGV[1] .. 'runs', ARGV[2])
+"""
+# ARGV: prefix, id, tenant -> 1 when the run was asked to cancel
+_CANCEL_RUN = """
+local key = ARGV[1] .. 'run:' .. ARGV[2]
+if redis.call('HGET', key, 't') ~= ARGV[3] then return 0 end
+redis.call('HSET', key, 'c', 1)
+return 1
+"""
+# ARGV: prefix, id, tenant -> the run's progress, or nil
+_RUN_PROGRESS = """
+local f = redis.call('HMGET', ARGV[1] .. 'run:' .. ARGV[2], 't', 'p')
+if f[1] ~= ARGV[3] then return nil end
+return f[2]
+"""
+# ARGV: prefix, now, batch -> {{id, tenant, progress or ''}, ...}, taken
+_LAPSED_RUNS = """
+local p = ARGV[1]
+local out = {}
+local due = redis.call('ZRANGEBYSCORE', p .. 'runs', '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
+for _, id in ipairs(due) do
+  local key = p .. 'run:' .. id
+  local f = redis.call('HMGET', key, 't', 'p')
+  redis.call('DEL', key)
+  redis.call('ZREM', p .. 'runs', id)
+  if f[1] then out[#out + 1] = {id, f[1], f[2] or ''} end
+end
+return out
+"""
+# ARGV: prefix, id, expiry, cap, then sequence number and frame for each event
+_KEEP_EVENTS = """
+local p, id, cap = ARGV[1], ARGV[2], tonumber(ARGV[4])
+local list, meta = p .. 'ev:' .. id, p .. 'evm:' .. id
+local m = redis.call('HMGET', meta, 'f', 'n', 'b')
+local first, following, size
+if m[1] then
+  first, following, size = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
+else
+  first, following, size = tonumber(ARGV[5]), tonumber(ARGV[5]), 0
+  redis.call('HSET', meta, 'e', ARGV[3])
+  redis.call('ZADD', p .. 'eexp', ARGV[3], id)
+end
+for i = 5, #ARGV, 2 do
+  local seq = tonumber(ARGV[i])
+  if seq >= following then
+    if seq > following then  -- one was lost: what is kept cannot be continued
+      redis.call('DEL', list)
+      first, size = seq, 0
+    end
+    redis.call('RPUSH', list, ARGV[i + 1])
+    size = size + #ARGV[i + 1]
+    following = seq + 1
+  end
+end
+while size > cap and first < following - 1 do
+  size = size - #redis.call('LPOP', list)
+  first = first + 1
+end
+redis.call('HSET', meta, 'f', first, 'n', following, 'b', size)
+return 1
+"""
+# ARGV: prefix, id, now, after -> {first, next, frame, ...}
+_KEPT_EVENTS = """
+local p, id = ARGV[1], ARGV[2]
+local m = redis.call('HMGET', p .. 'evm:' .. id, 'f', 'n', 'e')
+if not m[1] or tonumber(m[3]) <= tonumber(ARGV[3]) then return {0, 0} end
+local first = tonumber(m[1])
+local out = {first, tonumber(m[2])}
+local start = math.max(tonumber(ARGV[4]) + 1 - first, 0)
+for _, frame in ipairs(redis.call('LRANGE', p .. 'ev:' .. id, start, -1)) do
+  out[#out + 1] = frame
+end
+return out
+"""
 _CONVERSATION = """
 local p = ARGV[1]
 local function live(id, tenant, now)
@@ -313,6 +445,15 @@ class RedisStore(Store):
                 ("get_item", _GET_ITEM),
                 ("delete_item", _DELETE_ITEM),
                 ("expire_conversations", _EXPIRE_CONVERSATIONS),
+                ("expire_events", _EXPIRE_EVENTS),
+                ("claim_run", _CLAIM_RUN),
+                ("renew_runs", _RENEW_RUNS),
+                ("end_run", _END_RUN),
+                ("cancel_run", _CANCEL_RUN),
+                ("run_progress", _RUN_PROGRESS),
+                ("lapsed_runs", _LAPSED_RUNS),
+                ("keep_events", _KEEP_EVENTS),
+                ("kept_events", _KEPT_EVENTS),
             )
         }
         self._closed = False
@@ -439,12 +580,58 @@ class RedisStore(Store):
         )
         return None if found is None else _conversation(conversation_id, tenant, found)
 
+    async def claim_run(self, response_id: str, tenant: str, owner: str, lease: float) -> None:
+        until = repr(self.clock() + lease)
+        await self._call("claim_run", response_id, tenant, owner, until)
+
+    async def renew_runs(
+        self, owner: str, progress: Mapping[str, bytes | None], lease: float
+    ) -> Renewal:
+        if not progress:
+            return Renewal()
+        pairs = [part for rid, made in progress.items() for part in (rid, made or b"")]
+        cancel, lost = await self._call("renew_runs", owner, repr(self.clock() + lease), *pairs)
+        return Renewal(frozenset(_texts(cancel)), frozenset(_texts(lost)))
+
+    async def end_run(self, response_id: str) -> None:
+        await self._call("end_run", response_id)
+
+    async def cancel_run(self, tenant: str, response_id: str) -> bool:
+        return bool(await self._call("cancel_run", response_id, tenant))
+
+    async def run_progress(self, tenant: str, response_id: str) -> bytes | None:
+        progress: bytes | None = await self._call("run_progress", response_id, tenant)
+        return progress
+
+    async def lapsed_runs(self) -> list[LapsedRun]:
+        lapsed: list[LapsedRun] = []
+        while True:
+            rows = await self._call("lapsed_runs", repr(self.clock()), _EXPIRY_BATCH)
+            lapsed += [LapsedRun(row[0].decode(), row[1].decode(), row[2] or None) for row in rows]
+            if len(rows) < _EXPIRY_BATCH:
+                return lapsed
+
+    async def keep_events(
+        self, response_id: str, created_at: float, frames: Sequence[tuple[int, bytes]], cap: int
+    ) -> None:
+        if not frames:
+            return
+        pairs = [part for seq, frame in frames for part in (seq, frame)]
+        expires = repr(created_at + self.ttl)
+        await self._call("keep_events", response_id, expires, cap, *pairs)
+
+    async def kept_events(self, response_id: str, after: int) -> KeptEvents:
+        found = await self._call("kept_events", response_id, repr(self.clock()), after)
+        return KeptEvents(found[2:], int(found[0]), int(found[1]))
+
     async def expire(self) -> int:
+        """Responses and conversations, counted; kept events go with their responses."""
         total = 0
-        for script in ("expire", "expire_conversations"):
+        for script in ("expire", "expire_conversations", "expire_events"):
             while True:
                 removed = int(await self._call(script, repr(self.clock()), _EXPIRY_BATCH))
-                total += removed
+                if script != "expire_events":
+                    total += removed
                 if removed < _EXPIRY_BATCH:
                     break
         return total
@@ -482,6 +669,10 @@ def _record(tenant: str, row: list[bytes]) -> Record:
         created_at=float(row[2]),
         body=row[3],
     )
+
+
+def _texts(values: list[bytes]) -> list[str]:
+    return [value.decode() for value in values]
 
 
 def _pairs(items: list[StoredItem]) -> list[str | bytes]:

@@ -17,7 +17,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +30,11 @@ from diglot.proxy.store import (
     Conversation,
     ItemIdTaken,
     ItemSlice,
+    KeptEvents,
+    LapsedRun,
     Order,
     Record,
+    Renewal,
     Store,
     StoredItem,
     StoreUnavailable,
@@ -41,7 +44,8 @@ from diglot.proxy.store import (
 T = TypeVar("T")
 log = get_logger()
 
-_LAYOUT = 2  # PRAGMA user_version once the tables below are in place (2: conversations)
+# PRAGMA user_version once the tables below are in place (2: conversations; 3: background runs)
+_LAYOUT = 3
 _MOST_PER_COMMIT = 256  # writes one transaction takes at most
 _EXPIRE_CHUNK = 1000  # rows one expiry transaction removes at most: writes wait meanwhile
 # Seconds between two copies of the WAL into the database file: the longer the WAL grows
@@ -113,6 +117,34 @@ _TABLES = (
         ON conversation_items (conversation, seq)""",
     """CREATE TRIGGER IF NOT EXISTS conversations_out AFTER DELETE ON conversations
         BEGIN DELETE FROM conversation_items WHERE conversation = OLD.seq; END""",
+    # Background responses: a lease per running one, and the events each streamed. A record
+    # stored again (REPLACE) fires `records_out`, so these are removed by the statements that
+    # forget a response, never by a trigger on `records`.
+    """CREATE TABLE IF NOT EXISTS runs (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        until REAL NOT NULL,
+        cancel INTEGER NOT NULL DEFAULT 0,
+        progress BLOB
+    )""",
+    "CREATE INDEX IF NOT EXISTS runs_by_lease ON runs (until)",
+    """CREATE TABLE IF NOT EXISTS event_logs (
+        id TEXT PRIMARY KEY,
+        first INTEGER NOT NULL,
+        next INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        expires_at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS event_logs_by_expiry ON event_logs (expires_at)",
+    """CREATE TABLE IF NOT EXISTS events (
+        log TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        frame BLOB NOT NULL,
+        PRIMARY KEY (log, seq)
+    ) WITHOUT ROWID""",
+    """CREATE TRIGGER IF NOT EXISTS event_logs_out AFTER DELETE ON event_logs
+        BEGIN DELETE FROM events WHERE log = OLD.id; END""",
 )
 # The first layout (`responses`, `items`, `budget`), carried over oldest first.
 _FROM_FIRST_LAYOUT = (
@@ -149,6 +181,9 @@ _EXPIRE = "DELETE FROM records WHERE seq IN (SELECT seq FROM records WHERE expir
 _EXPIRE_CONVERSATIONS = (
     "DELETE FROM conversations WHERE seq IN "
     "(SELECT seq FROM conversations WHERE expires_at <= ? LIMIT ?)"
+)
+_EXPIRE_EVENTS = (
+    "DELETE FROM event_logs WHERE id IN (SELECT id FROM event_logs WHERE expires_at <= ? LIMIT ?)"
 )
 _CONVERSATION = "SELECT seq, id, created_at, metadata FROM conversations WHERE id = ? AND " + _ALIVE
 _ADD_ITEM = "INSERT INTO conversation_items (conversation, item_id, body) VALUES (?, ?, ?)"
@@ -203,10 +238,9 @@ class SqliteStore(Store):
         return [_record(tenant, row) for row in rows] or None
 
     async def delete(self, tenant: str, response_id: str) -> bool:
-        query = f"DELETE FROM records WHERE id = ? AND {_ALIVE}"
         params = (response_id, tenant, self.clock())
-        deleted: int = await self._write(lambda db: db.execute(query, params).rowcount)
-        return bool(deleted)
+        deleted: bool = await self._write(functools.partial(_delete, params))
+        return deleted
 
     async def locate(self, tenant: str, item_ids: list[str]) -> dict[str, Record]:
         if not item_ids:
@@ -293,13 +327,62 @@ class SqliteStore(Store):
         row: tuple[int, str, float, bytes] | None = await self._write(write)
         return None if row is None else _conversation(tenant, row)
 
+    async def claim_run(self, response_id: str, tenant: str, owner: str, lease: float) -> None:
+        row = (response_id, tenant, owner, self.clock() + lease)
+        query = "INSERT OR REPLACE INTO runs (id, tenant, owner, until) VALUES (?, ?, ?, ?)"
+        await self._write(lambda db: db.execute(query, row))
+
+    async def renew_runs(
+        self, owner: str, progress: Mapping[str, bytes | None], lease: float
+    ) -> Renewal:
+        if not progress:
+            return Renewal()
+        work = functools.partial(_renew, owner, dict(progress), self.clock() + lease)
+        renewal: Renewal = await self._write(work)
+        return renewal
+
+    async def end_run(self, response_id: str) -> None:
+        await self._write(lambda db: db.execute("DELETE FROM runs WHERE id = ?", (response_id,)))
+
+    async def cancel_run(self, tenant: str, response_id: str) -> bool:
+        query = "UPDATE runs SET cancel = 1 WHERE id = ? AND tenant = ?"
+        asked: int = await self._write(lambda db: db.execute(query, (response_id, tenant)).rowcount)
+        return bool(asked)
+
+    async def run_progress(self, tenant: str, response_id: str) -> bytes | None:
+        query = "SELECT progress FROM runs WHERE id = ? AND tenant = ?"
+        rows = await self._read(lambda db: db.execute(query, (response_id, tenant)).fetchall())
+        return rows[0][0] if rows else None
+
+    async def lapsed_runs(self) -> list[LapsedRun]:
+        """Looked for on the reader first: the sweep runs every second, and rarely finds any."""
+        now = self.clock()
+        query = "SELECT 1 FROM runs WHERE until <= ? LIMIT 1"
+        if not await self._read(lambda db: db.execute(query, (now,)).fetchall()):
+            return []
+        lapsed: list[LapsedRun] = await self._write(functools.partial(_lapsed, now))
+        return lapsed
+
+    async def keep_events(
+        self, response_id: str, created_at: float, frames: Sequence[tuple[int, bytes]], cap: int
+    ) -> None:
+        if not frames:
+            return
+        log = (response_id, created_at + self.ttl, cap)
+        await self._write(functools.partial(_keep_events, log, list(frames)))
+
+    async def kept_events(self, response_id: str, after: int) -> KeptEvents:
+        find = (response_id, self.clock())
+        return await self._read(functools.partial(_kept_events, find, after))
+
     async def expire(self) -> int:
-        """In chunks, so that the writes waiting meanwhile are not held up by a large sweep."""
+        """In chunks, so that the writes waiting meanwhile are not held up by a large sweep;
+        kept events go with their responses, uncounted."""
         now = self.clock()
         removed = 0
         while True:
-            gone: tuple[int, int] = await self._write(functools.partial(_expire_some, now))
-            removed += sum(gone)
+            gone: tuple[int, int, int] = await self._write(functools.partial(_expire_some, now))
+            removed += gone[0] + gone[1]
             if max(gone) < _EXPIRE_CHUNK:
                 return removed
 
@@ -660,11 +743,118 @@ def _item(find: tuple[str, str, float], item_id: str, db: sqlite3.Connection) ->
     return None if found is None else StoredItem(found[0], found[1])
 
 
-def _expire_some(now: float, db: sqlite3.Connection) -> tuple[int, int]:
-    """Up to a chunk of expired responses and one of conversations: how many of each went."""
+def _expire_some(now: float, db: sqlite3.Connection) -> tuple[int, int, int]:
+    """Up to a chunk each of expired responses, conversations and kept events: how many went."""
     responses = db.execute(_EXPIRE, (now, _EXPIRE_CHUNK)).rowcount
     conversations = db.execute(_EXPIRE_CONVERSATIONS, (now, _EXPIRE_CHUNK)).rowcount
-    return responses, conversations
+    events = db.execute(_EXPIRE_EVENTS, (now, _EXPIRE_CHUNK)).rowcount
+    return responses, conversations, events
+
+
+def _delete(find: tuple[str, str, float], db: sqlite3.Connection) -> bool:
+    """The live response of this tenant, with its run and kept events; whether there was one."""
+    query = f"DELETE FROM records WHERE id = ? AND {_ALIVE}"
+    if not db.execute(query, find).rowcount:
+        return False
+    _forget(db, [find[0]])
+    return True
+
+
+def _forget(db: sqlite3.Connection, response_ids: list[str]) -> None:
+    """What responses leave beside their records: their runs and kept events."""
+    rows = [(response_id,) for response_id in response_ids]
+    db.executemany("DELETE FROM runs WHERE id = ?", rows)
+    db.executemany("DELETE FROM event_logs WHERE id = ?", rows)
+
+
+def _renew(
+    owner: str, progress: dict[str, bytes | None], until: float, db: sqlite3.Connection
+) -> Renewal:
+    """Each run's lease extended where `owner` still holds it; what the leases say."""
+    cancel: set[str] = set()
+    lost: set[str] = set()
+    for response_id, made in progress.items():
+        row = db.execute(
+            "SELECT cancel FROM runs WHERE id = ? AND owner = ?", (response_id, owner)
+        ).fetchone()
+        if row is None:
+            lost.add(response_id)
+            continue
+        db.execute(
+            "UPDATE runs SET until = ?, progress = coalesce(?, progress) WHERE id = ?",
+            (until, made, response_id),
+        )
+        if row[0]:
+            cancel.add(response_id)
+    return Renewal(frozenset(cancel), frozenset(lost))
+
+
+def _lapsed(now: float, db: sqlite3.Connection) -> list[LapsedRun]:
+    """The runs whose lease ran out, taken: no other diglot takes them too."""
+    rows = db.execute("SELECT id, tenant, progress FROM runs WHERE until <= ?", (now,)).fetchall()
+    db.execute("DELETE FROM runs WHERE until <= ?", (now,))
+    return [LapsedRun(response_id, tenant, progress) for response_id, tenant, progress in rows]
+
+
+def _keep_events(
+    log: tuple[str, float, int], frames: list[tuple[int, bytes]], db: sqlite3.Connection
+) -> None:
+    """Append the frames that follow on from those kept, then drop the oldest beyond the cap."""
+    log_id, expires_at, cap = log
+    row = db.execute("SELECT first, next, bytes FROM event_logs WHERE id = ?", (log_id,)).fetchone()
+    if row is None:
+        first = frames[0][0]
+        db.execute(
+            "INSERT INTO event_logs VALUES (?, ?, ?, 0, ?)", (log_id, first, first, expires_at)
+        )
+        row = (first, first, 0)
+    first, following, size = row
+    fresh = [(seq, frame) for seq, frame in frames if seq >= following]
+    if not fresh:
+        return
+    if fresh[0][0] > following:  # one was lost: what is kept cannot be continued
+        db.execute("DELETE FROM events WHERE log = ?", (log_id,))
+        first, size = fresh[0][0], 0
+    db.executemany("INSERT INTO events VALUES (?, ?, ?)", [(log_id, *pair) for pair in fresh])
+    size += sum(len(frame) for _, frame in fresh)
+    following = fresh[-1][0] + 1
+    if size > cap:
+        first, size = _trim(db, log_id, following, size, cap)
+    db.execute(
+        "UPDATE event_logs SET first = ?, next = ?, bytes = ? WHERE id = ?",
+        (first, following, size, log_id),
+    )
+
+
+def _trim(
+    db: sqlite3.Connection, log_id: str, following: int, size: int, cap: int
+) -> tuple[int, int]:
+    """The oldest events dropped until the rest fit `cap` (the last always stays)."""
+    rows = db.execute(
+        "SELECT seq, length(frame) FROM events WHERE log = ? AND seq < ? ORDER BY seq",
+        (log_id, following - 1),
+    ).fetchall()
+    first = following - 1
+    for seq, length in rows:
+        if size <= cap:
+            first = seq
+            break
+        size -= length
+    db.execute("DELETE FROM events WHERE log = ? AND seq < ?", (log_id, first))
+    return first, size
+
+
+def _kept_events(find: tuple[str, float], after: int, db: sqlite3.Connection) -> KeptEvents:
+    """In the reader thread: the kept events after `after`, and which are kept."""
+    row = db.execute(
+        "SELECT first, next FROM event_logs WHERE id = ? AND expires_at > ?", find
+    ).fetchone()
+    if row is None:
+        return KeptEvents([], 0, 0)
+    rows = db.execute(
+        "SELECT frame FROM events WHERE log = ? AND seq > ? ORDER BY seq", (find[0], after)
+    ).fetchall()
+    return KeptEvents([frame for (frame,) in rows], row[0], row[1])
 
 
 def _nothing(db: sqlite3.Connection) -> None:
@@ -682,14 +872,17 @@ def _evict(db: sqlite3.Connection, budget: int, first_kept: int) -> None:
     if excess <= 0:
         return
     doomed: list[tuple[int]] = []
-    rows = db.execute("SELECT seq, size FROM records WHERE seq < ? ORDER BY seq", (first_kept,))
-    for seq, size in rows:
+    gone: list[str] = []
+    rows = db.execute("SELECT seq, size, id FROM records WHERE seq < ? ORDER BY seq", (first_kept,))
+    for seq, size, response_id in rows:
         doomed.append((seq,))
+        gone.append(response_id)
         excess -= size
         if excess <= 0:
             break
     rows.close()
     db.executemany("DELETE FROM records WHERE seq = ?", doomed)
+    _forget(db, gone)
 
 
 def _settle(job: _Job, result: object, error: BaseException | None) -> None:

@@ -20,7 +20,7 @@ directions side by side (`…_to_chat` beside `…_to_responses`):
   `logit_bias`, `audio`, …).
 """
 
-from diglot.translators.requests.to_chat import ChatCall, responses_request_to_chat
-from diglot.translators.requests.to_responses import ResponsesCall, chat_request_to_responses
+from diglot.translators.requests.to_chat import ChatCall, request_to_chat
+from diglot.translators.requests.to_responses import ResponsesCall, request_to_responses
 
-__all__ = ["ChatCall", "ResponsesCall", "chat_request_to_responses", "responses_request_to_chat"]
+__all__ = ["ChatCall", "ResponsesCall", "request_to_chat", "request_to_responses"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from diglot.translators.chat_models import ChatParams
-from diglot.translators.models import Params
+from diglot.translators.responses_models import Params
 
 LOGPROBS = "message.output_text.logprobs"
 ENCRYPTED_REASONING = "reasoning.encrypted_content"

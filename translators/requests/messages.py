@@ -7,7 +7,7 @@ How each content part maps is `translators.content`; tool calls, `translators.to
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from diglot.translators.chat_models import (
@@ -19,20 +19,24 @@ from diglot.translators.chat_models import (
     ToolMessage,
     UserMessage,
 )
+from diglot.translators.chat_shapes import ChatCompletionMessageFunctionToolCall
 from diglot.translators.compaction import kept_before_compaction, last_compaction, summary_message
 from diglot.translators.content import (
-    chat_assistant_message,
+    assistant_content_to_chat,
+    assistant_content_to_responses,
     chat_content,
-    chat_part,
-    chat_text_content,
     message_item,
-    responses_assistant_parts,
-    responses_part,
-    responses_text,
+    part_to_chat,
+    part_to_responses,
+    text_content_to_chat,
+    text_content_to_responses,
 )
-from diglot.translators.context import Dropped, IdFactory, Options, Sealing
+from diglot.translators.context import Dropped, Options, Sealing
 from diglot.translators.errors import RequestError
-from diglot.translators.models import (
+from diglot.translators.ids import CALL_ID_PREFIX, ITEM_PREFIXES, IdFactory
+from diglot.translators.reasoning import join_reasoning, reasoning_item, reasoning_item_to_chat
+from diglot.translators.requests.state import refuse_reference_to_chat
+from diglot.translators.responses_models import (
     CompactionItem,
     CompactionTriggerItem,
     ContentPart,
@@ -48,14 +52,13 @@ from diglot.translators.models import (
     ToolOutputPart,
     UnsupportedItem,
 )
-from diglot.translators.reasoning import join_reasoning, reasoning_item, reasoning_item_text
-from diglot.translators.requests.state import refuse_reference_to_chat
+from diglot.translators.responses_shapes import ResponseOutputMessage
 from diglot.translators.tools import (
     ToolNamer,
     chat_tool_call,
-    custom_call_arguments,
-    function_call_input_item,
-    responses_tool_call_item,
+    custom_input_to_chat,
+    function_call_to_responses,
+    history_tool_call_to_responses,
     tool_output_item,
 )
 
@@ -177,7 +180,7 @@ class _ChatMessages:
 
     def _message(self, item: MessageItem, index: int) -> None:
         if item.role == "assistant":
-            message = chat_assistant_message(item.content, index)
+            message = assistant_content_to_chat(item.content, index)
             self._take_reasoning(message)
             self._messages.append(message)
             self._assistant = message
@@ -192,14 +195,14 @@ class _ChatMessages:
             self._messages.append({"role": "user", "content": content})
             return
         role = self._options.instructions_role if item.role == "developer" else "system"
-        content = given if isinstance(given, str) else chat_text_content(given, index)
+        content = given if isinstance(given, str) else text_content_to_chat(given, index)
         self._messages.append({"role": role, "content": content})
 
     def _user_content(self, content: list[ContentPart], index: int) -> str | list[dict[str, Any]]:
         path = f"input[{index}].content"
         parts = []
         for position, part in enumerate(content):
-            mapped = chat_part(part, path, position, self._dropped)
+            mapped = part_to_chat(part, path, position, self._dropped)
             if mapped is not None:
                 parts.append(mapped)
         return chat_content(parts) if parts else ""
@@ -210,9 +213,9 @@ class _ChatMessages:
 
     def _custom_tool_call(self, item: CustomToolCallItem) -> None:
         name = self._namer.name("custom", item.name, item.namespace)
-        self._tool_call(chat_tool_call(item.call_id, name, custom_call_arguments(item.input)))
+        self._tool_call(chat_tool_call(item.call_id, name, custom_input_to_chat(item.input)))
 
-    def _tool_call(self, call: dict[str, Any]) -> None:
+    def _tool_call(self, call: ChatCompletionMessageFunctionToolCall) -> None:
         message = self._assistant
         if message is None:
             message = {"role": "assistant", "content": None}
@@ -230,7 +233,7 @@ class _ChatMessages:
         else:
             texts: list[dict[str, Any]] = []
             for position, part in enumerate(output):
-                mapped = chat_part(part, f"input[{index}].output", position, self._dropped)
+                mapped = part_to_chat(part, f"input[{index}].output", position, self._dropped)
                 if mapped is None:
                     continue
                 (texts if mapped["type"] == "text" else self._media).append(mapped)
@@ -264,7 +267,7 @@ class _ChatMessages:
         The blob is opened even beside readable text, so an altered one is never accepted.
         """
         if item.encrypted_content is None or self._sealing is None:
-            return reasoning_item_text(item)
+            return reasoning_item_to_chat(item)
         return self._opened(item.encrypted_content, index, "reasoning")
 
     def _opened(self, blob: str, index: int, what: str) -> str:
@@ -307,11 +310,11 @@ class _ResponsesItems:
         self._options = options
         self._dropped = dropped
         self._new_id = new_id
-        self._items: list[dict[str, Any]] = []
+        self._items: list[Mapping[str, Any]] = []
         self._custom_calls: set[str] = set()
         self._legacy_calls: dict[str, list[str]] = {}
 
-    def build(self, messages: list[Message], start: int) -> list[dict[str, Any]]:
+    def build(self, messages: list[Message], start: int) -> list[Mapping[str, Any]]:
         """Items for `messages[start:]` (the first may have become `instructions`)."""
         for index in range(start, len(messages)):
             self._message(messages[index], index)
@@ -319,19 +322,19 @@ class _ResponsesItems:
 
     def _message(self, message: Message, index: int) -> None:
         if isinstance(message, SystemMessage):
-            item = _message_item(message.role, responses_text(message.content))
+            item = _message_item(message.role, text_content_to_responses(message.content))
             self._items.append(item)
             self._name(message.name, item, index)
         elif isinstance(message, UserMessage):
             content = message.content
-            parts = content if isinstance(content, str) else [responses_part(p) for p in content]
+            parts = content if isinstance(content, str) else [part_to_responses(p) for p in content]
             item = _message_item("user", parts)
             self._items.append(item)
             self._name(message.name, item, index)
         elif isinstance(message, AssistantMessage):
             self._assistant(message, index)
         elif isinstance(message, ToolMessage):
-            output = responses_text(message.content)
+            output = text_content_to_responses(message.content)
             custom = message.tool_call_id in self._custom_calls
             self._items.append(tool_output_item(message.tool_call_id, output, custom))
         else:
@@ -346,10 +349,19 @@ class _ResponsesItems:
         items = self._items
         if message.reasoning_content:
             items.append(
-                reasoning_item(self._new_id("rs"), message.reasoning_content, "text", "completed")
+                reasoning_item(
+                    self._new_id(ITEM_PREFIXES["reasoning"]),
+                    message.reasoning_content,
+                    "text",
+                    "completed",
+                )
             )
-        parts = responses_assistant_parts(message.content, message.refusal)
-        item = message_item(self._new_id("msg"), parts, "completed") if parts else None
+        parts = assistant_content_to_responses(message.content, message.refusal)
+        item = (
+            message_item(self._new_id(ITEM_PREFIXES["message"]), parts, "completed")
+            if parts
+            else None
+        )
         if item is not None:
             items.append(item)
         self._name(message.name, item, index)
@@ -360,20 +372,22 @@ class _ResponsesItems:
         for call in message.tool_calls or ():
             if isinstance(call, CustomToolCall):
                 self._custom_calls.add(call.id)
-            items.append(responses_tool_call_item(call))
+            items.append(history_tool_call_to_responses(call))
         legacy = message.function_call
         if legacy is not None:
-            call_id = self._new_id("call")
+            call_id = self._new_id(CALL_ID_PREFIX)
             self._legacy_calls.setdefault(legacy.name, []).append(call_id)
-            items.append(function_call_input_item(call_id, legacy))
+            items.append(function_call_to_responses(call_id, legacy))
 
     def _function_result(self, message: FunctionMessage) -> None:
         """A legacy `function` message answers the earliest open call of that function."""
         waiting = self._legacy_calls.get(message.name)
-        call_id = waiting.pop(0) if waiting else self._new_id("call")
+        call_id = waiting.pop(0) if waiting else self._new_id(CALL_ID_PREFIX)
         self._items.append(tool_output_item(call_id, message.content or "", False))
 
-    def _name(self, name: str | None, item: dict[str, Any] | None, index: int) -> None:
+    def _name(
+        self, name: str | None, item: dict[str, Any] | ResponseOutputMessage | None, index: int
+    ) -> None:
         if name is None:
             return
         if self._options.forward_chat_only_params and item is not None:
@@ -382,5 +396,5 @@ class _ResponsesItems:
             self._dropped.append(Dropped(f"messages[{index}].name", _NAME_REASON))
 
 
-def _message_item(role: str, content: str | list[dict[str, Any]]) -> dict[str, Any]:
+def _message_item(role: str, content: str | Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"type": "message", "role": role, "content": content}

@@ -6,7 +6,8 @@ from typing import Any
 
 from diglot.translators.chat_models import ChatParams
 from diglot.translators.context import Dropped, Options
-from diglot.translators.models import Params
+from diglot.translators.responses_models import Params
+from diglot.translators.responses_shapes import SamplingEcho
 
 _TO_CHAT = ("chat",)
 _TO_RESPONSES = ("responses",)
@@ -62,7 +63,7 @@ def sampling_to_responses(params: ChatParams, body: dict[str, Any], dropped: lis
         body["max_output_tokens"] = limit
 
 
-def sampling_echo(params: Params) -> dict[str, Any]:
+def sampling_echo(params: Params) -> SamplingEcho:
     """The sampling and limit settings a response repeats, with the API's defaults filled in."""
     return {
         "temperature": 1.0 if params.temperature is None else params.temperature,

@@ -2,7 +2,9 @@
 
 diglot keeps the responses it gives Responses clients in its own store, and the proxy resolves
 `previous_response_id` and `item_reference` items from it before translating; a translation
-given them unresolved refuses them. Conversation objects are not kept at all.
+given them unresolved refuses them. Likewise `background`: `POST /v1/responses` takes it (the
+proxy runs the request detached) before translating, so a translation still given it is for a
+route that has no background mode.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any, NoReturn
 from diglot.translators.chat_models import ChatParams
 from diglot.translators.context import Dropped
 from diglot.translators.errors import RequestError
-from diglot.translators.models import Params
+from diglot.translators.responses_models import Params
 
 _UNRESOLVED_PREVIOUS = (
     "Continuing from 'previous_response_id' needs the stored turns it names, and none were "
@@ -23,7 +25,7 @@ _CONVERSATIONS = (
     "continue a stored response with 'previous_response_id', or send the whole conversation "
     "in 'input'."
 )
-_BACKGROUND = "Background responses are not supported yet; omit 'background'."
+_BACKGROUND = "Only POST /v1/responses runs responses in the background; omit 'background' here."
 
 
 def refuse_unkept_state_to_chat(params: Params, resolved: bool) -> None:

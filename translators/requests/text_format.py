@@ -9,7 +9,7 @@ import msgspec
 
 from diglot.translators.chat_models import ChatParams, JSONObjectFormat, JSONSchemaFormat
 from diglot.translators.errors import RequestError
-from diglot.translators.models import TextConfig
+from diglot.translators.responses_models import TextConfig
 
 
 def text_to_chat(text: TextConfig | None, body: dict[str, Any]) -> None:

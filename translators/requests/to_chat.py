@@ -13,15 +13,13 @@ import msgspec
 
 from diglot.translators.context import (
     Dropped,
-    IdFactory,
     Options,
     ResponseContext,
     Sealing,
     pass_extras,
-    random_id,
     refuse_if_strict,
 )
-from diglot.translators.models import InputItem, Params, ResponsesRequest
+from diglot.translators.ids import RESPONSE_PREFIX, IdFactory
 from diglot.translators.reasoning import effort_to_chat, reasoning_echo
 from diglot.translators.requests.include import (
     logprobs_to_chat,
@@ -32,8 +30,10 @@ from diglot.translators.requests.messages import input_to_chat
 from diglot.translators.requests.sampling import sampling_echo, sampling_to_chat
 from diglot.translators.requests.state import refuse_unkept_state_to_chat
 from diglot.translators.requests.text_format import text_echo, text_to_chat
-from diglot.translators.requests.tool_fields import chat_toolset, tools_to_chat
+from diglot.translators.requests.tool_fields import declared_tools_to_chat, tool_fields_to_chat
 from diglot.translators.requests.unmapped import responses_only_to_chat
+from diglot.translators.responses_models import InputItem, Params, ResponsesRequest
+from diglot.translators.responses_shapes import ResponseEcho
 
 
 class ChatCall(msgspec.Struct):
@@ -44,12 +44,12 @@ class ChatCall(msgspec.Struct):
     dropped: list[Dropped]
 
 
-def responses_request_to_chat(
+def request_to_chat(
     req: ResponsesRequest,
     options: Options,
     *,
     now: int,
-    new_id: IdFactory = random_id,
+    new_id: IdFactory,
     history: Sequence[InputItem] | None = None,
     sealing: Sealing | None = None,
 ) -> ChatCall:
@@ -60,10 +60,10 @@ def responses_request_to_chat(
     """
     params = req.params
     refuse_unkept_state_to_chat(params, history is not None)
-    toolset = chat_toolset(req.tools)
+    toolset = declared_tools_to_chat(req.tools)
     dropped = list(toolset.dropped)
     namer = toolset.namer.copy()
-    tool_fields = tools_to_chat(params, toolset.chat, namer, dropped)
+    tool_fields = tool_fields_to_chat(params, toolset.chat, namer, dropped)
     messages = input_to_chat(params, req.input, history or (), namer, dropped, options, sealing)
     body: dict[str, Any] = {"model": params.model, "messages": messages, **tool_fields}
     sampling_to_chat(params, options, body)
@@ -75,7 +75,7 @@ def responses_request_to_chat(
     pass_extras(req.extras, body, dropped, "diglot sets this Chat field itself")
     refuse_if_strict(options, dropped)
     context = ResponseContext(
-        response_id=new_id("resp"),
+        response_id=new_id(RESPONSE_PREFIX),
         created_at=now,
         model=params.model,
         echo=_echo(params, toolset.echo),
@@ -88,14 +88,21 @@ def responses_request_to_chat(
     return ChatCall(body, context, dropped)
 
 
-def _echo(params: Params, tools: list[dict[str, Any]]) -> dict[str, Any]:
+def _echo(params: Params, tools: list[dict[str, Any]]) -> ResponseEcho:
     """The settings a response object repeats back, with the API's defaults filled in."""
+    sampling = sampling_echo(params)  # spelt out: the proxy may add `conversation` to the echo
     return {
         "instructions": params.instructions,
         "tools": tools,
         "tool_choice": "auto" if params.tool_choice is None else params.tool_choice,
         "parallel_tool_calls": params.parallel_tool_calls is not False,
-        **sampling_echo(params),
+        "temperature": sampling["temperature"],
+        "top_p": sampling["top_p"],
+        "presence_penalty": sampling["presence_penalty"],
+        "frequency_penalty": sampling["frequency_penalty"],
+        "top_logprobs": sampling["top_logprobs"],
+        "max_output_tokens": sampling["max_output_tokens"],
+        "max_tool_calls": sampling["max_tool_calls"],
         "previous_response_id": params.previous_response_id,
         "reasoning": reasoning_echo(params.reasoning),
         "text": text_echo(params.text),

@@ -14,12 +14,11 @@ from diglot.translators.chat_models import ChatRequest
 from diglot.translators.context import (
     ChatContext,
     Dropped,
-    IdFactory,
     Options,
     pass_extras,
-    random_id,
     refuse_if_strict,
 )
+from diglot.translators.ids import CHAT_COMPLETION_PREFIX, IdFactory
 from diglot.translators.reasoning import effort_to_responses
 from diglot.translators.requests.include import (
     logprobs_to_responses,
@@ -30,7 +29,7 @@ from diglot.translators.requests.messages import messages_to_responses
 from diglot.translators.requests.sampling import sampling_to_responses
 from diglot.translators.requests.state import background_to_responses, store_to_responses
 from diglot.translators.requests.text_format import text_to_responses
-from diglot.translators.requests.tool_fields import tools_to_responses
+from diglot.translators.requests.tool_fields import tool_fields_to_responses
 from diglot.translators.requests.unmapped import chat_only_to_responses
 
 
@@ -43,15 +42,15 @@ class ResponsesCall(msgspec.Struct):
     n: int
 
 
-def chat_request_to_responses(
-    req: ChatRequest, options: Options, *, now: int, new_id: IdFactory = random_id
+def request_to_responses(
+    req: ChatRequest, options: Options, *, now: int, new_id: IdFactory
 ) -> ResponsesCall:
     """Maps, consumes, passes on or drops every field of a validated Chat request."""
     params = req.params
     dropped: list[Dropped] = []
     body: dict[str, Any] = {"model": params.model}
     messages_to_responses(params.messages, options, body, dropped, new_id)
-    tools_to_responses(params, body, dropped)
+    tool_fields_to_responses(params, body, dropped)
     sampling_to_responses(params, body, dropped)
     effort_to_responses(params.reasoning_effort, body)
     text_to_responses(params, body)
@@ -76,4 +75,4 @@ def chat_request_to_responses(
 
 def _completion_id(new_id: IdFactory) -> str:
     """OpenAI's `chatcmpl-…` form: a hyphen where other ids have an underscore."""
-    return "chatcmpl-" + new_id("chatcmpl").removeprefix("chatcmpl_")
+    return "chatcmpl-" + new_id(CHAT_COMPLETION_PREFIX).removeprefix("chatcmpl_")

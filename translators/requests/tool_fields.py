@@ -9,15 +9,15 @@ import msgspec
 
 from diglot.translators.chat_models import ChatParams
 from diglot.translators.context import Dropped
-from diglot.translators.models import DeclaredTools, Params
+from diglot.translators.responses_models import DeclaredTools, Params
 from diglot.translators.tools import (
     ToolNamer,
-    chat_tool_choice,
-    chat_tools,
-    echoed_tool,
-    responses_tool_choice,
-    responses_tools,
-    web_search_tool,
+    tool_choice_to_chat,
+    tool_choice_to_responses,
+    tool_echo,
+    tools_to_chat,
+    tools_to_responses,
+    web_search_to_responses,
 )
 
 
@@ -31,24 +31,24 @@ class ChatToolset(msgspec.Struct, frozen=True):
     echo: list[dict[str, Any]]
 
 
-def chat_toolset(tools: DeclaredTools) -> ChatToolset:
+def declared_tools_to_chat(tools: DeclaredTools) -> ChatToolset:
     """The declaration's Chat form, made on its first request."""
     form: ChatToolset | None = tools.memo.get("chat")
     if form is None:
         namer = ToolNamer()
         dropped: list[Dropped] = []
-        chat = chat_tools(tools.decoded, namer, dropped)
-        echo = [echoed_tool(tool) for tool in tools.given]
+        chat = tools_to_chat(tools.decoded, namer, dropped)
+        echo = [tool_echo(tool) for tool in tools.given]
         form = tools.memo["chat"] = ChatToolset(chat, tuple(dropped), namer, echo)
     return form
 
 
-def tools_to_chat(
+def tool_fields_to_chat(
     params: Params, chat: list[dict[str, Any]], namer: ToolNamer, dropped: list[Dropped]
 ) -> dict[str, Any]:
     """The Chat tool fields: the tools `allowed_tools` leaves, the choice, and
     `parallel_tool_calls`, which Chat takes only beside tools."""
-    choice, allowed = chat_tool_choice(params.tool_choice, namer, dropped)
+    choice, allowed = tool_choice_to_chat(params.tool_choice, namer, dropped)
     if allowed is not None:
         chat = [tool for tool in chat if tool["function"]["name"] in allowed]
     if not chat:
@@ -61,15 +61,17 @@ def tools_to_chat(
     return fields
 
 
-def tools_to_responses(params: ChatParams, body: dict[str, Any], dropped: list[Dropped]) -> None:
+def tool_fields_to_responses(
+    params: ChatParams, body: dict[str, Any], dropped: list[Dropped]
+) -> None:
     """Tools, legacy `functions` and `web_search_options` as flat Responses tools, and the
     choice; `parallel_tool_calls` passes as a shared field (see `sampling`)."""
-    tools = responses_tools(params.tools, params.functions)
+    tools = tools_to_responses(params.tools, params.functions)
     if params.web_search_options is not None:
-        tools.append(web_search_tool(params.web_search_options))
+        tools.append(web_search_to_responses(params.web_search_options))
     if tools:
         body["tools"] = tools
-    choice = responses_tool_choice(params.tool_choice, params.function_call, tools)
+    choice = tool_choice_to_responses(params.tool_choice, params.function_call, tools)
     if choice is not None:
         body["tool_choice"] = choice
     if params.tool_choice is not None and params.function_call is not None:

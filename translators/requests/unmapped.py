@@ -7,7 +7,7 @@ from typing import Any
 
 from diglot.translators.chat_models import ChatParams
 from diglot.translators.context import Dropped, Options
-from diglot.translators.models import Params
+from diglot.translators.responses_models import Params
 
 _RESPONSES_ONLY = {
     "max_tool_calls": "a Chat upstream has no limit on tool calls per response",

@@ -7,32 +7,42 @@ from typing import Any
 
 from diglot.translators.content import chat_content_text
 from diglot.translators.context import ResponseContext
-from diglot.translators.errors import chat_error_to_responses, responses_error
+from diglot.translators.errors import error_to_responses, responses_error
+from diglot.translators.ids import CALL_ID_PREFIX, ITEM_PREFIXES
 from diglot.translators.reasoning import Segment, ThinkSplitter
 from diglot.translators.responses import (
     COMPLETED,
     IN_PROGRESS,
     Outcome,
-    chat_choice_logprobs_to_responses,
     chat_reasoning_text,
+    choice_logprobs_to_responses,
     failure_outcome,
-    finish_outcome,
+    finish_reason_to_responses,
     now_seconds,
     response_object,
 )
+from diglot.translators.responses_shapes import (
+    Response,
+    ResponseCompactionItem,
+    ResponseOutputItem,
+    ResponseStatus,
+    ResponseStreamEvent,
+    ResponseUsage,
+    TerminalEventType,
+)
 from diglot.translators.stream.emitter import Emitter
 from diglot.translators.stream.items import (
-    MessageItem,
-    OutputItem,
-    ReasoningItem,
-    ToolCallItem,
-    WholeItem,
+    StreamedItem,
+    StreamedMessage,
+    StreamedReasoning,
+    StreamedToolCall,
+    StreamedWholeItem,
 )
 from diglot.translators.stream.lifecycle import StreamError, StreamPhase, stream_closed
 from diglot.translators.tools import chat_call_parts, tool_item_prefix
-from diglot.translators.usage import chat_usage_to_responses
+from diglot.translators.usage import usage_to_responses
 
-_TERMINAL_EVENTS = {
+_TERMINAL_EVENTS: dict[str, TerminalEventType] = {
     "completed": "response.completed",
     "incomplete": "response.incomplete",
     "failed": "response.failed",
@@ -78,7 +88,7 @@ class ChatToResponsesStream:
         ctx: ResponseContext,
         *,
         clock: Callable[[], int] = now_seconds,
-        leading: Sequence[dict[str, Any]] = (),
+        leading: Sequence[ResponseCompactionItem] = (),
     ) -> None:
         self._ctx = ctx
         self._leading = leading
@@ -86,26 +96,26 @@ class ChatToResponsesStream:
         self._out = Emitter()
         self._started = False
         self.phase = StreamPhase.OPEN
-        self.response: dict[str, Any] | None = None
-        self.usage: dict[str, Any] | None = None
+        self.response: Response | None = None
+        self.usage: ResponseUsage | None = None
         self.error: StreamError | None = None
-        self._items: list[OutputItem] = []
-        self._open: MessageItem | ReasoningItem | None = None
-        self._tools: dict[object, tuple[str, ToolCallItem]] = {}  # key -> (upstream id, item)
+        self._items: list[StreamedItem[Any]] = []
+        self._open: StreamedMessage | StreamedReasoning | None = None
+        self._tools: dict[object, tuple[str, StreamedToolCall]] = {}  # key -> (upstream id, item)
         self._last_tool: object = None
         self._think = ThinkSplitter() if ctx.options.think_tags else None
         self._finish_reason: str | None = None
         self._model: str | None = None
         self._usage: Mapping[str, Any] | None = None
 
-    def start(self) -> list[dict[str, Any]]:
+    def start(self) -> list[ResponseStreamEvent]:
         """`response.created` and `response.in_progress` with the empty in-progress response."""
         if self.phase is not _OPEN:
             raise stream_closed(self.phase)
         self._begin()
         return self._out.drain()
 
-    def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    def feed(self, chunk: dict[str, Any]) -> list[ResponseStreamEvent]:
         """Events for one parsed upstream chunk (possibly none)."""
         if self.phase is not _OPEN:
             raise stream_closed(self.phase)
@@ -115,7 +125,7 @@ class ChatToResponsesStream:
         if error is None and chunk.get("object") == "error":
             error = chunk
         if error is not None:
-            self._terminate(failure_outcome(chat_error_to_responses(error)))
+            self._terminate(failure_outcome(error_to_responses(error)))
             return self._out.drain()
         if self._model is None:
             model = chunk.get("model")
@@ -132,7 +142,7 @@ class ChatToResponsesStream:
                 self._choice(choice)
         return self._out.drain()
 
-    def finish(self) -> list[dict[str, Any]]:
+    def finish(self) -> list[ResponseStreamEvent]:
         """The upstream ended: the terminal event (failed if the model never finished)."""
         if self.phase is not _OPEN:
             raise stream_closed(self.phase)
@@ -141,12 +151,12 @@ class ChatToResponsesStream:
             error = responses_error("The upstream stream ended before the answer finished.")
             self._terminate(failure_outcome(error))
         else:
-            self._terminate(finish_outcome(self._finish_reason))
+            self._terminate(finish_reason_to_responses(self._finish_reason))
         return self._out.drain()
 
     def complete_without_output(
         self, usage: Mapping[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[ResponseStreamEvent]:
         """A turn prepared but not generated (WebSocket `generate: false`, or answered by its
         compaction alone): a whole stream of a completed response with no output but the leading
         items, which later turns can continue; `usage` is the Chat usage it cost, if any."""
@@ -157,7 +167,7 @@ class ChatToResponsesStream:
         self._terminate(COMPLETED)
         return self._out.drain()
 
-    def fail(self, message: str, code: str | None = None) -> list[dict[str, Any]]:
+    def fail(self, message: str, code: str | None = None) -> list[ResponseStreamEvent]:
         """The upstream broke off: `response.failed`, and the stream ends."""
         if self.phase is not _OPEN:
             raise stream_closed(self.phase)
@@ -165,23 +175,31 @@ class ChatToResponsesStream:
         self._terminate(failure_outcome(responses_error(message, code)))
         return self._out.drain()
 
-    def cancel(self) -> list[dict[str, Any]]:
-        """The client cancelled (a background response): the response as it stands, open items
-        incomplete, with status `cancelled`, in a `response.incomplete` event (the API has no
-        event of its own for a cancel); the stream ends."""
+    def cancel(self) -> list[ResponseStreamEvent]:
+        """The client cancelled (a background response): the open items closed incomplete,
+        then the response as it stands with status `cancelled`, in a `response.incomplete`
+        event (the API has no event of its own for a cancel); the stream ends."""
         if self.phase is not _OPEN:
             raise stream_closed(self.phase)
         self._begin()
+        if self._think is not None:
+            self._segments(self._think.flush(), {})
+        for item in self._items:
+            if not item.closed:
+                item.close(self._out, "incomplete")
         self._terminate(_CUT_SHORT, status="cancelled")
         return self._out.drain()
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> Response:
         """The response as it stands while the stream is open (a background response polled):
         its items so far, those not closed yet `in_progress`."""
-        output = []
+        output: list[ResponseOutputItem] = []
         for item in self._items:
             shown = item.final("incomplete")
-            output.append(shown if item.closed else {**shown, "status": "in_progress"})
+            if not item.closed:
+                shown = shown.copy()
+                shown["status"] = "in_progress"
+            output.append(shown)
         return response_object(self._ctx, IN_PROGRESS, output, model=self._model)
 
     def _begin(self) -> None:
@@ -192,7 +210,7 @@ class ChatToResponsesStream:
         self._out.emit({"type": "response.created", "response": snapshot})
         self._out.emit({"type": "response.in_progress", "response": snapshot})
         for item in self._leading:
-            self._items.append(WholeItem(self._out, len(self._items), item))
+            self._items.append(StreamedWholeItem(self._out, len(self._items), item))
 
     def _choice(self, choice: Mapping[str, Any]) -> None:
         delta = choice.get("delta")
@@ -218,7 +236,7 @@ class ChatToResponsesStream:
             self._finish_reason = finish_reason
             if self._think is not None:
                 self._segments(self._think.flush(), choice)
-            status = finish_outcome(finish_reason).item_status
+            status = finish_reason_to_responses(finish_reason).item_status
             for item in self._items:
                 if not item.closed:
                     item.close(self._out, status)
@@ -240,24 +258,26 @@ class ChatToResponsesStream:
                 self._reasoning(text)
 
     def _text(self, text: str, choice: Mapping[str, Any]) -> None:
-        logprobs = chat_choice_logprobs_to_responses(choice) if self._ctx.include_logprobs else []
+        logprobs = choice_logprobs_to_responses(choice) if self._ctx.include_logprobs else []
         self._message().add_text(self._out, text, logprobs)
 
-    def _message(self) -> MessageItem:
+    def _message(self) -> StreamedMessage:
         item = self._open
-        if isinstance(item, MessageItem):
+        if isinstance(item, StreamedMessage):
             return item
-        message = MessageItem(self._out, self._next_index(), self._ctx.new_id("msg"))
+        message = StreamedMessage(
+            self._out, self._next_index(), self._ctx.new_id(ITEM_PREFIXES["message"])
+        )
         self._open = message
         self._items.append(message)
         return message
 
     def _reasoning(self, text: str) -> None:
         item = self._open
-        if not isinstance(item, ReasoningItem):
+        if not isinstance(item, StreamedReasoning):
             mode = self._ctx.options.reasoning_events
-            item_id = self._ctx.new_id("rs")
-            item = ReasoningItem(self._out, self._next_index(), item_id, mode, self._ctx.seal)
+            item_id = self._ctx.new_id(ITEM_PREFIXES["reasoning"])
+            item = StreamedReasoning(self._out, self._next_index(), item_id, mode, self._ctx.seal)
             self._open = item
             self._items.append(item)
         item.add(self._out, text)
@@ -275,9 +295,9 @@ class ChatToResponsesStream:
         if known is None or (call_id and known[0] and call_id != known[0]):
             ctx = self._ctx
             tool = ctx.tools.restore(name)
-            minted = call_id or ctx.new_id("call")
+            minted = call_id or ctx.new_id(CALL_ID_PREFIX)
             item_id = ctx.new_id(tool_item_prefix(tool.kind))
-            item = ToolCallItem(self._out, self._next_index(), item_id, minted, tool)
+            item = StreamedToolCall(self._out, self._next_index(), item_id, minted, tool)
             self._tools[key] = (call_id, item)
             self._items.append(item)
         else:
@@ -289,17 +309,17 @@ class ChatToResponsesStream:
         """A new item ends the open reasoning or message item and takes the next output index."""
         item = self._open
         if item is not None:
-            if type(item) is MessageItem:
+            if type(item) is StreamedMessage:
                 item.followed = True
             item.close(self._out, "completed")
             self._open = None
         return len(self._items)
 
-    def _terminate(self, outcome: Outcome, status: str | None = None) -> None:
+    def _terminate(self, outcome: Outcome, status: ResponseStatus | None = None) -> None:
         """The terminal event, and the stream's result: its response (with `status` instead of
         the outcome's, if given), usage and error."""
         output = [item.final(outcome.item_status) for item in self._items]
-        usage = chat_usage_to_responses(self._usage) if self._usage else None
+        usage = usage_to_responses(self._usage) if self._usage else None
         response = response_object(
             self._ctx, outcome, output, model=self._model, usage=usage, completed_at=self._clock()
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from diglot.translators.responses_shapes import ResponseStreamEvent
 
 
 class Emitter:
@@ -12,14 +12,14 @@ class Emitter:
 
     def __init__(self) -> None:
         self._next = 0
-        self._events: list[dict[str, Any]] = []
+        self._events: list[ResponseStreamEvent] = []
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: ResponseStreamEvent) -> None:
         event["sequence_number"] = self._next
         self._next += 1
         self._events.append(event)
 
-    def drain(self) -> list[dict[str, Any]]:
+    def drain(self) -> list[ResponseStreamEvent]:
         """The events emitted since the last drain, in order."""
         events = self._events
         self._events = []

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Literal, NamedTuple
+from typing import Generic, Literal, TypeVar
 
 from diglot.translators.content import message_item, output_text_part, refusal_part
 from diglot.translators.context import RestoredTool, Seal
 from diglot.translators.reasoning import ReasoningMode, reasoning_item, reasoning_part
-from diglot.translators.responses import ItemStatus, message_phase
+from diglot.translators.responses import FinalItemStatus, message_phase
+from diglot.translators.responses_shapes import (
+    Logprob,
+    MessagePart,
+    ResponseCompactionItem,
+    ResponseOutputItem,
+    ResponseOutputMessage,
+    ResponseReasoningItem,
+    ResponseToolCall,
+)
 from diglot.translators.stream.emitter import Emitter
 from diglot.translators.tools import CustomInputDecoder, tool_call_item
+
+_Final = TypeVar("_Final", bound=ResponseOutputItem)
 
 
 def _joined(fragments: list[str]) -> str:
@@ -20,7 +31,7 @@ def _joined(fragments: list[str]) -> str:
     return text
 
 
-class OutputItem(ABC):
+class StreamedItem(ABC, Generic[_Final]):
     """One entry of `output`: announced when created, closed once with its final content."""
 
     __slots__ = ("_final", "item_id", "output_index")
@@ -28,13 +39,13 @@ class OutputItem(ABC):
     def __init__(self, output_index: int, item_id: str) -> None:
         self.output_index = output_index
         self.item_id = item_id
-        self._final: dict[str, Any] | None = None
+        self._final: _Final | None = None
 
     @property
     def closed(self) -> bool:
         return self._final is not None
 
-    def close(self, out: Emitter, status: ItemStatus) -> None:
+    def close(self, out: Emitter, status: FinalItemStatus) -> None:
         final = self._snapshot(status)
         self._final = final
         self._finish(out, final)
@@ -42,15 +53,15 @@ class OutputItem(ABC):
             {"type": "response.output_item.done", "output_index": self.output_index, "item": final}
         )
 
-    def final(self, status: ItemStatus) -> dict[str, Any]:
+    def final(self, status: FinalItemStatus) -> _Final:
         """The item as closed, or as it stands with `status` if the stream broke first."""
         return self._final if self._final is not None else self._snapshot(status)
 
     @abstractmethod
-    def _snapshot(self, status: ItemStatus) -> dict[str, Any]: ...
+    def _snapshot(self, status: FinalItemStatus) -> _Final: ...
 
     @abstractmethod
-    def _finish(self, out: Emitter, final: dict[str, Any]) -> None:
+    def _finish(self, out: Emitter, final: _Final) -> None:
         """Emits the item's own closing events, those before `response.output_item.done`."""
 
 
@@ -63,9 +74,9 @@ class _Part:
         self.kind = kind
         self.index = index
         self.fragments: list[str] = []
-        self.logprobs: list[dict[str, Any]] = []
+        self.logprobs: list[Logprob] = []
 
-    def final(self) -> dict[str, Any]:
+    def final(self) -> MessagePart:
         text = _joined(self.fragments)
         return (
             output_text_part(text, self.logprobs)
@@ -74,7 +85,7 @@ class _Part:
         )
 
 
-class MessageItem(OutputItem):
+class StreamedMessage(StreamedItem[ResponseOutputMessage]):
     """The assistant message; a change between text and refusal starts a new part.
 
     Its `phase` is known when it closes: `followed` before, if another item opened after it.
@@ -89,7 +100,7 @@ class MessageItem(OutputItem):
         item = message_item(item_id, [], "in_progress")
         out.emit({"type": "response.output_item.added", "output_index": output_index, "item": item})
 
-    def add_text(self, out: Emitter, delta: str, logprobs: list[dict[str, Any]]) -> None:
+    def add_text(self, out: Emitter, delta: str, logprobs: list[Logprob]) -> None:
         part = self._part(out, "output_text")
         part.fragments.append(delta)
         if logprobs:
@@ -126,7 +137,7 @@ class MessageItem(OutputItem):
             self._close_part(out, parts[-1], parts[-1].final())
         part = _Part(kind, len(parts))
         parts.append(part)
-        empty = output_text_part("", []) if kind == "output_text" else refusal_part("")
+        empty: MessagePart = output_text_part("", []) if kind == "output_text" else refusal_part("")
         out.emit(
             {
                 "type": "response.content_part.added",
@@ -138,59 +149,53 @@ class MessageItem(OutputItem):
         )
         return part
 
-    def _close_part(self, out: Emitter, part: _Part, final: dict[str, Any]) -> None:
-        where = {
-            "item_id": self.item_id,
-            "output_index": self.output_index,
-            "content_index": part.index,
-        }
-        if part.kind == "output_text":
-            text = {"text": final["text"], "logprobs": final["logprobs"]}
-            out.emit({"type": "response.output_text.done", **where, **text})
+    def _close_part(self, out: Emitter, part: _Part, final: MessagePart) -> None:
+        item_id, output_index, index = self.item_id, self.output_index, part.index
+        if final["type"] == "output_text":
+            out.emit(
+                {
+                    "type": "response.output_text.done",
+                    "item_id": item_id,
+                    "output_index": output_index,
+                    "content_index": index,
+                    "text": final["text"],
+                    "logprobs": final["logprobs"],
+                }
+            )
         else:
-            out.emit({"type": "response.refusal.done", **where, "refusal": final["refusal"]})
-        out.emit({"type": "response.content_part.done", **where, "part": final})
+            out.emit(
+                {
+                    "type": "response.refusal.done",
+                    "item_id": item_id,
+                    "output_index": output_index,
+                    "content_index": index,
+                    "refusal": final["refusal"],
+                }
+            )
+        out.emit(
+            {
+                "type": "response.content_part.done",
+                "item_id": item_id,
+                "output_index": output_index,
+                "content_index": index,
+                "part": final,
+            }
+        )
 
-    def _snapshot(self, status: ItemStatus) -> dict[str, Any]:
+    def _snapshot(self, status: FinalItemStatus) -> ResponseOutputMessage:
         item = message_item(self.item_id, [part.final() for part in self._parts], status)
         item["phase"] = message_phase(self.followed)
         return item
 
-    def _finish(self, out: Emitter, final: dict[str, Any]) -> None:
+    def _finish(self, out: Emitter, final: ResponseOutputMessage) -> None:
         if self._parts:
             self._close_part(out, self._parts[-1], final["content"][-1])
 
 
-class _ReasoningEvents(NamedTuple):
-    part_added: str
-    delta: str
-    text_done: str
-    part_done: str
-    index_key: str
+class StreamedReasoning(StreamedItem[ResponseReasoningItem]):
+    """A reasoning item streamed as one summary part or as raw reasoning text (`content`)."""
 
-
-_REASONING_EVENTS = {
-    "text": _ReasoningEvents(
-        "response.content_part.added",
-        "response.reasoning_text.delta",
-        "response.reasoning_text.done",
-        "response.content_part.done",
-        "content_index",
-    ),
-    "summary": _ReasoningEvents(
-        "response.reasoning_summary_part.added",
-        "response.reasoning_summary_text.delta",
-        "response.reasoning_summary_text.done",
-        "response.reasoning_summary_part.done",
-        "summary_index",
-    ),
-}
-
-
-class ReasoningItem(OutputItem):
-    """A reasoning item streamed as raw reasoning text or as one summary part."""
-
-    __slots__ = ("_events", "_fragments", "_mode", "_seal")
+    __slots__ = ("_fragments", "_mode", "_seal")
 
     def __init__(
         self,
@@ -203,45 +208,104 @@ class ReasoningItem(OutputItem):
         super().__init__(output_index, item_id)
         self._mode = mode
         self._seal = seal
-        self._events = _REASONING_EVENTS[mode]
         self._fragments: list[str] = []
         item = reasoning_item(item_id, None, mode, "in_progress")
         out.emit({"type": "response.output_item.added", "output_index": output_index, "item": item})
         part = reasoning_part(mode, "")
-        out.emit({"type": self._events.part_added, **self._where(), "part": part})
+        if mode == "summary":
+            out.emit(
+                {
+                    "type": "response.reasoning_summary_part.added",
+                    "item_id": item_id,
+                    "output_index": output_index,
+                    "summary_index": 0,
+                    "part": part,
+                }
+            )
+        else:
+            out.emit(
+                {
+                    "type": "response.content_part.added",
+                    "item_id": item_id,
+                    "output_index": output_index,
+                    "content_index": 0,
+                    "part": part,
+                }
+            )
 
     def add(self, out: Emitter, delta: str) -> None:
         self._fragments.append(delta)
-        events = self._events
-        out.emit(
-            {
-                "type": events.delta,
-                "item_id": self.item_id,
-                "output_index": self.output_index,
-                events.index_key: 0,
-                "delta": delta,
-            }
-        )
+        if self._mode == "summary":
+            out.emit(
+                {
+                    "type": "response.reasoning_summary_text.delta",
+                    "item_id": self.item_id,
+                    "output_index": self.output_index,
+                    "summary_index": 0,
+                    "delta": delta,
+                }
+            )
+        else:
+            out.emit(
+                {
+                    "type": "response.reasoning_text.delta",
+                    "item_id": self.item_id,
+                    "output_index": self.output_index,
+                    "content_index": 0,
+                    "delta": delta,
+                }
+            )
 
-    def _where(self) -> dict[str, Any]:
-        return {
-            "item_id": self.item_id,
-            "output_index": self.output_index,
-            self._events.index_key: 0,
-        }
-
-    def _snapshot(self, status: ItemStatus) -> dict[str, Any]:
+    def _snapshot(self, status: FinalItemStatus) -> ResponseReasoningItem:
         text = _joined(self._fragments)
         sealed = self._seal(text) if self._seal is not None else None
         return reasoning_item(self.item_id, text, self._mode, status, sealed)
 
-    def _finish(self, out: Emitter, final: dict[str, Any]) -> None:
-        part = (final["summary"] if self._mode == "summary" else final["content"])[0]
-        out.emit({"type": self._events.text_done, **self._where(), "text": part["text"]})
-        out.emit({"type": self._events.part_done, **self._where(), "part": part})
+    def _finish(self, out: Emitter, final: ResponseReasoningItem) -> None:
+        item_id, output_index = self.item_id, self.output_index
+        if self._mode == "summary":
+            part = final["summary"][0]
+            out.emit(
+                {
+                    "type": "response.reasoning_summary_text.done",
+                    "item_id": item_id,
+                    "output_index": output_index,
+                    "summary_index": 0,
+                    "text": part["text"],
+                }
+            )
+            out.emit(
+                {
+                    "type": "response.reasoning_summary_part.done",
+                    "item_id": item_id,
+                    "output_index": output_index,
+                    "summary_index": 0,
+                    "part": part,
+                }
+            )
+            return
+        part = final["content"][0]
+        out.emit(
+            {
+                "type": "response.reasoning_text.done",
+                "item_id": item_id,
+                "output_index": output_index,
+                "content_index": 0,
+                "text": part["text"],
+            }
+        )
+        out.emit(
+            {
+                "type": "response.content_part.done",
+                "item_id": item_id,
+                "output_index": output_index,
+                "content_index": 0,
+                "part": part,
+            }
+        )
 
 
-class ToolCallItem(OutputItem):
+class StreamedToolCall(StreamedItem[ResponseToolCall]):
     """A function call (arguments passed on as they come) or custom tool call (input decoded)."""
 
     __slots__ = ("_call_id", "_decoder", "_fragments", "_tool")
@@ -261,55 +325,65 @@ class ToolCallItem(OutputItem):
         decoder = self._decoder
         if decoder is None:
             self._fragments.append(fragment)
-            kind, delta = "response.function_call_arguments.delta", fragment
-        else:
-            delta = decoder.feed(fragment)
-            if not delta:
-                return
-            kind = "response.custom_tool_call_input.delta"
-        out.emit(
-            {
-                "type": kind,
-                "item_id": self.item_id,
-                "output_index": self.output_index,
-                "delta": delta,
-            }
-        )
+            out.emit(
+                {
+                    "type": "response.function_call_arguments.delta",
+                    "item_id": self.item_id,
+                    "output_index": self.output_index,
+                    "delta": fragment,
+                }
+            )
+            return
+        delta = decoder.feed(fragment)
+        if delta:
+            out.emit(
+                {
+                    "type": "response.custom_tool_call_input.delta",
+                    "item_id": self.item_id,
+                    "output_index": self.output_index,
+                    "delta": delta,
+                }
+            )
 
-    def _snapshot(self, status: ItemStatus) -> dict[str, Any]:
+    def _snapshot(self, status: FinalItemStatus) -> ResponseToolCall:
         decoder = self._decoder
         payload = _joined(self._fragments) if decoder is None else decoder.result()
         return tool_call_item(self.item_id, self._call_id, self._tool, payload, status)
 
-    def _finish(self, out: Emitter, final: dict[str, Any]) -> None:
-        where = {"item_id": self.item_id, "output_index": self.output_index}
-        if self._decoder is None:
+    def _finish(self, out: Emitter, final: ResponseToolCall) -> None:
+        if final["type"] == "function_call":
             out.emit(
                 {
                     "type": "response.function_call_arguments.done",
-                    **where,
+                    "item_id": self.item_id,
+                    "output_index": self.output_index,
                     "arguments": final["arguments"],
                 }
             )
         else:
             out.emit(
-                {"type": "response.custom_tool_call_input.done", **where, "input": final["input"]}
+                {
+                    "type": "response.custom_tool_call_input.done",
+                    "item_id": self.item_id,
+                    "output_index": self.output_index,
+                    "input": final["input"],
+                }
             )
 
 
-class WholeItem(OutputItem):
+class StreamedWholeItem(StreamedItem[ResponseCompactionItem]):
     """An item made before the stream (a compaction): announced and closed at once, whole."""
 
     __slots__ = ("_item",)
 
-    def __init__(self, out: Emitter, output_index: int, item: dict[str, Any]) -> None:
+    def __init__(self, out: Emitter, output_index: int, item: ResponseCompactionItem) -> None:
         super().__init__(output_index, item["id"])
         self._item = item
         out.emit({"type": "response.output_item.added", "output_index": output_index, "item": item})
         self.close(out, "completed")
 
-    def _snapshot(self, status: ItemStatus) -> dict[str, Any]:
+    def _snapshot(self, status: FinalItemStatus) -> ResponseCompactionItem:
         return self._item
 
-    def _finish(self, out: Emitter, final: dict[str, Any]) -> None:
+    def _finish(self, out: Emitter, final: ResponseCompactionItem) -> None:
         """Nothing streams between its announcement and its end."""

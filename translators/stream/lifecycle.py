@@ -31,6 +31,8 @@ class StreamError:
 class StreamTranslator(Protocol):
     """One upstream stream in, the client's pieces out; `phase` says when it is over.
 
+    The pieces are each translator's typed shapes (Responses events, Chat chunks): plain dicts.
+
     Once it is, `usage` is the answer's Responses usage if known and `error` why it failed.
     """
 
@@ -43,11 +45,11 @@ class StreamTranslator(Protocol):
     @property
     def error(self) -> StreamError | None: ...
 
-    def feed(self, payload: dict[str, Any]) -> list[dict[str, Any]]: ...
+    def feed(self, payload: dict[str, Any]) -> list[Any]: ...
 
-    def finish(self) -> list[dict[str, Any]]: ...
+    def finish(self) -> list[Any]: ...
 
-    def fail(self, message: str, code: str | None = None) -> list[dict[str, Any]]: ...
+    def fail(self, message: str, code: str | None = None) -> list[Any]: ...
 
 
 def stream_closed(phase: StreamPhase) -> StreamClosed:

@@ -5,16 +5,25 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar
 
+from diglot.translators.chat_shapes import (
+    ChatCompletionChunk,
+    ChatStreamPiece,
+    ChoiceDelta,
+    ChoiceDeltaToolCall,
+    ChoiceLogprobs,
+    FinishReason,
+)
 from diglot.translators.context import ChatContext
-from diglot.translators.errors import responses_error_to_chat
+from diglot.translators.errors import error_to_chat
 from diglot.translators.reasoning import ITEM_SEPARATOR, PART_SEPARATORS
-from diglot.translators.responses import chat_envelope, chat_finish_reason, chat_logprobs
+from diglot.translators.responses import chat_envelope, choice_logprobs_to_chat, status_to_chat
 from diglot.translators.stream.lifecycle import StreamError, StreamPhase, stream_closed
-from diglot.translators.tools import TOOL_CALL_ITEMS, item_tool_call, tool_call_delta
-from diglot.translators.usage import responses_usage_to_chat
+from diglot.translators.tools import TOOL_CALL_ITEMS, tool_call_delta, tool_call_item_to_chat
+from diglot.translators.usage import usage_to_chat
 
-Delta = dict[str, Any]
+Delta = ChoiceDelta
 ReasoningField = Literal["text", "summary"]
+TextField = Literal["content", "refusal"]
 
 
 class _Item:
@@ -47,13 +56,15 @@ class _Message(_Item):
 
     __slots__ = ()
 
-    def delta(self, field: str, part: int, text: str) -> Delta:
+    def delta(self, field: TextField, part: int, text: str) -> Delta:
         self._advance(part, text)
-        return {field: text}
+        return {"content": text} if field == "content" else {"refusal": text}
 
-    def rest(self, field: str, part: int, full: object) -> list[Delta]:
+    def rest(self, field: TextField, part: int, full: object) -> list[Delta]:
         text = self._rest(part, full)
-        return [{field: text}] if text else []
+        if not text:
+            return []
+        return [{"content": text} if field == "content" else {"refusal": text}]
 
     def close(self, item: Mapping[str, Any]) -> list[Delta]:
         parts = item.get("content")
@@ -122,7 +133,13 @@ class _ToolCall(_Item):
         self._custom = item.get("type") == "custom_tool_call"
 
     def opening(self, item: Mapping[str, Any]) -> Delta:
-        return {"tool_calls": [{"index": self.index, **item_tool_call(item, "")}]}
+        call = tool_call_item_to_chat(item, "")
+        opened: ChoiceDeltaToolCall
+        if call["type"] == "custom":  # the same literal twice: each branch narrows `call`
+            opened = {"index": self.index, **call}
+        else:
+            opened = {"index": self.index, **call}
+        return {"tool_calls": [opened]}
 
     def delta(self, fragment: str) -> Delta:
         self._advance(0, fragment)
@@ -149,7 +166,7 @@ def _part_index(event: Mapping[str, Any], key: str) -> int:
 
 
 _Part = TypeVar("_Part", bound=_Item)
-_Handler = Callable[["ResponsesToChatStream", dict[str, Any]], list[dict[str, Any]]]
+_Handler = Callable[["ResponsesToChatStream", dict[str, Any]], list[ChatStreamPiece]]
 _UPSTREAM_ENDED = "The upstream stream ended before the response finished."
 _OPEN = StreamPhase.OPEN  # a module global: an Enum member looked up on its class costs more
 
@@ -176,6 +193,7 @@ class ResponsesToChatStream:
         "phase",
         "usage",
     )
+    _envelope: ChatCompletionChunk  # what each chunk copies, made with the first one
 
     def __init__(self, ctx: ChatContext, index: int = 0) -> None:
         self._ctx = ctx
@@ -184,13 +202,12 @@ class ResponsesToChatStream:
         self.phase = StreamPhase.OPEN
         self.usage: dict[str, Any] | None = None
         self.error: StreamError | None = None
-        self._envelope: dict[str, Any] = {}
         self._items: dict[int | None, _Item] = {}
         self._seen = 0  # output indexes below this have been announced or streamed
         self._calls = 0  # tool calls opened so far: the next one's Chat index
         self._reasoned = False  # some reasoning text was sent: the next item's is set apart
 
-    def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+    def feed(self, event: dict[str, Any]) -> list[ChatStreamPiece]:
         """The chunks for one parsed upstream event (often none)."""
         if self.phase is not _OPEN:
             raise stream_closed(self.phase)
@@ -198,17 +215,17 @@ class ResponsesToChatStream:
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         return handler(self, event) if handler is not None else []
 
-    def finish(self) -> list[dict[str, Any]]:
+    def finish(self) -> list[ChatStreamPiece]:
         """The upstream ended before its terminal event: an error chunk."""
         return self.fail(_UPSTREAM_ENDED)
 
-    def fail(self, message: str, code: str | None = None) -> list[dict[str, Any]]:
+    def fail(self, message: str, code: str | None = None) -> list[ChatStreamPiece]:
         """The upstream broke off: an error chunk, and the stream ends."""
         if self.phase is not _OPEN:
             raise stream_closed(self.phase)
         return self._error({"message": message, "code": code})
 
-    def _start(self, response: object) -> list[dict[str, Any]]:
+    def _start(self, response: object) -> list[ChatStreamPiece]:
         """The first chunk, with the upstream's model and service tier when the event has them."""
         if self._started:
             return []
@@ -222,8 +239,11 @@ class ResponsesToChatStream:
         return [self._chunk({"role": "assistant", "content": ""})]
 
     def _chunk(
-        self, delta: Delta, logprobs: object = None, finish_reason: str | None = None
-    ) -> dict[str, Any]:
+        self,
+        delta: Delta,
+        logprobs: ChoiceLogprobs | None = None,
+        finish_reason: FinishReason | None = None,
+    ) -> ChatCompletionChunk:
         chunk = self._envelope.copy()
         chunk["choices"] = [
             {
@@ -235,10 +255,10 @@ class ResponsesToChatStream:
         ]
         return chunk
 
-    def _chunks(self, deltas: list[Delta]) -> list[dict[str, Any]]:
+    def _chunks(self, deltas: list[Delta]) -> list[ChatStreamPiece]:
         return [*self._start(None), *map(self._chunk, deltas)]
 
-    def _lifecycle(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+    def _lifecycle(self, event: dict[str, Any]) -> list[ChatStreamPiece]:
         return self._start(event.get("response"))
 
     def _item(self, event: Mapping[str, Any], kind: type[_Part]) -> _Part | None:
@@ -255,7 +275,7 @@ class ResponsesToChatStream:
         if isinstance(key, int) and key >= self._seen:
             self._seen = key + 1
 
-    def _text_delta(self, event: dict[str, Any], field: str) -> list[dict[str, Any]]:
+    def _text_delta(self, event: dict[str, Any], field: TextField) -> list[ChatStreamPiece]:
         text = event.get("delta")
         if not text or not isinstance(text, str):
             return []
@@ -265,11 +285,13 @@ class ResponsesToChatStream:
             delta = message.delta(field, _part_index(event, "content_index"), text)
             logprobs = None
             if self._ctx.include_logprobs and field == "content":
-                logprobs = chat_logprobs(self._ctx, event.get("logprobs"))
+                logprobs = choice_logprobs_to_chat(self._ctx, event.get("logprobs"))
             chunks.append(self._chunk(delta, logprobs))
         return chunks
 
-    def _text_done(self, event: dict[str, Any], field: str, key: str) -> list[dict[str, Any]]:
+    def _text_done(
+        self, event: dict[str, Any], field: TextField, key: str
+    ) -> list[ChatStreamPiece]:
         message = self._item(event, _Message)
         if message is None:
             return []
@@ -278,7 +300,7 @@ class ResponsesToChatStream:
 
     def _reasoning(
         self, event: dict[str, Any], field: ReasoningField, whole: bool
-    ) -> list[dict[str, Any]]:
+    ) -> list[ChatStreamPiece]:
         if not self._ctx.options.chat_reasoning_content:
             return []
         text = event.get("text" if whole else "delta")
@@ -288,13 +310,13 @@ class ResponsesToChatStream:
         index = _part_index(event, "content_index" if field == "text" else "summary_index")
         return self._reasoning_chunks(item.add(field, index, text, self._reasoned, whole))
 
-    def _reasoning_chunks(self, text: str) -> list[dict[str, Any]]:
+    def _reasoning_chunks(self, text: str) -> list[ChatStreamPiece]:
         if not text:
             return []
         self._reasoned = True
         return self._chunks([{"reasoning_content": text}])
 
-    def _call_delta(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+    def _call_delta(self, event: dict[str, Any]) -> list[ChatStreamPiece]:
         """An arguments or input fragment; one for a call never announced waits for its end."""
         fragment = event.get("delta")
         call = self._items.get(_output_index(event))
@@ -302,11 +324,11 @@ class ResponsesToChatStream:
             return []
         return [self._chunk(call.delta(fragment))]
 
-    def _call_done(self, event: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    def _call_done(self, event: dict[str, Any], key: str) -> list[ChatStreamPiece]:
         call = self._items.get(_output_index(event))
         return self._chunks(call.rest(event.get(key))) if isinstance(call, _ToolCall) else []
 
-    def _item_added(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+    def _item_added(self, event: dict[str, Any]) -> list[ChatStreamPiece]:
         item = event.get("item")
         self._note(_output_index(event))
         if not isinstance(item, dict) or item.get("type") not in TOOL_CALL_ITEMS:
@@ -320,7 +342,7 @@ class ResponsesToChatStream:
         self._note(key)
         return call, [call.opening(item)]
 
-    def _item_done(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+    def _item_done(self, event: dict[str, Any]) -> list[ChatStreamPiece]:
         item = event.get("item")
         if not isinstance(item, dict):
             return []
@@ -347,7 +369,7 @@ class ResponsesToChatStream:
                 return [{"reasoning_content": text}]
         return []
 
-    def _terminal(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+    def _terminal(self, event: dict[str, Any]) -> list[ChatStreamPiece]:
         """The answer ended: what the events left unsaid, the finish reason, then usage."""
         response = event.get("response")
         if not isinstance(response, dict):
@@ -362,31 +384,31 @@ class ResponsesToChatStream:
                     deltas += self._close(key, output[key])
             chunks += map(self._chunk, deltas)
         self._items.clear()
-        chunks.append(self._chunk({}, finish_reason=chat_finish_reason(response, self._calls > 0)))
+        chunks.append(self._chunk({}, finish_reason=status_to_chat(response, self._calls > 0)))
         usage = response.get("usage")
         self.usage = usage if isinstance(usage, dict) else None
         if self._ctx.include_usage:
             chunk = self._envelope.copy()
             chunk["choices"] = []
-            chunk["usage"] = responses_usage_to_chat(self.usage) if self.usage is not None else None
+            chunk["usage"] = usage_to_chat(self.usage) if self.usage is not None else None
             chunks.append(chunk)
         self.phase = StreamPhase.FINISHED
         return chunks
 
-    def _failed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+    def _failed(self, event: dict[str, Any]) -> list[ChatStreamPiece]:
         response = event.get("response")
         return self._error(response.get("error") if isinstance(response, dict) else None)
 
-    def _error_event(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+    def _error_event(self, event: dict[str, Any]) -> list[ChatStreamPiece]:
         error = event.get("error")
         if not isinstance(error, dict):
             error = {key: event.get(key) for key in ("message", "code", "param")}
         return self._error(error)
 
-    def _error(self, error: object) -> list[dict[str, Any]]:
+    def _error(self, error: object) -> list[ChatStreamPiece]:
         """The one error chunk that ends the stream."""
         self._items.clear()
-        body, _ = responses_error_to_chat(error, "The upstream response failed.")
+        body, _ = error_to_chat(error, "The upstream response failed.")
         self.phase = StreamPhase.FAILED
         self.error = StreamError(body["error"]["message"], body["error"]["code"])
         return [body]

@@ -19,8 +19,7 @@ from diglot.translators.decoding import (
     validation_error,
 )
 from diglot.translators.errors import RequestError
-
-ItemStatus = Literal["in_progress", "completed", "incomplete"]
+from diglot.translators.responses_shapes import ItemStatus
 
 
 class _Part(msgspec.Struct, tag_field="type", kw_only=True):
@@ -147,7 +146,7 @@ class ItemReference:
     id: str
 
 
-InputItem = (
+_TypedItem = (  # the items whose `type` picks their class
     MessageItem
     | FunctionCallItem
     | FunctionCallOutputItem
@@ -156,9 +155,8 @@ InputItem = (
     | ReasoningItem
     | CompactionItem
     | CompactionTriggerItem
-    | UnsupportedItem
-    | ItemReference
 )
+InputItem = _TypedItem | UnsupportedItem | ItemReference
 
 _ITEM_CLASSES: dict[str, type[_Item]] = {
     "message": MessageItem,
@@ -309,19 +307,7 @@ PARAM_NAMES = frozenset(Params.__struct_fields__) | {"input", "tools"}
 class _Body(Params, forbid_unknown_fields=True):
     """The common case decoded in one pass: typed items, no extras (else the general path)."""
 
-    input: (
-        str
-        | list[
-            MessageItem
-            | FunctionCallItem
-            | FunctionCallOutputItem
-            | CustomToolCallItem
-            | CustomToolCallOutputItem
-            | ReasoningItem
-            | CompactionItem
-            | CompactionTriggerItem
-        ]
-    )
+    input: str | list[_TypedItem]
     tools: msgspec.Raw = msgspec.Raw()  # decoded apart, so that its bytes can find it shelved
 
 
