@@ -39,7 +39,7 @@ from diglot.translators.errors import RequestError
 from diglot.translators.requests.include import stream_to_chat
 from diglot.translators.responses_models import Params
 from diglot.translators.responses_shapes import Response, ResponseStreamEvent
-from diglot.translators.stream.chat_to_responses import ChatToResponsesStream
+from diglot.translators.stream.chat_to_responses import ChatToResponsesStream, lapsed_to_failed
 from diglot.translators.stream.lifecycle import StreamPhase, ends_response
 
 HEARTBEAT = 1.0  # seconds between two renewals of this diglot's leases, and sweeps for lapsed ones
@@ -383,18 +383,13 @@ class Runs:
         stored = body["response"]
         if stored["status"] not in ACTIVE:
             return
-        failed = msgspec.json.decode(lapsed.progress) if lapsed.progress else stored
-        failed["status"] = "failed"
-        failed["error"] = {"code": "server_error", "message": _LAPSED}
-        for item in failed["output"]:
-            if item.get("status") == "in_progress":
-                item["status"] = "incomplete"
+        progress = msgspec.json.decode(lapsed.progress) if lapsed.progress else stored
+        where = await self.store.kept_events(lapsed.response_id, _BEYOND)
+        event = lapsed_to_failed(progress, _LAPSED, where.next)
         turn = Turn(
             self.store, lapsed.tenant, previous_id=record.previous_id, input_items=body["input"]
         )
-        await turn.keep(failed)
-        where = await self.store.kept_events(lapsed.response_id, _BEYOND)
-        event = {"type": "response.failed", "response": failed, "sequence_number": where.next}
+        await turn.keep(event["response"])
         frame = encode_events((event,))
         await self.store.keep_events(
             lapsed.response_id, record.created_at, [(where.next, frame)], self.event_bytes

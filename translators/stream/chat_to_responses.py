@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from diglot.translators.content import chat_content_text
 from diglot.translators.context import ResponseContext
@@ -24,6 +24,7 @@ from diglot.translators.responses import (
 from diglot.translators.responses_shapes import (
     Response,
     ResponseCompactionItem,
+    ResponseLifecycleEvent,
     ResponseOutputItem,
     ResponseStatus,
     ResponseStreamEvent,
@@ -47,6 +48,27 @@ _TERMINAL_EVENTS: dict[str, TerminalEventType] = {
     "incomplete": "response.incomplete",
     "failed": "response.failed",
 }
+
+
+def lapsed_to_failed(
+    response: Response, message: str, sequence_number: int
+) -> ResponseLifecycleEvent:
+    """The terminal event of a response whose stream had no end (whoever made it is gone): the
+    response as far as it got, failed with `message`, its unfinished items incomplete."""
+    failed: Response = {**response, "status": "failed"}
+    failed["error"] = responses_error(message, "server_error")
+    failed["output"] = [_ended(item) for item in response["output"]]
+    return {"type": "response.failed", "response": failed, "sequence_number": sequence_number}
+
+
+def _ended(item: ResponseOutputItem) -> ResponseOutputItem:
+    if item.get("status") != "in_progress":
+        return item
+    ended = dict(item)
+    ended["status"] = "incomplete"
+    return cast(ResponseOutputItem, ended)
+
+
 _OPEN = StreamPhase.OPEN  # a module global: an Enum member looked up on its class costs more
 _CUT_SHORT = Outcome("incomplete", "incomplete")  # a cancel: the open items end incomplete
 
