@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from diglot.proxy.handlers import _log_body, _passthrough
+from diglot.proxy.handlers import log_body, passthrough
 from diglot.proxy.inbound import read_body
 from diglot.proxy.observability import RequestLog
 from diglot.proxy.replies import json_response
@@ -22,9 +22,9 @@ async def compact(request: web.Request) -> web.StreamResponse:
     """POST /v1/responses/compact."""
     proxy, record = request.app[PROXY], request[RECORD]
     raw = await read_body(request, proxy.config.max_body_bytes)
-    _log_body(proxy, record, raw)
+    log_body(proxy, record, raw)
     if proxy.config.upstream_api == "responses":
-        return await _passthrough(request, proxy, record, "/responses/compact", raw)
+        return await passthrough(request, proxy, record, "/responses/compact", raw)
     return await compact_over_chat(request, proxy, record, raw)
 
 

@@ -130,7 +130,7 @@ async def delete_conversation(request: web.Request, proxy: Proxy) -> web.StreamR
 @_kept_here
 async def list_items(request: web.Request, proxy: Proxy) -> web.StreamResponse:
     """GET /v1/conversations/{conversation_id}/items: a page of them, newest first by default."""
-    limit, after, order = _page_query(request)
+    limit, after, order = page_query(request)
     conversation_id, tenant = request.match_info["conversation_id"], _tenant(request)
     found = await _read(
         proxy.store.conversation_items(
@@ -437,7 +437,7 @@ def _duplicate(items: list[StoredItem], item_id: str) -> RequestError:
     )
 
 
-def _page_query(request: web.Request) -> tuple[int, str | None, Order]:
+def page_query(request: web.Request) -> tuple[int, str | None, Order]:
     """`limit`, `after` and `order` (newest first unless asked); `include` is taken as it is."""
     query = request.query
     limit_text = query.get("limit", "20")

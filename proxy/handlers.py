@@ -118,12 +118,12 @@ async def responses(request: web.Request) -> web.StreamResponse:
     """POST /v1/responses."""
     proxy, record = request.app[PROXY], request[RECORD]
     raw = await read_body(request, proxy.config.max_body_bytes)
-    _log_body(proxy, record, raw)
+    log_body(proxy, record, raw)
     only = proxy.router.only
     if only is None:
         return await _routed(request, proxy, record, raw, _RESPONSES)
     if only.responses:
-        return await _passthrough(request, proxy, record, "/responses", raw)
+        return await passthrough(request, proxy, record, "/responses", raw)
     return await responses_over_chat(request, proxy, record, raw)
 
 
@@ -131,12 +131,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     """POST /v1/chat/completions."""
     proxy, record = request.app[PROXY], request[RECORD]
     raw = await read_body(request, proxy.config.max_body_bytes)
-    _log_body(proxy, record, raw)
+    log_body(proxy, record, raw)
     only = proxy.router.only
     if only is None:
         return await _routed(request, proxy, record, raw, _CHAT)
     if only.chat:
-        return await _passthrough(request, proxy, record, "/chat/completions", raw)
+        return await passthrough(request, proxy, record, "/chat/completions", raw)
     return await chat_over_responses(request, proxy, record, raw)
 
 
@@ -152,7 +152,7 @@ async def _routed(
         await pool.learn()
     if shape.native(pool):
         routed, raw, renamer = _onto(proxy, route, request.headers, wanted, raw)
-        response = await _passthrough(request, routed, record, shape.path, raw, renamer)
+        response = await passthrough(request, routed, record, shape.path, raw, renamer)
     else:
         response = await shape.translate(request, proxy, record, raw)
     pool.refused_with(response.status)
@@ -220,7 +220,7 @@ async def models(request: web.Request) -> web.StreamResponse:
     """GET /v1/models: the upstream's list, or every upstream's merged."""
     proxy, record = request.app[PROXY], request[RECORD]
     if proxy.router.only is not None:
-        return await _passthrough(request, proxy, record, "/models", None)
+        return await passthrough(request, proxy, record, "/models", None)
     record.direction = "passthrough"
     listed = await proxy.router.model_list(request.headers, record.request_id)
     if listed is None:
@@ -238,13 +238,13 @@ def _check_items(peeked: _Peek, limit: int) -> None:
         check_item_count(len(peeked.messages), limit, "messages")
 
 
-def _log_body(proxy: Proxy, record: RequestLog, raw: bytes) -> None:
+def log_body(proxy: Proxy, record: RequestLog, raw: bytes) -> None:
     if proxy.config.log_bodies:
         body = raw.decode("utf-8", "replace")
         log.info("request_body", request_id=record.request_id, body=body)
 
 
-async def _passthrough(
+async def passthrough(
     request: web.Request,
     proxy: Proxy,
     record: RequestLog,

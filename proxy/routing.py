@@ -46,7 +46,7 @@ _MAX_ROUTES = 4096  # model names remembered with their route
 MODELS_TTL = 10.0  # seconds an upstream's model list is reused
 
 
-class Params(Protocol):
+class SessionParams(Protocol):
     """What routing reads of a request's params (Responses or Chat)."""
 
     @property
@@ -340,7 +340,11 @@ class Router:
             chains.popitem(last=False)
 
     def pick(
-        self, route: Route, headers: Mapping[str, str], params: Params, response_id: str | None
+        self,
+        route: Route,
+        headers: Mapping[str, str],
+        params: SessionParams,
+        response_id: str | None,
     ) -> Upstream:
         """The replica for a request of these (Responses or Chat) params; a Responses request
         that makes `response_id` starts or goes on with its chain."""
@@ -358,7 +362,11 @@ class Router:
         return pool.pick(session, response_id)
 
     def bound(
-        self, proxy: Proxy, params: Params, headers: Mapping[str, str], response_id: str | None
+        self,
+        proxy: Proxy,
+        params: SessionParams,
+        headers: Mapping[str, str],
+        response_id: str | None,
     ) -> Proxy:
         """`proxy` with the replica this request goes to as its upstream (itself, unrouted)."""
         if self.only is not None:

@@ -14,14 +14,13 @@ from yarl import URL
 
 from diglot.proxy.background import RUNS, stream_response
 from diglot.proxy.conversation import chain_items, not_found, store_unavailable, tenant_of
-from diglot.proxy.handlers import _passthrough
+from diglot.proxy.conversations import page_query
+from diglot.proxy.handlers import passthrough
 from diglot.proxy.replies import json_response
 from diglot.proxy.state import PROXY, RECORD, Proxy
-from diglot.proxy.store import Order, Record, StoreUnavailable, page_items
+from diglot.proxy.store import Record, StoreUnavailable, page_items
 from diglot.proxy.upstream import REQUEST_ID, Upstream, UpstreamRefused, read_all, relay_headers
 from diglot.translators.errors import RequestError
-
-_MAX_LIMIT = 100
 
 
 async def get_response(request: web.Request) -> web.StreamResponse:
@@ -32,7 +31,7 @@ async def get_response(request: web.Request) -> web.StreamResponse:
     if not proxy.router.keeps_state:
         if streamed:  # relayed as the events arrive
             path = "/responses/" + quote(request.match_info["response_id"], safe="")
-            return await _passthrough(request, proxy, request[RECORD], path, None)
+            return await passthrough(request, proxy, request[RECORD], path, None)
         return await _relay(request, proxy)
     if streamed:
         return await stream_response(request)
@@ -65,7 +64,7 @@ async def list_input_items(request: web.Request) -> web.StreamResponse:
     proxy = request.app[PROXY]
     if not proxy.router.keeps_state:
         return await _relay(request, proxy)
-    limit, after, order = _page_query(request)
+    limit, after, order = page_query(request)
     response_id = request.match_info["response_id"]
     try:
         chain = await proxy.store.chain(tenant_of(request.headers), response_id)
@@ -92,19 +91,6 @@ async def list_input_items(request: web.Request) -> web.StreamResponse:
             "has_more": page.has_more,
         },
     )
-
-
-def _page_query(request: web.Request) -> tuple[int, str | None, Order]:
-    query = request.query
-    limit_text = query.get("limit", "20")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= _MAX_LIMIT:
-        raise RequestError(
-            f"Invalid value for 'limit': expected an integer from 1 to {_MAX_LIMIT}.", "limit"
-        )
-    order = query.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise RequestError("Invalid value for 'order': expected 'asc' or 'desc'.", "order")
-    return int(limit_text), query.get("after") or None, "asc" if order == "asc" else "desc"
 
 
 async def _stored(request: web.Request, proxy: Proxy) -> Record | None:

@@ -444,9 +444,9 @@ def test_bad_requests_name_the_field(
         (
             {"model": "m", "input": "hi", "conversation": "conv_1"},
             {
-                "message": "Conversations are not supported: diglot stores responses, not "
-                "conversation objects; continue a stored response with 'previous_response_id', "
-                "or send the whole conversation in 'input'.",
+                "message": "A 'conversation' needs its stored items, and none were resolved for "
+                "this request; POST /v1/responses takes one, or send the whole conversation in "
+                "'input'.",
                 "type": "invalid_request_error",
                 "param": "conversation",
                 "code": "unsupported_parameter",

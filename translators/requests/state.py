@@ -21,9 +21,8 @@ _UNRESOLVED_PREVIOUS = (
     "resolved for this request; send the whole conversation in 'input'."
 )
 _CONVERSATIONS = (
-    "Conversations are not supported: diglot stores responses, not conversation objects; "
-    "continue a stored response with 'previous_response_id', or send the whole conversation "
-    "in 'input'."
+    "A 'conversation' needs its stored items, and none were resolved for this request; "
+    "POST /v1/responses takes one, or send the whole conversation in 'input'."
 )
 _BACKGROUND = "Only POST /v1/responses runs responses in the background; omit 'background' here."
 
