@@ -71,7 +71,10 @@ def loop_factory(config: Config) -> LoopFactory | None:
 
 def reads_tls(config: Config) -> bool:
     """Whether diglot's own connections are TLS: an https upstream or a rediss:// store."""
-    return config.upstream.startswith("https:") or (config.store or "").startswith("rediss:")
+    urls = (url for upstream in config.upstream_settings() for url in upstream.urls)
+    return any(url.startswith("https:") for url in urls) or (config.store or "").startswith(
+        "rediss:"
+    )
 
 
 def reload(app: web.Application) -> None:

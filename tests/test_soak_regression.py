@@ -25,7 +25,14 @@ from aiohttp.client_proto import ResponseHandler
 from aiohttp.test_utils import TestServer
 
 from diglot.proxy.app import create_app
-from diglot.proxy.service import READ_BYTES, LoopFactory, loop_factory, read_in_small_pieces
+from diglot.proxy.config import UpstreamSpec
+from diglot.proxy.service import (
+    READ_BYTES,
+    LoopFactory,
+    loop_factory,
+    read_in_small_pieces,
+    reads_tls,
+)
 from fixtures.fake_chat_upstream import FakeUpstream, Received, StreamReply
 from fixtures.fake_responses_upstream import framed, message_item, response, stream_events
 from tests.conftest import proxy_config
@@ -227,3 +234,17 @@ def test_without_uvloop_asyncio_serves_reading_in_small_pieces(
         monkeypatch.setattr(kind, "max_size", 256 * 1024)  # restored after the test
     assert loop_factory(proxy_config("http://127.0.0.1:8000/v1")) is None
     assert asyncio.sslproto.SSLProtocol.max_size == READ_BYTES
+
+
+def test_an_https_replica_of_any_upstream_counts_as_reading_tls() -> None:
+    upstreams = (
+        UpstreamSpec(name="local", urls=("http://127.0.0.1:8000/v1",), api="chat", models=("q*",)),
+        UpstreamSpec(
+            name="hosted",
+            urls=("http://127.0.0.1:8001/v1", "https://api.example.com/v1"),
+            api="responses",
+            models=("*",),
+        ),
+    )
+    assert reads_tls(proxy_config("http://127.0.0.1:8000/v1", upstreams=upstreams))
+    assert not reads_tls(proxy_config("http://127.0.0.1:8000/v1", upstreams=upstreams[:1]))
