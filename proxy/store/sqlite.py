@@ -501,12 +501,11 @@ class _Writer:
             db.execute("COMMIT")
         except Exception as exc:  # every waiting task hears of it: none may hang
             self._rollback()
-            for job in jobs:
-                _settle(job, None, _failure(self.path, exc))
+            failure = _failure(self.path, exc)
+            _settle_all([(job, None, failure) for job in jobs])
         else:
             self.commits += 1
-            for job, result in zip(jobs, results, strict=True):
-                _settle(job, result, None)
+            _settle_all([(job, result, None) for job, result in zip(jobs, results, strict=True)])
             self._checkpointer.nudge()
         return held
 
@@ -885,19 +884,34 @@ def _evict(db: sqlite3.Connection, budget: int, first_kept: int) -> None:
     _forget(db, gone)
 
 
+_Outcome = tuple[_Job, object, BaseException | None]
+
+
 def _settle(job: _Job, result: object, error: BaseException | None) -> None:
     """From the writer thread: resolve the job's future in its event loop."""
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for this any more
-        job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
+    _settle_all([(job, result, error)])
 
 
-def _resolve(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
-    if future.done():  # the waiting task was cancelled
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
+def _settle_all(outcomes: list[_Outcome]) -> None:
+    """From the writer thread: resolve a transaction's futures, one wake-up per event loop
+    (each wake-up is a write to the loop's self-pipe, and one per job cost a syscall each)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].loop, []).append(outcome)
+    for loop, theirs in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for this any more
+            loop.call_soon_threadsafe(_resolve_all, theirs)
+
+
+def _resolve_all(outcomes: list[_Outcome]) -> None:
+    for job, result, error in outcomes:
+        future = job.future
+        if future.done():  # the waiting task was cancelled
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
 
 
 def _failure(path: Path, exc: Exception) -> Exception:
