@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
 import aiohttp
@@ -144,7 +144,7 @@ async def translated(
 
 def count_usage(record: RequestLog, usage: object) -> None:
     """Token counts of a Responses `usage` for the log line, summed over n upstream answers."""
-    if isinstance(usage, Mapping):
+    if type(usage) is dict:
         record.input_tokens = _plus(record.input_tokens, usage.get("input_tokens"))
         record.output_tokens = _plus(record.output_tokens, usage.get("output_tokens"))
 
