@@ -27,7 +27,7 @@ from diglot.proxy.store import (
     StoredItem,
     StoreUnavailable,
 )
-from diglot.proxy.upstream import REQUEST_ID, UpstreamRefused, read_all, relay_headers
+from diglot.proxy.upstream import REQUEST_ID, relay_whole
 from diglot.translators.content import message_text_parts
 from diglot.translators.decoding import json_object
 from diglot.translators.errors import RequestError
@@ -328,17 +328,7 @@ async def relay(request: web.Request, proxy: Proxy) -> web.StreamResponse:
     url = URL(proxy.config.upstream + tail + (f"?{query}" if query else ""), encoded=True)
     content_type = None if raw is None else request.headers.get("Content-Type", "application/json")
     headers = proxy.upstream.headers(request.headers, record.request_id, content_type)
-    try:
-        async with proxy.upstream.open(
-            request.method, url, headers, raw, passthrough=True
-        ) as upstream:
-            body = await read_all(upstream)
-            response_headers = relay_headers(upstream.headers)
-            response_headers[REQUEST_ID] = record.request_id
-            response_headers.popall("Content-Length", None)
-            return web.Response(body=body, status=upstream.status, headers=response_headers)
-    except UpstreamRefused as refused:
-        return refused.reply
+    return await relay_whole(proxy.upstream, request.method, url, headers, raw, record.request_id)
 
 
 async def _body(request: web.Request, proxy: Proxy, known: set[str]) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aiohttp
 import msgspec
@@ -31,10 +31,12 @@ from diglot.translators.chat_models import decode_chat_request
 from diglot.translators.errors import RequestError
 from diglot.translators.responses_models import decode_responses_request
 
+if TYPE_CHECKING:  # websocket imports this module for socket_turns
+    from diglot.proxy.websocket import TurnRunner
+
 log = get_logger()
 _WHOLE_ANSWER_LIMIT = 1024 * 1024
 Handler = Callable[[web.Request, Proxy, RequestLog, bytes], Awaitable[web.StreamResponse]]
-TurnRunner = Callable[..., Coroutine[Any, Any, web.Response | None]]  # websocket.TurnRunner
 
 
 class _Peek(msgspec.Struct):

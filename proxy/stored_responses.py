@@ -19,7 +19,7 @@ from diglot.proxy.handlers import passthrough
 from diglot.proxy.replies import json_response
 from diglot.proxy.state import PROXY, RECORD, Proxy
 from diglot.proxy.store import Record, StoreUnavailable, page_items
-from diglot.proxy.upstream import REQUEST_ID, Upstream, UpstreamRefused, read_all, relay_headers
+from diglot.proxy.upstream import REQUEST_ID, Upstream, relay_whole
 from diglot.translators.errors import RequestError
 
 
@@ -132,15 +132,4 @@ async def _relayed(request: web.Request, upstream: Upstream) -> web.Response:
     query = request.rel_url.raw_query_string
     url = URL(upstream.base + path + (f"?{query}" if query else ""), encoded=True)
     headers = upstream.headers(request.headers, record.request_id, None)
-    try:
-        async with upstream.open(
-            request.method, url, headers, None, passthrough=True
-        ) as upstream_answer:
-            body = await read_all(upstream_answer)
-            response_headers = relay_headers(upstream_answer.headers)
-            response_headers[REQUEST_ID] = record.request_id
-            response_headers.popall("Content-Length", None)
-            status = upstream_answer.status
-            return web.Response(body=body, status=status, headers=response_headers)
-    except UpstreamRefused as refused:
-        return refused.reply
+    return await relay_whole(upstream, request.method, url, headers, None, record.request_id)

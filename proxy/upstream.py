@@ -653,3 +653,24 @@ async def read_all(response: aiohttp.ClientResponse) -> bytes:
         raise upstream_failure(
             502, f"The upstream connection broke: {exc}", "upstream_error", "broken_stream"
         ) from None
+
+
+async def relay_whole(
+    upstream: Upstream,
+    method: str,
+    url: URL,
+    headers: dict[str, str],
+    body: bytes | None,
+    request_id: str,
+) -> web.Response:
+    """A passed-through request whose answer is small JSON: relayed whole, status and headers
+    as the upstream sent them (its error replies too)."""
+    try:
+        async with upstream.open(method, url, headers, body, passthrough=True) as answer:
+            payload = await read_all(answer)
+            relayed = relay_headers(answer.headers)
+            relayed[REQUEST_ID] = request_id
+            relayed.popall("Content-Length", None)
+            return web.Response(body=payload, status=answer.status, headers=relayed)
+    except UpstreamRefused as refused:
+        return refused.reply
