@@ -6,7 +6,6 @@ import re
 import time
 from bisect import bisect_left
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import NamedTuple
 
 from aiohttp import web
@@ -15,7 +14,6 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     generate_latest,
 )
 from prometheus_client.gc_collector import GCCollector
@@ -37,7 +35,6 @@ from diglot.proxy.upstream import REPLICA_FAULTS
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 # diglot's own share: it should stay in the sub-millisecond buckets.
 _OVERHEAD = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
-_STORE = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1)
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SSE = "text/event-stream"
 
@@ -227,19 +224,6 @@ class Metrics:
             ["direction"],
             registry=registry,
         )
-        self.store_ops = Counter(
-            "diglot_store_operations",
-            "Conversation store operations by operation and outcome (ok or error).",
-            ["op", "outcome"],
-            registry=registry,
-        )
-        self.store_duration = Histogram(
-            "diglot_store_operation_duration_seconds",
-            "Conversation store operation time.",
-            ["op"],
-            buckets=_STORE,
-            registry=registry,
-        )
         self.background_responses = Counter(
             "diglot_background_responses",
             "Background responses this diglot ended, by final status (a lapsed one: failed).",
@@ -269,22 +253,6 @@ class Metrics:
         for param in record.dropped:
             field = _FIELD.match(param)
             self.warnings.labels(record.direction, field[0] if field else "other").inc()
-
-    def store_op(self, op: str, ok: bool, seconds: float) -> None:
-        """One conversation store operation (op: a fixed name such as get, put, delete)."""
-        self.store_ops.labels(op, "ok" if ok else "error").inc()
-        self.store_duration.labels(op).observe(seconds)
-
-    @contextmanager
-    def store_timer(self, op: str) -> Iterator[None]:
-        """Time a store operation; one that raises counts as an error."""
-        started = time.perf_counter()
-        ok = False
-        try:
-            yield
-            ok = True
-        finally:
-            self.store_op(op, ok, time.perf_counter() - started)
 
 
 class _ReplicaStats:

@@ -208,27 +208,6 @@ async def test_upstream_timeout_is_counted_as_a_timeout(
     }
 
 
-def test_store_operations_are_counted_and_timed() -> None:
-    metrics = Metrics()
-    metrics.store_op("get", True, 0.002)
-    metrics.store_op("get", False, 0.5)
-    with pytest.raises(KeyError), metrics.store_timer("put"):
-        raise KeyError("full")
-    with metrics.store_timer("put"):
-        pass
-    registry = metrics.registry
-    value = registry.get_sample_value
-    assert value("diglot_store_operations_total", {"op": "get", "outcome": "ok"}) == 1
-    assert value("diglot_store_operations_total", {"op": "get", "outcome": "error"}) == 1
-    assert value("diglot_store_operations_total", {"op": "put", "outcome": "ok"}) == 1
-    assert value("diglot_store_operations_total", {"op": "put", "outcome": "error"}) == 1
-    assert value("diglot_store_operation_duration_seconds_count", {"op": "get"}) == 2
-    assert value("diglot_store_operation_duration_seconds_sum", {"op": "get"}) == 0.502
-    bucket = {"op": "get", "le": "0.005"}
-    assert value("diglot_store_operation_duration_seconds_bucket", bucket) == 1
-    assert value("diglot_store_operation_duration_seconds_count", {"op": "put"}) == 2
-
-
 def test_requests_noted_past_a_batch_are_all_counted_at_the_scrape() -> None:
     metrics = Metrics()
     for number in range(300):  # more than one batch, and a part batch still noted
