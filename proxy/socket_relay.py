@@ -11,14 +11,13 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import aiohttp
 import msgspec
 from aiohttp import WSMsgType, web
 
 from diglot.proxy.metrics import Metrics
-from diglot.proxy.observability import RequestLog, get_logger, request_line
+from diglot.proxy.observability import RequestLine, RequestLog, get_logger, request_line
 from diglot.proxy.state import Proxy
 from diglot.translators.ids import REQUEST_PREFIX
 from diglot.translators.stream.lifecycle import ends_response
@@ -68,7 +67,7 @@ class SocketRelay:
         upstream: aiohttp.ClientWebSocketResponse,
         proxy: Proxy,
         metrics: Metrics,
-        write_line: Callable[[dict[str, Any]], None] | None,
+        write_line: Callable[[RequestLine], None] | None,
         route: str,
     ) -> None:
         self.client = client

@@ -8,6 +8,7 @@ import re
 import sys
 from collections.abc import Iterator
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
@@ -15,31 +16,81 @@ import structlog
 
 from diglot.proxy.observability import (
     FLUSH_AFTER,
+    RequestLine,
+    RequestLog,
     configure_logging,
     flush_request_lines,
     get_logger,
+    request_line,
     request_line_writer,
 )
 
-FIELDS = {"request_id": "req_1", "status": 200, "duration_ms": 1.5, "dropped": ("top_k",)}
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+FIELDS = {
+    "request_id": "req_1",
+    "method": "POST",
+    "path": "/v1/responses",
+    "direction": "responses->chat",
+    "status": 200,
+    "duration_ms": 1.5,
+    "dropped": ("top_k",),
+}
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
-@pytest.fixture
-def stderr(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.BytesIO]:
-    """stderr as bytes, with logging configured onto it as JSON and put back afterwards."""
+class _Raw(io.RawIOBase):
+    """An unbuffered byte stream, as sys.stderr.buffer is under PYTHONUNBUFFERED."""
+
+    def __init__(self, sink: io.BytesIO) -> None:
+        self.sink = sink
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer) -> int:
+        return self.sink.write(data)
+
+
+@pytest.fixture(params=["buffered", "unbuffered"])
+def stderr(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[io.BytesIO]:
+    """stderr as bytes, with logging configured onto it as JSON and put back afterwards; its
+    `buffer` buffered as usual, or raw as PYTHONUNBUFFERED makes it."""
     raw = io.BytesIO()
-    buffered = io.BufferedWriter(raw)  # as sys.stderr.buffer is
-    monkeypatch.setattr(sys, "stderr", SimpleNamespace(buffer=buffered, isatty=lambda: False))
+    buffer = io.BufferedWriter(raw) if request.param == "buffered" else _Raw(raw)
+    monkeypatch.setattr(sys, "stderr", SimpleNamespace(buffer=buffer, isatty=lambda: False))
     configure_logging("json", "info")
     yield raw
     configure_logging("console", "info")  # and so no JSON stream for later tests' request lines
     structlog.reset_defaults()
 
 
+def _line(**fields: Any) -> RequestLine:
+    return RequestLine(**{**FIELDS, **fields, "event": "request", "level": "info", "timestamp": ""})
+
+
+def test_the_lines_fields_are_its_known_ones_in_order() -> None:
+    record = RequestLog(request_id="req_1", started=10.0, direction="passthrough", model="m")
+    record.upstream_started, record.upstream_status = 10.25, 429
+    line = request_line("POST", "/v1/chat/completions", record, 429, 11.0)
+    assert line.fields() == {
+        "request_id": "req_1",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "direction": "passthrough",
+        "model": "m",
+        "status": 429,
+        "upstream_status": 429,
+        "duration_ms": 1000.0,
+        "upstream_total_ms": 750.0,
+        "upstream_error": "http_4xx",
+    }
+
+
 async def test_the_direct_line_is_structlogs_line(stderr: io.BytesIO) -> None:
     get_logger().info("request", **FIELDS)
-    request_line_writer()(dict(FIELDS))
+    request_line_writer()(_line(**FIELDS))
     flush_request_lines()
     by_structlog, direct = (orjson.loads(line) for line in stderr.getvalue().splitlines())
     assert list(direct) == list(by_structlog)
@@ -58,17 +109,17 @@ async def test_the_direct_line_is_structlogs_line(stderr: io.BytesIO) -> None:
 
 
 async def test_integers_beyond_64_bits_are_written_too(stderr: io.BytesIO) -> None:
-    request_line_writer()({"input_tokens": 2**70})
+    request_line_writer()(_line(input_tokens=2**70))
     flush_request_lines()
-    assert stderr.getvalue().startswith(b'{"input_tokens":1180591620717411303424,"event":')
+    assert b'"input_tokens":1180591620717411303424,' in stderr.getvalue()
 
 
 async def test_request_lines_are_written_together_and_before_any_later_line(
     stderr: io.BytesIO,
 ) -> None:
     write = request_line_writer()
-    write({"request_id": "req_1"})
-    write({"request_id": "req_2"})
+    write(_line(request_id="req_1"))
+    write(_line(request_id="req_2"))
     assert stderr.getvalue() == b""  # still in the buffer, for one write call
     (flush,) = [
         handle
