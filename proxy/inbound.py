@@ -139,7 +139,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise too_large(limit)
-    encodings = content_encodings(request.headers.get("Content-Encoding", ""))
+    header = request.headers.get("Content-Encoding")
+    encodings = content_encodings(header) if header else []
     if length is not None and not encodings:
         return await _read_exactly(request, length)
     collector = _Collector(limit)
