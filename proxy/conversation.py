@@ -171,9 +171,18 @@ async def resolve_turn(turn: Turn, req: ResponsesRequest, raw: bytes, *, new_id:
     turn.unresolved = False
 
 
+class _GivenInput(msgspec.Struct):
+    """A request's `input` as the client wrote it; the other fields are skipped, not built."""
+
+    input: str | list[Any]
+
+
+_given_input = msgspec.json.Decoder(_GivenInput)
+
+
 def _note_input(turn: Turn, raw: bytes, new_id: IdFactory) -> None:
     """The input the turn will store, its references (if any) already resolved."""
-    raw_input = msgspec.json.decode(raw)["input"]
+    raw_input = _given_input.decode(raw).input
     turn.input_items = _stored_input(raw_input, turn.references, set(turn.known_ids), new_id)
 
 
