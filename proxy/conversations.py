@@ -30,7 +30,7 @@ from diglot.proxy.store import (
 from diglot.proxy.upstream import REQUEST_ID, relay_whole
 from diglot.translators.content import message_text_parts
 from diglot.translators.decoding import json_object
-from diglot.translators.errors import RequestError
+from diglot.translators.errors import RequestError, missing_parameter
 from diglot.translators.ids import CONVERSATION_PREFIX, IdFactory, item_prefix
 from diglot.translators.responses_models import ItemReference, ResponsesRequest, decode_items
 
@@ -97,9 +97,7 @@ async def update_conversation(request: web.Request, proxy: Proxy) -> web.StreamR
     """POST /v1/conversations/{conversation_id}: new metadata, replacing the old."""
     body = await _body(request, proxy, {"metadata"})
     if "metadata" not in body:
-        raise RequestError(
-            "Missing required parameter: 'metadata'.", "metadata", "missing_required_parameter"
-        )
+        raise missing_parameter("metadata")
     metadata = _metadata(body["metadata"])
     conversation_id = request.match_info["conversation_id"]
     try:
@@ -151,9 +149,7 @@ async def add_items(request: web.Request, proxy: Proxy) -> web.StreamResponse:
     """POST /v1/conversations/{conversation_id}/items: appended in the order given."""
     body = await _body(request, proxy, {"items"})
     if "items" not in body:
-        raise RequestError(
-            "Missing required parameter: 'items'.", "items", "missing_required_parameter"
-        )
+        raise missing_parameter("items")
     items = _new_items(body["items"], proxy.new_id)
     if not items:
         raise RequestError(

@@ -28,7 +28,7 @@ from diglot.proxy.upstream import (
     upstream_failure,
 )
 from diglot.translators.chat_models import decode_chat_request
-from diglot.translators.errors import RequestError
+from diglot.translators.errors import missing_parameter
 from diglot.translators.responses_models import decode_responses_request
 
 if TYPE_CHECKING:  # websocket imports this module for socket_turns
@@ -87,9 +87,7 @@ def _reader(
             return decoder.decode(raw)
         except (msgspec.DecodeError, RecursionError):
             decode(raw)  # raises the 400 that names the problem
-        raise RequestError(
-            "Missing required parameter: 'model'.", "model", "missing_required_parameter"
-        )
+        raise missing_parameter("model")
 
     return read
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from diglot.translators.errors import RequestError
+from diglot.translators.errors import RequestError, missing_parameter
 
 Temperature = Annotated[float, msgspec.Meta(ge=0, le=2)]
 Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
@@ -35,9 +35,7 @@ def validation_error(message: str, prefix: str) -> RequestError:
     if detail.startswith("Object missing required field `"):
         field = detail[len("Object missing required field `") : -1]
         path = f"{path}.{field}" if path else field
-        return RequestError(
-            f"Missing required parameter: '{path}'.", path, "missing_required_parameter"
-        )
+        return missing_parameter(path)
     if detail.startswith("Expected `") and ", got `" in detail:
         return RequestError(
             f"Invalid type for '{path}': {detail[0].lower()}{detail[1:]}.", path, "invalid_type"

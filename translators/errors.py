@@ -47,6 +47,12 @@ class RequestError(Exception):
         return error_body(self.message, self.error_type, self.param, self.code)
 
 
+def missing_parameter(path: str) -> RequestError:
+    """OpenAI's 400 for a required field the body lacks, naming it by its path."""
+    message = f"Missing required parameter: '{path}'."
+    return RequestError(message, path, "missing_required_parameter")
+
+
 def error_body(
     message: str, error_type: str, param: str | None = None, code: str | None = None
 ) -> ErrorBody:

@@ -18,7 +18,7 @@ from diglot.translators.decoding import (
     json_object,
     validation_error,
 )
-from diglot.translators.errors import RequestError
+from diglot.translators.errors import RequestError, missing_parameter
 from diglot.translators.responses_shapes import ItemStatus
 
 
@@ -415,9 +415,7 @@ def _decode_generally(raw: bytes) -> ResponsesRequest:
     try:
         params = msgspec.convert(data, Params)
         if "input" not in data:
-            raise RequestError(
-                "Missing required parameter: 'input'.", "input", "missing_required_parameter"
-            )
+            raise missing_parameter("input")
         items = _input(data["input"])
         given = msgspec.convert(data, _Tools).tools
     except msgspec.ValidationError as exc:

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
 import msgspec
 
 from diglot.translators.chat_models import ChatParams, JSONObjectFormat, JSONSchemaFormat
-from diglot.translators.errors import RequestError
+from diglot.translators.errors import missing_parameter
 from diglot.translators.responses_models import TextConfig
 
 
@@ -21,7 +21,7 @@ def text_to_chat(text: TextConfig | None, body: dict[str, Any]) -> None:
         body["response_format"] = {"type": "json_object"}
     elif fmt is not None and fmt.type == "json_schema":
         if fmt.name is None or fmt.schema is None:
-            _missing("text.format." + ("name" if fmt.name is None else "schema"))
+            raise missing_parameter("text.format." + ("name" if fmt.name is None else "schema"))
         schema: dict[str, Any] = {"name": fmt.name, "schema": fmt.schema}
         if fmt.description is not None:
             schema["description"] = fmt.description
@@ -40,7 +40,7 @@ def text_to_responses(params: ChatParams, body: dict[str, Any]) -> None:
     if isinstance(fmt, JSONSchemaFormat):
         spec = fmt.json_schema
         if spec.schema is None:
-            _missing("response_format.json_schema.schema")
+            raise missing_parameter("response_format.json_schema.schema")
         text["format"] = {"type": "json_schema", "name": spec.name, "schema": spec.schema}
         if spec.description is not None:
             text["format"]["description"] = spec.description
@@ -65,7 +65,3 @@ def text_echo(text: TextConfig | None) -> dict[str, Any]:
         if text.verbosity is not None:
             echoed["verbosity"] = text.verbosity
     return echoed
-
-
-def _missing(path: str) -> NoReturn:
-    raise RequestError(f"Missing required parameter: '{path}'.", path, "missing_required_parameter")
