@@ -370,32 +370,38 @@ class Runs:
                     run.halt("cancel" if why == "cancel" else "lost")
 
     async def sweep(self) -> None:
-        """The runs of diglots that are gone end failed."""
-        for lapsed in await self.store.lapsed_runs():
-            await self._fail(lapsed)
+        """The runs of diglots that are gone end failed; polls see their progress meanwhile, and
+        one whose end could not be stored lapses again, to be ended by the next sweep."""
+        for lapsed in await self.store.lapsed_runs(self.owner, LEASE):
+            if await self._fail(lapsed):
+                await self.store.end_run(lapsed.response_id)
 
-    async def _fail(self, lapsed: LapsedRun) -> None:
-        """A run whose diglot is gone ends failed, as far as it got; its followers see it end."""
+    async def _fail(self, lapsed: LapsedRun) -> bool:
+        """A run whose diglot is gone ends failed, as far as it got; its followers see it end.
+
+        False when its failed response could not be stored."""
         record = await self.store.get(lapsed.tenant, lapsed.response_id)
         if record is None:
-            return
+            return True
         body = msgspec.json.decode(record.body)
         stored = body["response"]
         if stored["status"] not in ACTIVE:
-            return
+            return True
         progress = msgspec.json.decode(lapsed.progress) if lapsed.progress else stored
         where = await self.store.kept_events(lapsed.response_id, _BEYOND)
         event = lapsed_to_failed(progress, _LAPSED, where.next)
         turn = Turn(
             self.store, lapsed.tenant, previous_id=record.previous_id, input_items=body["input"]
         )
-        await turn.keep(event["response"])
+        if not await turn.keep(event["response"]):
+            return False
         frame = encode_events((event,))
         await self.store.keep_events(
             lapsed.response_id, record.created_at, [(where.next, frame)], self.event_bytes
         )
         self.metrics.background_responses.labels("failed").inc()
         log.warning("background_response_lapsed", response_id=lapsed.response_id)
+        return True
 
 
 RUNS = web.AppKey("background_runs", Runs)

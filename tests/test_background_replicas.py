@@ -177,6 +177,7 @@ async def test_a_run_whose_lease_lapsed_ends_failed_as_far_as_it_got(any_store_u
         assert await store.kept_events("resp_test", len(events) - 1) == KeptEvents(
             [encode_events([tail])], 0, len(events) + 1
         )
-        assert await store.lapsed_runs() == []
+        assert await store.run_progress("t1", "resp_test") is None
+        assert await store.lapsed_runs("diglot_test", lease=10) == []
     finally:
         await store.close()

@@ -482,14 +482,39 @@ async def test_a_lapsed_run_is_taken_once(store: Store, clock: FakeClock) -> Non
     await store.claim_run("resp_b", "t1", "diglot_1", lease=10)
     clock.now += 5
     await store.renew_runs("diglot_1", {"resp_b": b"progress b"}, lease=10)
-    assert await store.lapsed_runs() == []
+    assert await store.lapsed_runs("diglot_2", lease=10) == []
     clock.now += 6
-    assert await store.lapsed_runs() == [LapsedRun("resp_a", "t1", None)]
-    assert await store.lapsed_runs() == []
+    assert await store.lapsed_runs("diglot_2", lease=10) == [LapsedRun("resp_a", "t1", None)]
+    assert await store.lapsed_runs("diglot_3", lease=10) == []
     renewal = await store.renew_runs("diglot_1", {"resp_a": None, "resp_b": None}, lease=10)
     assert renewal == Renewal(lost=frozenset({"resp_a"}))
+    await store.end_run("resp_a")
     clock.now += 11
-    assert await store.lapsed_runs() == [LapsedRun("resp_b", "t1", b"progress b")]
+    assert await store.lapsed_runs("diglot_2", lease=10) == [
+        LapsedRun("resp_b", "t1", b"progress b")
+    ]
+
+
+async def test_a_taken_run_shows_its_progress_and_lapses_again_until_ended(
+    store: Store, clock: FakeClock
+) -> None:
+    await store.claim_run("resp_a", "t1", "diglot_1", lease=10)
+    await store.renew_runs("diglot_1", {"resp_a": b"progress a"}, lease=10)
+    clock.now += 11
+    assert await store.lapsed_runs("diglot_2", lease=10) == [
+        LapsedRun("resp_a", "t1", b"progress a")
+    ]
+    assert await store.run_progress("t1", "resp_a") == b"progress a"
+    clock.now += 9
+    assert await store.lapsed_runs("diglot_3", lease=10) == []
+    clock.now += 2
+    assert await store.lapsed_runs("diglot_3", lease=10) == [
+        LapsedRun("resp_a", "t1", b"progress a")
+    ]
+    await store.end_run("resp_a")
+    assert await store.run_progress("t1", "resp_a") is None
+    clock.now += 11
+    assert await store.lapsed_runs("diglot_3", lease=10) == []
 
 
 async def test_only_the_owner_renews_a_run(store: Store) -> None:

@@ -229,8 +229,9 @@ class Store(ABC):
         """The running response as its diglot last wrote it; None if it wrote none or is done."""
 
     @abstractmethod
-    async def lapsed_runs(self) -> list[LapsedRun]:
-        """Take the runs whose lease ran out: removed here, for the caller to end them."""
+    async def lapsed_runs(self, owner: str, lease: float) -> list[LapsedRun]:
+        """Take the runs whose lease ran out: leased to `owner` for `lease` seconds, for it to end
+        them (`end_run`); until then a poll still sees their progress."""
 
     @abstractmethod
     async def keep_events(

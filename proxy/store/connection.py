@@ -150,8 +150,8 @@ class ConnectionStore(Store):
     async def run_progress(self, tenant: str, response_id: str) -> bytes | None:
         return await self.shared.run_progress(tenant, response_id)
 
-    async def lapsed_runs(self) -> list[LapsedRun]:
-        return await self.shared.lapsed_runs()
+    async def lapsed_runs(self, owner: str, lease: float) -> list[LapsedRun]:
+        return await self.shared.lapsed_runs(owner, lease)
 
     async def keep_events(
         self, response_id: str, created_at: float, frames: Sequence[tuple[int, bytes]], cap: int

@@ -239,12 +239,13 @@ class MemoryStore(Store):
         run = self._runs.get(response_id)
         return None if run is None or run.tenant != tenant else run.progress
 
-    async def lapsed_runs(self) -> list[LapsedRun]:
+    async def lapsed_runs(self, owner: str, lease: float) -> list[LapsedRun]:
         self._check()
         now = self.clock()
-        lapsed = [rid for rid, run in self._runs.items() if run.until <= now]
-        taken = [(rid, self._runs.pop(rid)) for rid in lapsed]
-        return [LapsedRun(rid, run.tenant, run.progress) for rid, run in taken]
+        lapsed = [(rid, run) for rid, run in self._runs.items() if run.until <= now]
+        for _, run in lapsed:
+            run.owner, run.until = owner, now + lease
+        return [LapsedRun(rid, run.tenant, run.progress) for rid, run in lapsed]
 
     async def keep_events(
         self, response_id: str, created_at: float, frames: Sequence[tuple[int, bytes]], cap: int

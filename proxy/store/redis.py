@@ -205,7 +205,7 @@ local f = redis.call('HMGET', ARGV[1] .. 'run:' .. ARGV[2], 't', 'p')
 if f[1] ~= ARGV[3] then return nil end
 return f[2]
 """
-# ARGV: prefix, now, batch -> {{id, tenant, progress or ''}, ...}, taken
+# ARGV: prefix, now, batch, owner, lease end -> {{id, tenant, progress or ''}, ...}, taken
 _LAPSED_RUNS = """
 local p = ARGV[1]
 local out = {}
@@ -213,9 +213,13 @@ local due = redis.call('ZRANGEBYSCORE', p .. 'runs', '-inf', ARGV[2], 'LIMIT', 0
 for _, id in ipairs(due) do
   local key = p .. 'run:' .. id
   local f = redis.call('HMGET', key, 't', 'p')
-  redis.call('DEL', key)
-  redis.call('ZREM', p .. 'runs', id)
-  if f[1] then out[#out + 1] = {id, f[1], f[2] or ''} end
+  if f[1] then
+    redis.call('HSET', key, 'o', ARGV[4], 'u', ARGV[5])
+    redis.call('ZADD', p .. 'runs', ARGV[5], id)
+    out[#out + 1] = {id, f[1], f[2] or ''}
+  else
+    redis.call('ZREM', p .. 'runs', id)
+  end
 end
 return out
 """
@@ -603,10 +607,12 @@ class RedisStore(Store):
         progress: bytes | None = await self._call("run_progress", response_id, tenant)
         return progress
 
-    async def lapsed_runs(self) -> list[LapsedRun]:
+    async def lapsed_runs(self, owner: str, lease: float) -> list[LapsedRun]:
         lapsed: list[LapsedRun] = []
+        now = self.clock()
+        until = repr(now + lease)
         while True:
-            rows = await self._call("lapsed_runs", repr(self.clock()), _EXPIRY_BATCH)
+            rows = await self._call("lapsed_runs", repr(now), _EXPIRY_BATCH, owner, until)
             lapsed += [LapsedRun(row[0].decode(), row[1].decode(), row[2] or None) for row in rows]
             if len(rows) < _EXPIRY_BATCH:
                 return lapsed

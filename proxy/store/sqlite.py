@@ -354,13 +354,14 @@ class SqliteStore(Store):
         rows = await self._read(lambda db: db.execute(query, (response_id, tenant)).fetchall())
         return rows[0][0] if rows else None
 
-    async def lapsed_runs(self) -> list[LapsedRun]:
+    async def lapsed_runs(self, owner: str, lease: float) -> list[LapsedRun]:
         """Looked for on the reader first: the sweep runs every second, and rarely finds any."""
         now = self.clock()
         query = "SELECT 1 FROM runs WHERE until <= ? LIMIT 1"
         if not await self._read(lambda db: db.execute(query, (now,)).fetchall()):
             return []
-        lapsed: list[LapsedRun] = await self._write(functools.partial(_lapsed, now))
+        taken = functools.partial(_lapsed, now, owner, now + lease)
+        lapsed: list[LapsedRun] = await self._write(taken)
         return lapsed
 
     async def keep_events(
@@ -788,10 +789,10 @@ def _renew(
     return Renewal(frozenset(cancel), frozenset(lost))
 
 
-def _lapsed(now: float, db: sqlite3.Connection) -> list[LapsedRun]:
-    """The runs whose lease ran out, taken: no other diglot takes them too."""
+def _lapsed(now: float, owner: str, until: float, db: sqlite3.Connection) -> list[LapsedRun]:
+    """The runs whose lease ran out, leased to `owner`: no other diglot takes them too."""
     rows = db.execute("SELECT id, tenant, progress FROM runs WHERE until <= ?", (now,)).fetchall()
-    db.execute("DELETE FROM runs WHERE until <= ?", (now,))
+    db.execute("UPDATE runs SET owner = ?, until = ? WHERE until <= ?", (owner, until, now))
     return [LapsedRun(response_id, tenant, progress) for response_id, tenant, progress in rows]
 
 
