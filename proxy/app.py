@@ -23,7 +23,6 @@ from diglot.proxy.observability import (
     CURRENT_RECORD,
     RequestLog,
     get_logger,
-    request_line,
     request_line_writer,
 )
 from diglot.proxy.replies import json_response
@@ -180,7 +179,7 @@ def observed(handler: Handler, route: str, keys: ClientKeys | None, metrics: Met
             record.first_byte = record.first_byte or ended  # an unstreamed answer goes out whole
             if record.transport == "http":  # a WebSocket's turns are requests of their own
                 if write_line is not None:
-                    write_line(request_line(request.method, request.path, record, status, ended))
+                    write_line(request.method, request.path, record, status, ended)
                 metrics.finished(route, record, status, ended)
 
     return frame

@@ -7,9 +7,10 @@ import datetime
 import io
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, ClassVar, Literal, cast
 
 import msgspec
 import structlog
@@ -19,7 +20,7 @@ from diglot.translators.context import Dropped
 
 LOGGER_NAME = "diglot"
 # structlog's timestamps: ISO 8601 in UTC, which msgspec writes as structlog does, Z and all.
-_now, _UTC = datetime.datetime.now, datetime.UTC
+_at, _UTC = datetime.datetime.fromtimestamp, datetime.UTC
 CLIENT_GONE = "client disconnected"
 Direction = Literal["passthrough", "responses->chat", "chat->responses", "local"]
 Transport = Literal["http", "websocket"]
@@ -29,30 +30,35 @@ class _JsonLines:
     """Where JSON log lines go once configured: request lines are written here directly."""
 
     stream: BinaryIO | None = None
+    # Requests ended whose lines are not written yet: (method, path, record, status, ended,
+    # wall-clock time of the end).
+    pending: ClassVar[list[tuple[str, str, RequestLog, int, float, float]]] = []
     flush_due = False
 
 
-# How long a request line may wait in stderr's buffer: under load, one write call then carries
-# many lines. Any other log line flushes the buffer first, so the order of lines is kept.
+# How long a request line may wait before it is written: under load, one write call then carries
+# many lines, rendered together. Any other log line writes them first, so lines keep their order.
 FLUSH_AFTER = 0.05
+LineWriter = Callable[[str, str, "RequestLog", int, float], None]
 
 
 def configure_logging(log_format: str, level: str) -> None:
     """Set up structlog once at startup; request handling never touches configuration."""
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
-    _JsonLines.stream = _buffered(sys.stderr.buffer) if use_json else None
+    stream = _JsonLines.stream = _buffered(sys.stderr.buffer) if use_json else None
+    _JsonLines.pending.clear()
     _JsonLines.flush_due = False
     shared: list[Any] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    if use_json:
+    if stream is not None:
         processors = [
             *shared,
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(serializer=dumps),
         ]
-        factory: Any = structlog.BytesLoggerFactory(_JsonLines.stream)
+        factory: Any = structlog.BytesLoggerFactory(cast(BinaryIO, _AfterRequestLines(stream)))
     else:
         processors = [*shared, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
         factory = structlog.PrintLoggerFactory(sys.stderr)
@@ -73,6 +79,20 @@ class _Unclosing(io.BufferedWriter):
         self.flush()
 
 
+class _AfterRequestLines:
+    """What structlog writes its lines to: the request lines waiting are written first."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+
+    def write(self, data: bytes) -> int:
+        _render_pending()
+        return self.stream.write(data)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def _buffered(stream: BinaryIO) -> BinaryIO:
     """stderr's bytes with a buffer, which PYTHONUNBUFFERED (as in the Dockerfile) takes away:
     without one, each request line would cost a write call of its own."""
@@ -86,32 +106,54 @@ def get_logger() -> Any:
     return structlog.get_logger(LOGGER_NAME)
 
 
-def request_line_writer() -> Callable[[RequestLine], None]:
+def request_line_writer() -> LineWriter:
     """How the per-request line is written, chosen once per route.
 
-    With JSON logs it is rendered and written directly, the same line structlog would write
-    (fields, event, level, timestamp), and flushed within FLUSH_AFTER: every request writes
-    one, and a write call of its own for each cost more than the rest of its logging.
+    With JSON logs, the request's end is noted and its line rendered later, with the others
+    that ended within FLUSH_AFTER, into one write call: the same line structlog would write
+    (fields, event, level, timestamp). Rendered one by one as each request ended, the lines
+    cost more than the rest of a passed-through request's own work.
     """
-    stream = _JsonLines.stream
-    if stream is None:
+    if _JsonLines.stream is None:
         info = get_logger().info
-        return lambda line: info("request", **line.fields())
-    encode = msgspec.json.Encoder().encode
 
-    def write(line: RequestLine) -> None:
-        line.timestamp = _now(_UTC)
-        stream.write(encode(line) + b"\n")
+        def log_now(method: str, path: str, record: RequestLog, status: int, ended: float) -> None:
+            info("request", **request_line(method, path, record, status, ended).fields())
+
+        return log_now
+
+    def note(method: str, path: str, record: RequestLog, status: int, ended: float) -> None:
+        kept = msgspec.structs.replace(record)  # as it ended, whatever changes it later
+        _JsonLines.pending.append((method, path, kept, status, ended, time.time()))
         if not _JsonLines.flush_due:
             _JsonLines.flush_due = True
             asyncio.get_running_loop().call_later(FLUSH_AFTER, flush_request_lines)
 
-    return write
+    return note
+
+
+_encode_line = msgspec.json.Encoder().encode
+
+
+def _render_pending() -> None:
+    """The request lines waiting, written to the log stream's buffer in the order they ended."""
+    pending, stream = _JsonLines.pending, _JsonLines.stream
+    if not pending or stream is None:
+        return
+    rendered = []
+    for method, path, record, status, ended, at in pending:
+        line = request_line(method, path, record, status, ended)
+        line.timestamp = _at(at, _UTC)
+        rendered.append(_encode_line(line))
+    pending.clear()
+    rendered.append(b"")
+    stream.write(b"\n".join(rendered))
 
 
 def flush_request_lines() -> None:
-    """Write out the request lines waiting in the buffer."""
+    """Write out the request lines waiting."""
     _JsonLines.flush_due = False
+    _render_pending()
     if _JsonLines.stream is not None:
         _JsonLines.stream.flush()
 

@@ -10,14 +10,14 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import aiohttp
 import msgspec
 from aiohttp import WSMsgType, web
 
 from diglot.proxy.metrics import Metrics
-from diglot.proxy.observability import RequestLine, RequestLog, get_logger, request_line
+from diglot.proxy.observability import LineWriter, RequestLog, get_logger
 from diglot.proxy.state import Proxy
 from diglot.translators.ids import REQUEST_PREFIX
 from diglot.translators.stream.lifecycle import ends_response
@@ -67,7 +67,7 @@ class SocketRelay:
         upstream: aiohttp.ClientWebSocketResponse,
         proxy: Proxy,
         metrics: Metrics,
-        write_line: Callable[[RequestLine], None] | None,
+        write_line: LineWriter | None,
         route: str,
     ) -> None:
         self.client = client
@@ -143,7 +143,7 @@ class SocketRelay:
     def _finished(self, record: RequestLog, status: int) -> None:
         ended = time.perf_counter()
         if self.write_line is not None:
-            self.write_line(request_line("WS", "/v1/responses", record, status, ended))
+            self.write_line("WS", "/v1/responses", record, status, ended)
         self.metrics.finished(self.route, record, status, ended)
 
 

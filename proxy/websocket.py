@@ -32,7 +32,6 @@ from diglot.proxy.observability import (
     CURRENT_RECORD,
     RequestLog,
     get_logger,
-    request_line,
     request_line_writer,
 )
 from diglot.proxy.pump import Emit
@@ -303,7 +302,7 @@ class Connection:
         ended = time.perf_counter()
         record.first_byte = record.first_byte or ended
         if self.write_line is not None:
-            self.write_line(request_line("WS", "/v1/responses", record, status, ended))
+            self.write_line("WS", "/v1/responses", record, status, ended)
         self.metrics.finished(ROUTE, record, status, ended)
 
 

@@ -16,7 +16,6 @@ import structlog
 
 from diglot.proxy.observability import (
     FLUSH_AFTER,
-    RequestLine,
     RequestLog,
     configure_logging,
     flush_request_lines,
@@ -66,8 +65,16 @@ def stderr(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     structlog.reset_defaults()
 
 
-def _line(**fields: Any) -> RequestLine:
-    return RequestLine(**{**FIELDS, **fields, "event": "request", "level": "info"})
+def _ending(**fields: Any) -> tuple[str, str, RequestLog, int, float]:
+    """A request's end, as the frame hands it to the writer, for a line of FIELDS and `fields`."""
+    record = RequestLog(
+        request_id=fields.get("request_id", "req_1"),
+        direction="responses->chat",
+        started=10.0,
+        dropped=("top_k",),
+        input_tokens=fields.get("input_tokens"),
+    )
+    return "POST", "/v1/responses", record, 200, 10.0015
 
 
 def test_the_lines_fields_are_its_known_ones_in_order() -> None:
@@ -90,7 +97,7 @@ def test_the_lines_fields_are_its_known_ones_in_order() -> None:
 
 async def test_the_direct_line_is_structlogs_line(stderr: io.BytesIO) -> None:
     get_logger().info("request", **FIELDS)
-    request_line_writer()(_line(**FIELDS))
+    request_line_writer()(*_ending())
     flush_request_lines()
     by_structlog, direct = (orjson.loads(line) for line in stderr.getvalue().splitlines())
     assert list(direct) == list(by_structlog)
@@ -109,7 +116,7 @@ async def test_the_direct_line_is_structlogs_line(stderr: io.BytesIO) -> None:
 
 
 async def test_integers_beyond_64_bits_are_written_too(stderr: io.BytesIO) -> None:
-    request_line_writer()(_line(input_tokens=2**70))
+    request_line_writer()(*_ending(input_tokens=2**70))
     flush_request_lines()
     assert b'"input_tokens":1180591620717411303424,' in stderr.getvalue()
 
@@ -118,9 +125,9 @@ async def test_request_lines_are_written_together_and_before_any_later_line(
     stderr: io.BytesIO,
 ) -> None:
     write = request_line_writer()
-    write(_line(request_id="req_1"))
-    write(_line(request_id="req_2"))
-    assert stderr.getvalue() == b""  # still in the buffer, for one write call
+    write(*_ending(request_id="req_1"))
+    write(*_ending(request_id="req_2"))
+    assert stderr.getvalue() == b""  # still waiting, for one write call
     (flush,) = [
         handle
         for handle in asyncio.get_running_loop()._scheduled  # type: ignore[attr-defined]
@@ -134,3 +141,13 @@ async def test_request_lines_are_written_together_and_before_any_later_line(
         "req_2",
         "store_unavailable",
     ]
+
+
+async def test_a_line_shows_the_request_as_it_ended(stderr: io.BytesIO) -> None:
+    ending = _ending()
+    request_line_writer()(*ending)
+    ending[2].model, ending[2].error = "later", "later"
+    flush_request_lines()
+    (line,) = [orjson.loads(line) for line in stderr.getvalue().splitlines()]
+    assert "model" not in line
+    assert "error" not in line
