@@ -51,6 +51,9 @@ _EXPIRE_CHUNK = 1000  # rows one expiry transaction removes at most: writes wait
 # Seconds between two copies of the WAL into the database file: the longer the WAL grows
 # between them, the longer the writer's share of the copy takes.
 _CHECKPOINT_PAUSE = 0.03
+# Frames (8 MiB of 2 KiB pages) the WAL may hold before the writer copies its last ones, so that
+# it starts over: that copy fsyncs on the writer's thread, and the writes waiting wait for it.
+_WAL_START_OVER = 4096
 _PRAGMAS = (
     # Before anything is written (later, it changes nothing): a small page keeps the pages each
     # write dirties at random places of the id indexes cheap, and wastes less space per record.
@@ -588,14 +591,15 @@ class _Checkpointer:
             self._wake.clear()
             try:
                 db = db or sqlite3.connect(self.path, isolation_level=None, timeout=10)
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except sqlite3.Error as exc:  # the writer copies the WAL itself if this goes on
                 log.warning("store_checkpoint_failed", path=str(self.path), error=str(exc))
                 if db is not None:
                     db.close()
                     db = None
             else:
-                self._finish()
+                if frames >= _WAL_START_OVER:
+                    self._finish()
             self._halt.wait(_CHECKPOINT_PAUSE)  # the commits meanwhile are copied together
         if db is not None:
             db.close()
