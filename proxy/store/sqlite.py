@@ -51,9 +51,9 @@ _EXPIRE_CHUNK = 1000  # rows one expiry transaction removes at most: writes wait
 # Seconds between two copies of the WAL into the database file: the longer the WAL grows
 # between them, the longer the writer's share of the copy takes.
 _CHECKPOINT_PAUSE = 0.03
-# Frames (8 MiB of 2 KiB pages) the WAL may hold before the writer copies its last ones, so that
+# Frames (2 MiB of 2 KiB pages) the WAL may hold before the writer copies its last ones, so that
 # it starts over: that copy fsyncs on the writer's thread, and the writes waiting wait for it.
-_WAL_START_OVER = 4096
+_WAL_START_OVER = 1024
 _PRAGMAS = (
     # Before anything is written (later, it changes nothing): a small page keeps the pages each
     # write dirties at random places of the id indexes cheap, and wastes less space per record.
