@@ -79,11 +79,12 @@ class TranslatingRelay(ABC, Generic[_Translator]):
 
     def _decoded(self, events: list[SSEEvent]) -> Pieces:
         out: Pieces = []
-        for sse in events:
-            if sse.data == DONE:
+        translator, shaped = self.translator, self._shaped
+        for _, data in events:
+            if data == DONE:
                 return out + self._close()
             try:
-                payload = orjson.loads(sse.data)
+                payload = orjson.loads(data)
             except orjson.JSONDecodeError:
                 return out + self.fail(
                     f"The upstream sent a stream {self.what} that is not JSON.", "bad_json"
@@ -92,14 +93,14 @@ class TranslatingRelay(ABC, Generic[_Translator]):
                 return out + self.fail(
                     f"The upstream sent a stream {self.what} that is not an object.", "bad_json"
                 )
-            if not self._shaped(payload):
+            if not shaped(payload):
                 return out + self.fail(
                     f"The upstream sent a stream {self.what} that is not {self.shape}: "
-                    f"{excerpt(sse.data)}",
+                    f"{excerpt(data)}",
                     "bad_response",
                 )
             try:
-                pieces = self.translator.feed(payload)
+                pieces = translator.feed(payload)
             except StreamClosed:
                 raise  # diglot's own bug, not the upstream's
             except Exception as exc:
@@ -110,7 +111,7 @@ class TranslatingRelay(ABC, Generic[_Translator]):
                     f"The upstream sent a stream {self.what} diglot cannot read.", "bad_response"
                 )
             out += pieces
-            if self.translator.phase is not _OPEN:
+            if translator.phase is not _OPEN:
                 self._ended("error_event")
                 return out
         return out

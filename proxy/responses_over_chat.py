@@ -384,7 +384,10 @@ class _ChatStreamRelay(TranslatingRelay[ChatToResponsesStream]):
         """Choices that are objects, or an error the upstream reports (checked on every chunk)."""
         choices = payload.get("choices")
         if type(choices) is list:
-            return all(type(choice) is dict for choice in choices)
+            for choice in choices:  # noqa: SIM110 (all() would make a generator every chunk)
+                if type(choice) is not dict:
+                    return False
+            return True
         return payload.get("error") is not None or payload.get("object") == "error"
 
 

@@ -45,43 +45,33 @@ class SSEDecoder:
         if len(self._buffer) > _MAX_PENDING:
             raise SSEError("an event line exceeds 16 MiB")
         events: list[SSEEvent] = []
-        for line in lines:
-            if line[:6] == b"data: ":  # the common line, handled inline
-                self._data.append(line[6:])
-            elif line:
-                self._field(line)
-            else:
-                self._dispatch(events)
+        data, event = self._data, self._event
+        for line in lines:  # the common lines are handled inline: this runs for every event
+            if line[:6] == b"data: ":
+                data.append(line[6:])
+            elif line[:7] == b"event: ":
+                event = line[7:].decode("utf-8", "replace")
+            elif not line:  # a blank line: the pending event (if it has data) is complete
+                if data:
+                    events.append(SSEEvent(event, data[0] if len(data) == 1 else b"\n".join(data)))
+                    data = []
+                event = None
+            elif line[0] != 0x3A:  # ":" starts a comment
+                name, sep, value = line.partition(b":")
+                if sep and value[:1] == b" ":
+                    value = value[1:]
+                if name == b"data":
+                    data.append(value)
+                elif name == b"event":
+                    event = value.decode("utf-8", "replace")
+        self._data, self._event = data, event
         return events
 
     def close(self) -> list[SSEEvent]:
         """At end of stream: an unterminated last event still counts (lenient to sloppy servers)."""
-        events: list[SSEEvent] = []
         line = self._buffer.rstrip(b"\r")
         self._buffer = b""
-        if line:
-            self.feed(line + b"\n")
-        self._dispatch(events)
-        return events
-
-    def _dispatch(self, events: list[SSEEvent]) -> None:
-        """A blank line: the pending event (if it has data) is complete."""
-        data = self._data
-        if data:
-            events.append(SSEEvent(self._event, data[0] if len(data) == 1 else b"\n".join(data)))
-            self._data = []
-        self._event = None
-
-    def _field(self, line: bytes) -> None:
-        if line[0] == 0x3A:  # ":" starts a comment
-            return
-        name, sep, value = line.partition(b":")
-        if sep and value[:1] == b" ":
-            value = value[1:]
-        if name == b"data":
-            self._data.append(value)
-        elif name == b"event":
-            self._event = value.decode("utf-8", "replace")
+        return self.feed(line + b"\n\n" if line else b"\n")
 
 
 def encode_events(events: Iterable[Mapping[str, Any]]) -> bytes:
