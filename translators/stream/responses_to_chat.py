@@ -275,7 +275,9 @@ class ResponsesToChatStream:
         if isinstance(key, int) and key >= self._seen:
             self._seen = key + 1
 
-    def _text_delta(self, event: dict[str, Any], field: TextField) -> list[ChatStreamPiece]:
+    def _text_delta(
+        self, event: dict[str, Any], field: TextField = "content"
+    ) -> list[ChatStreamPiece]:
         text = event.get("delta")
         if not text or not isinstance(text, str):
             return []
@@ -420,7 +422,7 @@ _HANDLERS: dict[object, _Handler] = {
     "response.in_progress": ResponsesToChatStream._lifecycle,
     "response.output_item.added": ResponsesToChatStream._item_added,
     "response.output_item.done": ResponsesToChatStream._item_done,
-    "response.output_text.delta": lambda s, e: s._text_delta(e, "content"),
+    "response.output_text.delta": ResponsesToChatStream._text_delta,  # the most frequent
     "response.output_text.done": lambda s, e: s._text_done(e, "content", "text"),
     "response.refusal.delta": lambda s, e: s._text_delta(e, "refusal"),
     "response.refusal.done": lambda s, e: s._text_done(e, "refusal", "refusal"),
