@@ -30,7 +30,7 @@ from diglot.proxy.store import (
 from diglot.proxy.upstream import REQUEST_ID, relay_whole
 from diglot.translators.content import message_text_parts
 from diglot.translators.decoding import json_object
-from diglot.translators.errors import RequestError, missing_parameter
+from diglot.translators.errors import RequestError, invalid_type, missing_parameter
 from diglot.translators.ids import CONVERSATION_PREFIX, IdFactory, item_prefix
 from diglot.translators.responses_models import ItemReference, ResponsesRequest, decode_items
 
@@ -266,11 +266,7 @@ def _conversation_id(value: object) -> str:
     if isinstance(value, dict):
         value = value.get("id")
     if not isinstance(value, str) or not value:
-        raise RequestError(
-            "Invalid type for 'conversation': expected a conversation id or an object with one.",
-            "conversation",
-            "invalid_type",
-        )
+        raise invalid_type("conversation", "a conversation id or an object with one")
     return value
 
 
@@ -342,11 +338,7 @@ def _metadata(value: object) -> bytes:
         return b"{}"
     pairs, key_length, value_length = _MAX_METADATA
     if not isinstance(value, dict) or not all(isinstance(text, str) for text in value.values()):
-        raise RequestError(
-            "Invalid type for 'metadata': expected an object with string values.",
-            "metadata",
-            "invalid_type",
-        )
+        raise invalid_type("metadata", "an object with string values")
     if len(value) > pairs:
         raise RequestError(
             f"Invalid 'metadata': too many keys. Expected at most {pairs}, got {len(value)}.",
@@ -366,16 +358,11 @@ def _new_items(given: object, new_id: IdFactory) -> list[StoredItem]:
     """The `items` of a request, checked as input items and shaped as the conversation keeps
     them."""
     if not isinstance(given, list):
-        raise RequestError(
-            "Invalid type for 'items': expected an array of input items.", "items", "invalid_type"
-        )
+        raise invalid_type("items", "an array of input items")
     check_item_count(len(given), _MAX_ITEMS, "items")
     for index, item in enumerate(given):  # decode_items takes the type for a hashable one
         if isinstance(item, dict) and not isinstance(item.get("type", ""), str):
-            path = f"items[{index}].type"
-            raise RequestError(
-                f"Invalid type for '{path}': expected a string.", path, "invalid_type"
-            )
+            raise invalid_type(f"items[{index}].type", "a string")
     try:
         decoded = decode_items(given)
     except RequestError as exc:

@@ -303,7 +303,12 @@ def test_max_tokens_field_option() -> None:
             "tools[0].tools[0].type",
             "invalid_value",
         ),
-        ({"model": "m", "input": "hi", "tools": [{"name": "f"}]}, "tools[0].type", None),
+        (
+            {"model": "m", "input": "hi", "tools": [{"name": "f"}]},
+            "tools[0].type",
+            "missing_required_parameter",
+        ),
+        ({"model": "m", "input": "hi", "tools": [{"type": 3}]}, "tools[0].type", "invalid_type"),
         ({"model": "m", "input": ["hi"]}, "input[0]", "invalid_type"),
         ({"model": "m", "input": [{"type": "bogus"}]}, "input[0].type", "invalid_value"),
         ({"model": "m", "input": [{"content": "hi"}]}, "input[0].type", "invalid_value"),
@@ -348,6 +353,45 @@ def test_max_tokens_field_option() -> None:
         ({"model": "m", "input": "hi", "tool_choice": "always"}, "tool_choice", None),
         ({"model": "m", "input": "hi", "tool_choice": {}}, "tool_choice.type", None),
         ({"model": "m", "input": "hi", "tool_choice": {"type": "x"}}, "tool_choice.type", None),
+        (
+            {
+                "model": "m",
+                "input": "hi",
+                "tools": [{"type": "function", "name": "f"}],
+                "tool_choice": {"type": "function"},
+            },
+            "tool_choice.name",
+            "missing_required_parameter",
+        ),
+        (
+            {
+                "model": "m",
+                "input": "hi",
+                "tools": [{"type": "function", "name": "f"}],
+                "tool_choice": {"type": "function", "name": 3},
+            },
+            "tool_choice.name",
+            "invalid_type",
+        ),
+        (
+            {
+                "model": "m",
+                "input": "hi",
+                "tools": [{"type": "function", "name": "f"}],
+                "tool_choice": {"type": "function", "name": "f", "namespace": 3},
+            },
+            "tool_choice.namespace",
+            "invalid_type",
+        ),
+        (
+            {
+                "model": "m",
+                "input": "hi",
+                "tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": {}},
+            },
+            "tool_choice.tools",
+            "invalid_type",
+        ),
         (
             {
                 "model": "m",

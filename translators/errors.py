@@ -53,6 +53,11 @@ def missing_parameter(path: str) -> RequestError:
     return RequestError(message, path, "missing_required_parameter")
 
 
+def invalid_type(path: str, expected: str) -> RequestError:
+    """OpenAI's 400 for a field of the wrong JSON type, saying what it should be."""
+    return RequestError(f"Invalid type for '{path}': expected {expected}.", path, "invalid_type")
+
+
 def error_body(
     message: str, error_type: str, param: str | None = None, code: str | None = None
 ) -> ErrorBody:

@@ -18,7 +18,7 @@ from diglot.translators.decoding import (
     json_object,
     validation_error,
 )
-from diglot.translators.errors import RequestError, missing_parameter
+from diglot.translators.errors import RequestError, invalid_type, missing_parameter
 from diglot.translators.responses_shapes import ItemStatus
 
 
@@ -429,11 +429,7 @@ def _input(value: object) -> str | list[InputItem]:
     if isinstance(value, str):
         return value
     if not isinstance(value, list):
-        raise RequestError(
-            "Invalid type for 'input': expected a string or an array of input items.",
-            "input",
-            "invalid_type",
-        )
+        raise invalid_type("input", "a string or an array of input items")
     return [_item(item, index) for index, item in enumerate(value)]
 
 
@@ -445,16 +441,14 @@ def decode_items(items: list[Any]) -> list[InputItem]:
 def _item(item: object, index: int) -> InputItem:
     path = f"input[{index}]"
     if not isinstance(item, dict):
-        raise RequestError(f"Invalid type for '{path}': expected an object.", path, "invalid_type")
+        raise invalid_type(path, "an object")
     kind = item.get("type")
     if kind is None:
         kind = "message" if "role" in item else "item_reference" if "id" in item else None
     if kind == "item_reference":
         reference = item.get("id")
         if not isinstance(reference, str):
-            raise RequestError(
-                f"Invalid type for '{path}.id': expected a string.", f"{path}.id", "invalid_type"
-            )
+            raise invalid_type(f"{path}.id", "a string")
         return ItemReference(reference)
     cls = _ITEM_CLASSES.get(kind) if isinstance(kind, str) else None
     if cls is None:
@@ -524,8 +518,10 @@ def _tool(tool: dict[str, Any], within: str, index: int) -> Tool:
     if isinstance(kind, str) and kind in HOSTED_TOOL_TYPES:
         return HostedTool(kind)
     path = f"{within}[{index}].type"
+    if kind is None:
+        raise missing_parameter(path)
     if not isinstance(kind, str):
-        raise RequestError(f"Missing required parameter: '{path}'.", path)
+        raise invalid_type(path, "a string")
     raise RequestError(f"Invalid value for '{path}': '{kind}'.", path)
 
 

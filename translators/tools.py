@@ -18,7 +18,7 @@ from diglot.translators.chat_shapes import (
     Custom,
 )
 from diglot.translators.context import Dropped, ResponseContext, RestoredTool, ToolNames
-from diglot.translators.errors import RequestError
+from diglot.translators.errors import RequestError, invalid_type, missing_parameter
 from diglot.translators.ids import CALL_ID_PREFIX, ITEM_PREFIXES
 from diglot.translators.responses_models import (
     HOSTED_TOOL_TYPES,
@@ -511,8 +511,11 @@ def tool_choice_to_chat(
 
 def _chosen(choice: dict[str, Any], namer: ToolNamer, path: str) -> str:
     name, namespace = choice.get("name"), choice.get("namespace")
-    if not isinstance(name, str) or not (namespace is None or isinstance(namespace, str)):
-        raise RequestError(f"Missing required parameter: '{path}.name'.", f"{path}.name")
+    if name is None:
+        raise missing_parameter(f"{path}.name")
+    for field, value in (("name", name), ("namespace", namespace)):
+        if not (value is None or isinstance(value, str)):
+            raise invalid_type(f"{path}.{field}", "a string")
     upstream = namer.find(name, namespace)
     if upstream is None:
         raise RequestError(
@@ -532,14 +535,12 @@ def _allowed_tools(
             "tool_choice.mode",
         )
     if not isinstance(tools, list):
-        raise RequestError(
-            "Invalid type for 'tool_choice.tools': expected an array.", "tool_choice.tools"
-        )
+        raise invalid_type("tool_choice.tools", "an array")
     allowed: set[str] = set()
     for index, tool in enumerate(tools):
         path = f"tool_choice.tools[{index}]"
         if not isinstance(tool, dict):
-            raise RequestError(f"Invalid type for '{path}': expected an object.", path)
+            raise invalid_type(path, "an object")
         if tool.get("type") in ("function", "custom"):
             allowed.add(_chosen(tool, namer, path))
         else:
