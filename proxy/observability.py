@@ -7,6 +7,7 @@ import datetime
 import io
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -33,6 +34,8 @@ class _JsonLines:
     # Requests ended whose lines are not written yet: (method, path, record, status, ended,
     # wall-clock time of the end).
     pending: ClassVar[list[tuple[str, str, RequestLog, int, float, float]]] = []
+    # Other threads (the SQLite store's) log too, and render the waiting lines as they do.
+    lock = threading.Lock()
     flush_due = False
 
 
@@ -124,7 +127,8 @@ def request_line_writer() -> LineWriter:
 
     def note(method: str, path: str, record: RequestLog, status: int, ended: float) -> None:
         kept = msgspec.structs.replace(record)  # as it ended, whatever changes it later
-        _JsonLines.pending.append((method, path, kept, status, ended, time.time()))
+        with _JsonLines.lock:
+            _JsonLines.pending.append((method, path, kept, status, ended, time.time()))
         if not _JsonLines.flush_due:
             _JsonLines.flush_due = True
             asyncio.get_running_loop().call_later(FLUSH_AFTER, flush_request_lines)
@@ -137,17 +141,18 @@ _encode_line = msgspec.json.Encoder().encode
 
 def _render_pending() -> None:
     """The request lines waiting, written to the log stream's buffer in the order they ended."""
-    pending, stream = _JsonLines.pending, _JsonLines.stream
-    if not pending or stream is None:
-        return
-    rendered = []
-    for method, path, record, status, ended, at in pending:
-        line = request_line(method, path, record, status, ended)
-        line.timestamp = _at(at, _UTC)
-        rendered.append(_encode_line(line))
-    pending.clear()
-    rendered.append(b"")
-    stream.write(b"\n".join(rendered))
+    with _JsonLines.lock:
+        pending, stream = _JsonLines.pending, _JsonLines.stream
+        if not pending or stream is None:
+            return
+        rendered = []
+        for method, path, record, status, ended, at in pending:
+            line = request_line(method, path, record, status, ended)
+            line.timestamp = _at(at, _UTC)
+            rendered.append(_encode_line(line))
+        pending.clear()
+        rendered.append(b"")
+        stream.write(b"\n".join(rendered))
 
 
 def flush_request_lines() -> None:

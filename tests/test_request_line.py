@@ -6,6 +6,7 @@ import asyncio
 import io
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -151,3 +152,17 @@ async def test_a_line_shows_the_request_as_it_ended(stderr: io.BytesIO) -> None:
     (line,) = [orjson.loads(line) for line in stderr.getvalue().splitlines()]
     assert "model" not in line
     assert "error" not in line
+
+
+async def test_a_line_logged_on_another_thread_comes_after_the_request_lines_waiting(
+    stderr: io.BytesIO,
+) -> None:
+    request_line_writer()(*_ending(request_id="req_1"))
+    thread = threading.Thread(target=get_logger().warning, args=("store_checkpoint_failed",))
+    thread.start()
+    thread.join()
+    lines = [orjson.loads(line) for line in stderr.getvalue().splitlines()]
+    assert [line.get("request_id", line["event"]) for line in lines] == [
+        "req_1",
+        "store_checkpoint_failed",
+    ]
