@@ -216,6 +216,9 @@ class Upstream:
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             timeout=self._timeout,
             skip_auto_headers=("User-Agent",),
+            # Every client shares the pool: a cookie an answer sets goes down to its own client
+            # only, never up again with anyone's request.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def close(self) -> None:

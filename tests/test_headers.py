@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from diglot.proxy.app import create_app
 from fixtures.fake_chat_upstream import FakeUpstream, Reply, completion
+from tests.conftest import proxy_config
 
 if TYPE_CHECKING:
     from aiohttp.test_utils import TestServer
@@ -118,3 +120,24 @@ async def test_error_answers_carry_the_request_id(make_proxy: MakeProxy) -> None
     resp = await client.post("/v1/nowhere", headers={"X-Request-Id": "err-1"})
     assert resp.status == 404
     assert resp.headers["X-Request-Id"] == "err-1"
+
+
+async def test_an_upstream_cookie_never_reaches_another_clients_request(
+    aiohttp_client: Any, aiohttp_server: Any, fake: FakeUpstream, fake_server: TestServer
+) -> None:
+    """The upstream pool is shared by every client: a cookie one answer sets is that client's
+    (it is relayed down to it), never sent up again with someone else's request."""
+    upstream = f"http://localhost:{fake_server.port}/v1"  # a host name: a cookie jar keeps its
+    server = await aiohttp_server(create_app(proxy_config(upstream)), auto_decompress=False)
+    client = await aiohttp_client(server)
+    fake.script(Reply(completion("one"), headers={"Set-Cookie": "affinity=alice; Path=/"}))
+    first = await client.post("/v1/chat/completions", data=BODY)
+    assert first.status == 200
+    assert first.headers["Set-Cookie"] == "affinity=alice; Path=/"
+    client.session.cookie_jar.clear()  # from here on, other clients
+    fake.script(Reply(completion("two")))
+    await client.post("/v1/chat/completions", data=BODY, headers={"Cookie": "mine=bob"})
+    assert fake.last.headers.getall("Cookie") == ["mine=bob"]
+    fake.script(Reply(completion("three")))
+    await client.post("/v1/chat/completions", data=BODY)
+    assert "Cookie" not in fake.last.headers
