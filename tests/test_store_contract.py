@@ -3,6 +3,7 @@ real redis-server."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -150,6 +151,23 @@ async def test_delete(store: Store) -> None:
     assert await store.locate("t1", ["msg_1"]) == {}
     assert await store.delete("t1", "resp_a") is False
     assert await store.used_bytes() == 0
+
+
+async def test_a_response_stored_again_replaces_the_first(store: Store) -> None:
+    """As a background response is: queued first, then finished, among other writes."""
+    await store.put(record("resp_a", body=b"queued", items=("msg_in",)))
+    again = record("resp_a", body=b"completed", items=("msg_in", "msg_out"))
+    await asyncio.gather(store.put(record("resp_b")), store.put(again), store.put(record("resp_c")))
+    stored = await store.get("t1", "resp_a")
+    assert stored is not None and stored.body == b"completed"
+    found = await store.locate("t1", ["msg_in", "msg_out"])
+    assert {key: value.body for key, value in found.items()} == {
+        "msg_in": b"completed",
+        "msg_out": b"completed",
+    }
+    assert [await store.get("t1", rid) is not None for rid in ("resp_b", "resp_c")] == [True, True]
+    sizes = again.size + record("resp_b").size + record("resp_c").size
+    assert await store.used_bytes() == sizes
 
 
 async def test_locate_finds_items_of_live_responses(store: Store) -> None:

@@ -163,9 +163,10 @@ _FROM_FIRST_LAYOUT = (
     "DROP TABLE budget",
 )
 _INSERT = (
-    "INSERT OR REPLACE INTO records (id, tenant, previous_id, created_at, expires_at, size, body) "
+    "INSERT INTO records (id, tenant, previous_id, created_at, expires_at, size, body) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+_REPLACE = _INSERT.replace("INSERT", "INSERT OR REPLACE", 1)
 # The chain in one statement: the response, then each previous one, of the same tenant, alive.
 _CHAIN = """
 WITH RECURSIVE chain (id, previous_id, created_at, body, depth) AS (
@@ -643,8 +644,15 @@ def _lay_out(db: sqlite3.Connection) -> None:
 
 
 def _insert(row: tuple[object, ...], item_ids: tuple[str, ...], db: sqlite3.Connection) -> int:
-    """The record and its item ids; its `seq`."""
-    seq = db.execute(_INSERT, row).lastrowid
+    """The record and its item ids; its `seq`.
+
+    A plain INSERT first: REPLACE costs more than a record stored anew, and only a background
+    response is stored again (its id taken: the statement alone fails, the transaction goes on).
+    """
+    try:
+        seq = db.execute(_INSERT, row).lastrowid
+    except sqlite3.IntegrityError:
+        seq = db.execute(_REPLACE, row).lastrowid
     assert seq is not None  # an INSERT always has one
     db.executemany("INSERT OR IGNORE INTO record_items VALUES (?, ?)", [(seq, i) for i in item_ids])
     return seq
