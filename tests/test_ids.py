@@ -22,6 +22,17 @@ def test_ids_start_with_the_second_they_were_made(monkeypatch: pytest.MonkeyPatc
     assert len(set(early)) == 100
 
 
+def test_a_mints_ids_sort_in_the_order_they_were_made_within_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mint = IdMint()
+    monkeypatch.setattr(ids.time, "time", lambda: 0x65000000 + 0.5)
+    made = [mint(prefix) for prefix in ("resp", "msg", "msg", "resp") * 300]
+    for prefix in ("resp", "msg"):
+        theirs = [one for one in made if one.startswith(prefix + "_")]
+        assert theirs == sorted(theirs)
+
+
 def test_each_item_type_has_its_prefix_and_others_share_one() -> None:
     assert {kind: ids.item_prefix(kind) for kind in ids.ITEM_PREFIXES} == {
         "message": "msg",

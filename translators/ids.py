@@ -37,24 +37,28 @@ def item_prefix(item_type: str) -> str:
     return ITEM_PREFIXES.get(item_type, "item")
 
 
-_RANDOM_HEX = 40  # the random part of an id: 160 bits
+_COUNT_HEX = 6  # then the mint's count, so that a process's ids also sort within a second
+_COUNT_MASK = (1 << 4 * _COUNT_HEX) - 1
+_RANDOM_HEX = 34  # the random part of an id: 136 bits
 _DRAWN_AT_ONCE = 256  # ids' worth of randomness read from the OS in one call
 
 
 class IdMint:
     """One per process; ids name things and guard nothing.
 
-    An id starts with the second it was made (as OpenAI's do), so ids stored together sit
-    together in the store's indexes: a large store's writes stay as cheap as a small one's.
-    The rest is 160 random bits from the OS, read for many ids at once and sliced out, and the
-    second is formatted once per second: every request mints several ids.
+    An id starts with the second it was made (as OpenAI's do), then the mint's running count,
+    so that each id a process mints sorts after the one before: stored together, they sit
+    side by side at the end of the store's indexes, and a write touches one index page where
+    ids in random order would touch one per id. The rest is 136 random bits from the OS, read
+    for many ids at once and sliced out; the second is formatted once per second.
     """
 
-    __slots__ = ("_hex", "_second", "_stamp", "_taken")
+    __slots__ = ("_count", "_hex", "_second", "_stamp", "_taken")
 
     def __init__(self) -> None:
         self._hex = ""
         self._taken = 0
+        self._count = 0
         self._second = -1
         self._stamp = ""
 
@@ -66,4 +70,5 @@ class IdMint:
         if start == len(self._hex):
             self._hex, start = os.urandom(_RANDOM_HEX // 2 * _DRAWN_AT_ONCE).hex(), 0
         self._taken = end = start + _RANDOM_HEX
-        return f"{prefix}_{self._stamp}{self._hex[start:end]}"
+        count = self._count = (self._count + 1) & _COUNT_MASK
+        return f"{prefix}_{self._stamp}{count:06x}{self._hex[start:end]}"
