@@ -37,8 +37,9 @@ def item_prefix(item_type: str) -> str:
     return ITEM_PREFIXES.get(item_type, "item")
 
 
-_COUNT_HEX = 6  # then the mint's count, so that a process's ids also sort within a second
-_COUNT_MASK = (1 << 4 * _COUNT_HEX) - 1
+# Then the mint's running count, six hex digits (`:06x` below), so that a process's ids also
+# sort within a second.
+_COUNT_MASK = 0xFFFFFF
 _RANDOM_HEX = 34  # the random part of an id: 136 bits
 _DRAWN_AT_ONCE = 256  # ids' worth of randomness read from the OS in one call
 
@@ -46,11 +47,12 @@ _DRAWN_AT_ONCE = 256  # ids' worth of randomness read from the OS in one call
 class IdMint:
     """One per process; ids name things and guard nothing.
 
-    An id starts with the second it was made (as OpenAI's do), then the mint's running count,
-    so that each id a process mints sorts after the one before: stored together, they sit
-    side by side at the end of the store's indexes, and a write touches one index page where
-    ids in random order would touch one per id. The rest is 136 random bits from the OS, read
-    for many ids at once and sliced out; the second is formatted once per second.
+    An id starts with the second it was made (as OpenAI's do), then the mint's running count
+    (which wraps after 16.7 million), so that a process's ids sort in the order it minted them:
+    stored together, they sit side by side at the end of the store's indexes, and a write
+    touches one index page where ids in random order would touch one per id. The rest is 136
+    random bits from the OS, read for many ids at once and sliced out; the second is formatted
+    once per second.
     """
 
     __slots__ = ("_count", "_hex", "_second", "_stamp", "_taken")
