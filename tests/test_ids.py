@@ -22,12 +22,14 @@ def test_ids_start_with_the_second_they_were_made(monkeypatch: pytest.MonkeyPatc
     assert len(set(early)) == 100
 
 
-def test_a_mints_ids_sort_in_the_order_they_were_made_within_a_second(
+def test_ids_sort_in_the_order_they_were_made_within_a_second(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     mint = IdMint()
-    monkeypatch.setattr(ids.time, "time", lambda: 0x65000000 + 0.5)
+    clock = iter(0x65000000 + tick * 7e-6 for tick in range(1200))
+    monkeypatch.setattr(ids.time, "time", lambda: next(clock))
     made = [mint(prefix) for prefix in ("resp", "msg", "msg", "resp") * 300]
+    assert all(re.fullmatch(r"(resp|msg)_65000000[0-9a-f]{40}", one) for one in made)
     for prefix in ("resp", "msg"):
         theirs = [one for one in made if one.startswith(prefix + "_")]
         assert theirs == sorted(theirs)

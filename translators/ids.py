@@ -37,9 +37,6 @@ def item_prefix(item_type: str) -> str:
     return ITEM_PREFIXES.get(item_type, "item")
 
 
-# Then the mint's running count, six hex digits (`:06x` below), so that a process's ids also
-# sort within a second.
-_COUNT_MASK = 0xFFFFFF
 _RANDOM_HEX = 34  # the random part of an id: 136 bits
 _DRAWN_AT_ONCE = 256  # ids' worth of randomness read from the OS in one call
 
@@ -47,30 +44,29 @@ _DRAWN_AT_ONCE = 256  # ids' worth of randomness read from the OS in one call
 class IdMint:
     """One per process; ids name things and guard nothing.
 
-    An id starts with the second it was made (as OpenAI's do), then the mint's running count
-    (which wraps after 16.7 million), so that a process's ids sort in the order it minted them:
-    stored together, they sit side by side at the end of the store's indexes, and a write
-    touches one index page where ids in random order would touch one per id. The rest is 136
-    random bits from the OS, read for many ids at once and sliced out; the second is formatted
-    once per second.
+    An id starts with the second it was made (as OpenAI's do), then its microsecond, six hex
+    digits, so that ids sort in the order they were made: stored together, they sit side by
+    side at the end of the store's indexes, and a write touches one index page where ids in
+    random order would touch one per id. The rest is 136 random bits from the OS, read for
+    many ids at once and sliced out; the second is formatted once per second.
     """
 
-    __slots__ = ("_count", "_hex", "_second", "_stamp", "_taken")
+    __slots__ = ("_hex", "_second", "_stamp", "_taken")
 
     def __init__(self) -> None:
         self._hex = ""
         self._taken = 0
-        self._count = 0
         self._second = -1
         self._stamp = ""
 
     def __call__(self, prefix: str) -> str:
-        second = int(time.time())
+        now = time.time()
+        second = int(now)
         if second != self._second:
             self._second, self._stamp = second, f"{second:08x}"
         start = self._taken
         if start == len(self._hex):
             self._hex, start = os.urandom(_RANDOM_HEX // 2 * _DRAWN_AT_ONCE).hex(), 0
         self._taken = end = start + _RANDOM_HEX
-        count = self._count = (self._count + 1) & _COUNT_MASK
-        return f"{prefix}_{self._stamp}{count:06x}{self._hex[start:end]}"
+        micro = int((now - second) * 1_000_000)
+        return f"{prefix}_{self._stamp}{micro:06x}{self._hex[start:end]}"
