@@ -127,7 +127,8 @@ async def test_an_upstream_cookie_never_reaches_another_clients_request(
 ) -> None:
     """The upstream pool is shared by every client: a cookie one answer sets is that client's
     (it is relayed down to it), never sent up again with someone else's request."""
-    upstream = f"http://localhost:{fake_server.port}/v1"  # a host name: a cookie jar keeps its
+    # By a host name: aiohttp's default cookie jar ignores the cookies of an IP address.
+    upstream = f"http://localhost:{fake_server.port}/v1"
     server = await aiohttp_server(create_app(proxy_config(upstream)), auto_decompress=False)
     client = await aiohttp_client(server)
     fake.script(Reply(completion("one"), headers={"Set-Cookie": "affinity=alice; Path=/"}))
