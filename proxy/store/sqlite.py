@@ -51,9 +51,11 @@ _EXPIRE_CHUNK = 1000  # rows one expiry transaction removes at most: writes wait
 # Seconds between two copies of the WAL into the database file: the longer the WAL grows
 # between them, the longer the writer's share of the copy takes.
 _CHECKPOINT_PAUSE = 0.03
-# Frames (2 MiB of 2 KiB pages) the WAL may hold before the writer copies its last ones, so that
-# it starts over: that copy fsyncs on the writer's thread, and the writes waiting wait for it.
-_WAL_START_OVER = 1024
+# Frames (8 MiB of 2 KiB pages) the WAL may hold before the writer copies its last ones, so that
+# it starts over: that copy and the start over fsync three times on the writer's thread, and the
+# writes waiting wait for them. One write per transaction (one request at a time) adds 7-10
+# frames: 2 MiB held every 150th request up, too many for a p99 when fsyncs are slow.
+_WAL_START_OVER = 4096
 _PRAGMAS = (
     # Before anything is written (later, it changes nothing): a small page keeps the pages each
     # write dirties at random places of the id indexes cheap, and wastes less space per record.
