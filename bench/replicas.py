@@ -1,7 +1,7 @@
 """The replicas phase: what routing costs. diglot with one [[upstreams]] table of two replicas
-(every request routed: its model matched, a replica picked, the least busy one) against the
-default run's one-upstream diglot, which does no routing at all; CPU per request, round by round,
-non-stream, for both directions over a chat upstream.
+(every request routed: its model matched, a replica picked, the least busy one) against a
+one-upstream diglot started with it, which does no routing at all; CPU per request, round by
+round, non-stream, for both directions over a chat upstream.
 """
 
 from __future__ import annotations
@@ -84,11 +84,12 @@ def measure_pairs(
     rounds: int,
     run: Callable[[Target, Path], Window],
 ) -> list[Pair]:
-    """Alternating windows of each one-upstream target and its routing twin."""
+    """Alternating windows of each one-upstream target and its routing twin, both warmed up."""
     pairs = []
     for one, twin in zip(baseline, routed, strict=True):
         body = bodies[one.client_api]
-        run(twin, body)  # warm-up
+        run(one, body)
+        run(twin, body)
         kept: dict[str, list[float]] = {one.name: [], twin.name: []}
         for number in range(rounds):
             order = (one, twin) if number % 2 == 0 else (twin, one)
@@ -104,7 +105,8 @@ def replicas_report(pairs: Sequence[Pair]) -> list[str]:
     lines = [
         "",
         "Replicas phase: one [[upstreams]] table with two replicas (every request routed to the "
-        "least busy) against the same diglot with --upstream, non-stream, CPU ms per request",
+        "least busy) against a diglot with --upstream started with it, non-stream, CPU ms per "
+        "request",
     ]
     for pair in pairs:
         one = ", ".join(f"{value:.3f}" for value in pair.one_upstream_ms)

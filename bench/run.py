@@ -431,17 +431,15 @@ def socket_phase(stack: Stack, settings: Settings) -> list[str]:
 def replica_phase(
     stack: Stack, settings: Settings, procs: Processes, body_files: dict[tuple[str, bool], Path]
 ) -> list[str]:
-    """Routing over two replicas against the default run's one-upstream diglot (non-stream)."""
-    baseline = [
-        t
-        for t in stack.targets
-        if t.kind in ("passthrough", "translating") and t.upstream_api == "chat" and not t.extra
-    ]
+    """Routing over two replicas against a one-upstream diglot started with it (non-stream):
+    the run's own has served every earlier phase, and two processes of different ages differ
+    by more than routing costs."""
+    print("Replicas phase", flush=True)
+    upstream = next(t for t in stack.targets if t.kind == "direct")
+    baseline = start_diglot(procs, settings, "replicas", "chat", upstream.port, extra=False)
     skipped = [why for t in baseline for why in t.skip.values()]
     if skipped:
         return ["", f"Replicas phase: not measured ({skipped[0]})"]
-    print("Replicas phase", flush=True)
-    upstream = next(t for t in stack.targets if t.kind == "direct")
     port, pid = start_routed(procs, upstream.port, settings.cores)
     connections = next(s.connections for s in settings.scenarios if not s.stream)
 

@@ -11,7 +11,8 @@ import pytest
 
 from bench.plan import Target, request_body
 from bench.processes import Processes
-from bench.replicas import Pair, replicas_report, routed_targets, start_routed
+from bench.replicas import Pair, measure_pairs, replicas_report, routed_targets, start_routed
+from bench.report import Window
 from bench.run import probe
 from bench.upstream import serve
 
@@ -64,3 +65,20 @@ def test_the_verdict_compares_each_round_with_one_upstream() -> None:
         "FAIL  diglot translating responses->chat, routed over 2 replicas: CPU/request 1.20x "
         "one upstream (limit 1.10x)",
     ]
+
+
+def test_both_twins_are_warmed_up_then_measured_in_alternating_order(tmp_path: Path) -> None:
+    one = Target("diglot passthrough chat->chat", "passthrough", "chat", "chat", 1, 11)
+    twin = Target(
+        "diglot passthrough chat->chat (2 replicas)", "passthrough", "chat", "chat", 2, 12
+    )
+    runs: list[str] = []
+    cpu = {one.name: 0.2, twin.name: 0.3}
+
+    def run(target: Target, body: Path) -> Window:
+        runs.append(target.name)
+        return Window(1000, 1.0, 1.0, 2.0, cpu[target.name], 0.0, 0.0, 0)
+
+    pairs = measure_pairs([one], [twin], {"chat": tmp_path / "chat.json"}, 2, run)
+    assert runs == [one.name, twin.name, one.name, twin.name, twin.name, one.name]
+    assert pairs == [Pair(one.name, (0.2, 0.2), (0.3, 0.3))]
