@@ -54,7 +54,7 @@ _CHECKPOINT_PAUSE = 0.03
 # Frames (8 MiB of 2 KiB pages) the WAL may hold before the writer copies its last ones, so that
 # it starts over: that copy and the start over fsync three times on the writer's thread, and the
 # writes waiting wait for them. One write per transaction (one request at a time) adds 7-10
-# frames: 2 MiB held every 150th request up, too many for a p99 when fsyncs are slow.
+# frames: at 2 MiB, every 150th request waited for them, too many for a p99 when fsyncs are slow.
 _WAL_START_OVER = 4096
 _PRAGMAS = (
     # Before anything is written (later, it changes nothing): a small page keeps the pages each
