@@ -55,6 +55,9 @@ _OPEN = StreamPhase.OPEN
 _SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 _BEYOND = 2**40  # a sequence number after every event: asks only where the events stand
 _CHECK_EVERY = 10  # idle polls between two looks at whether a response followed elsewhere ended
+# A run stores its finished response before it keeps its last events: a follower that sees the
+# response ended looks for those events this many seconds more.
+_LAST_EVENTS_WAIT = 3.0
 _LAPSED = (
     "The diglot running this background response stopped before it finished (its lease of "
     f"{LEASE:g} s ran out)."
@@ -480,6 +483,7 @@ class Follower:
         self.tenant = tenant
         self.response_id = response_id
         self.last = after
+        self._ended: float | None = None  # when the follower first saw the response ended
         self._run = runs.local.get(response_id)
         if inbox is None and self._run is not None and self._run.tenant == tenant:
             inbox = self._run.follow()  # before reading the store: nothing falls in between
@@ -543,13 +547,18 @@ class Follower:
             await asyncio.sleep(POLL)
 
     async def _running(self, kept: KeptEvents) -> bool:
-        """Whether the response may still send events: stored, still running, or with events
-        the follower has not seen."""
+        """Whether the response may still send events: stored, and still running, with events
+        the follower has not seen, or ended so lately that its last events may still come."""
         record = await self.store.get(self.tenant, self.response_id)
         if record is None:
             return False
         status = msgspec.json.decode(record.body)["response"]["status"]
-        return status in ACTIVE or kept.next > self.last + 1
+        if status in ACTIVE or kept.next > self.last + 1:
+            return True
+        now = time.monotonic()
+        if self._ended is None:
+            self._ended = now
+        return now - self._ended < _LAST_EVENTS_WAIT
 
 
 async def stream_response(request: web.Request) -> web.StreamResponse:

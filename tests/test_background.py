@@ -17,7 +17,7 @@ from openai.types.responses import ResponseStreamEvent
 
 from diglot.proxy.background import RUNS, Follower, Runs
 from diglot.proxy.metrics import Metrics
-from diglot.proxy.store import KeptEvents
+from diglot.proxy.store import KeptEvents, Record
 from diglot.proxy.store.memory import MemoryStore
 from fixtures.fake_chat_upstream import (
     FakeUpstream,
@@ -447,3 +447,24 @@ async def test_a_follower_that_would_skip_events_ends_with_an_error_event() -> N
     }
     _sdk(ResponseStreamEvent, error)  # OpenAI's flat error event (Open Responses nests it)
     assert sent == frame(0) + b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
+
+
+class _LastEventsLater(MemoryStore):
+    """A run's store elsewhere: its finished response is stored, and its last event kept just
+    after a follower read the response."""
+
+    async def get(self, tenant: str, response_id: str) -> Record | None:
+        record = await super().get(tenant, response_id)
+        await self.keep_events(
+            response_id, time.time(), [(0, frame(0, "response.completed"))], 1024
+        )
+        return record
+
+
+async def test_a_follower_that_sees_the_response_ended_still_sends_its_last_events() -> None:
+    store = _LastEventsLater(60, None, time.time)
+    body = orjson.dumps({"input": [], "response": {"status": "completed"}})
+    await store.put(Record("resp_1", "t1", None, time.time(), body))
+    follower = Follower(Runs(store, Metrics(), 1), "t1", "resp_1", -1)
+    sent = [frames async for frames in follower.frames(KeptEvents([], 0, 0), "in_progress")]
+    assert sent == [frame(0, "response.completed")]
