@@ -5,7 +5,9 @@ not grow without bound, and files of the first layout carried over."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +24,7 @@ from diglot.proxy.store import (
     StoredItem,
     StoreUnavailable,
 )
+from diglot.proxy.store import sqlite as sqlite_store
 from diglot.proxy.store.sqlite import SqliteStore
 
 START = 1_700_000_000.0
@@ -121,6 +124,26 @@ async def test_concurrent_puts_share_one_transaction_and_each_waits_for_its_comm
     assert results == [None] * 32
     assert sorted(readable) == rids
     assert store.commits - before == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="Linux's SCHED_BATCH only")
+async def test_the_stores_threads_never_preempt_the_event_loop(
+    path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policies: dict[str, int] = {}
+    yield_to_the_loop = sqlite_store._yield_to_the_loop
+
+    def noted() -> None:
+        yield_to_the_loop()
+        policies[threading.current_thread().name] = os.sched_getscheduler(0)
+
+    monkeypatch.setattr(sqlite_store, "_yield_to_the_loop", noted)
+    store = SqliteStore(path, TTL, None, clock)
+    await store.put(record("resp_1"))
+    await store.close()  # once both threads have ended
+    batch = os.SCHED_BATCH
+    assert policies == {"diglot-sqlite-write": batch, "diglot-sqlite-checkpoint": batch}
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
 
 
 async def test_a_failed_transaction_fails_its_own_puts_only(store: SqliteStore, path: Path) -> None:

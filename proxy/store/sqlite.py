@@ -480,6 +480,7 @@ class _Writer:
     def _serve(self) -> None:
         """The thread: a transaction for whatever waits, again and again, until told to stop."""
         held: list[_Job | None] = []  # what ended the last transaction's drain, handled next
+        _yield_to_the_loop()
         while True:
             item = held.pop() if held else self._queue.get()
             if item is None:
@@ -587,6 +588,7 @@ class _Checkpointer:
 
     def _serve(self) -> None:
         db: sqlite3.Connection | None = None
+        _yield_to_the_loop()
         while True:
             self._wake.wait()
             if self._halt.is_set():
@@ -643,6 +645,17 @@ def _lay_out(db: sqlite3.Connection) -> None:
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def _yield_to_the_loop() -> None:
+    """The calling thread stops preempting the event loop's thread as it wakes (Linux's
+    SCHED_BATCH): on a busy core a woken writer waits for the loop to pause, and the writes
+    submitted meanwhile join its transaction (about 16 per commit instead of 3 at 32 requests
+    at a time on one core)."""
+    batch = getattr(os, "SCHED_BATCH", None)
+    if batch is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, batch, os.sched_param(0))
 
 
 def _insert(row: tuple[object, ...], item_ids: tuple[str, ...], db: sqlite3.Connection) -> int:
