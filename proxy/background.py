@@ -498,16 +498,28 @@ class Follower:
             self._run.unfollow(self._inbox)
 
     async def frames(self, kept: KeptEvents, status: str) -> AsyncIterator[bytes]:
-        """The kept events, then the new ones as they come, until the terminal one; a response
-        that had ended when the follower came (`status`) has nothing more to come."""
+        """The kept events, then the new ones as they come, until the terminal one. A response
+        that had ended when the follower came (`status`) may still have its last events to
+        keep, unless the follower saw its terminal event already."""
+        if status not in ACTIVE:
+            if not kept.frames and await self._saw_the_end():
+                return
+            self._ended = time.monotonic()
         batch: Batch | None = self._numbered(kept)
         while batch is not None:
             out, ended = self._take(batch)
             if out:
                 yield out
-            if ended or status not in ACTIVE:
+            if ended:
                 return
             batch = await self._next()
+
+    async def _saw_the_end(self) -> bool:
+        """Whether the event the follower named (`starting_after`) is its response's last."""
+        if self.last < 0:
+            return False
+        named = await self.store.kept_events(self.response_id, self.last - 1)
+        return bool(named.frames) and named.first <= self.last and _ends(named.frames[0])
 
     def _numbered(self, kept: KeptEvents) -> Batch:
         start = max(self.last + 1, kept.first)

@@ -449,22 +449,52 @@ async def test_a_follower_that_would_skip_events_ends_with_an_error_event() -> N
     assert sent == frame(0) + b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
 
 
-class _LastEventsLater(MemoryStore):
-    """A run's store elsewhere: its finished response is stored, and its last event kept just
-    after a follower read the response."""
+class _LastEventLater(MemoryStore):
+    """A run's store elsewhere: its finished response is stored, and its last event (numbered
+    `last`) kept just after a follower read the response."""
+
+    last = 0
 
     async def get(self, tenant: str, response_id: str) -> Record | None:
         record = await super().get(tenant, response_id)
-        await self.keep_events(
-            response_id, time.time(), [(0, frame(0, "response.completed"))], 1024
-        )
+        end = [(self.last, frame(self.last, "response.completed"))]
+        await self.keep_events(response_id, time.time(), end, 1024)
         return record
 
 
-async def test_a_follower_that_sees_the_response_ended_still_sends_its_last_events() -> None:
-    store = _LastEventsLater(60, None, time.time)
+async def _ended_response(store: MemoryStore) -> Follower:
+    """A completed response in `store`, and a follower of it from the start."""
     body = orjson.dumps({"input": [], "response": {"status": "completed"}})
     await store.put(Record("resp_1", "t1", None, time.time(), body))
-    follower = Follower(Runs(store, Metrics(), 1), "t1", "resp_1", -1)
+    return Follower(Runs(store, Metrics(), 1), "t1", "resp_1", -1)
+
+
+async def test_a_follower_that_sees_the_response_ended_still_sends_its_last_events() -> None:
+    follower = await _ended_response(_LastEventLater(60, None, time.time))
     sent = [frames async for frames in follower.frames(KeptEvents([], 0, 0), "in_progress")]
     assert sent == [frame(0, "response.completed")]
+
+
+async def test_a_follower_that_comes_as_the_response_ends_still_sends_its_last_events() -> None:
+    store = _LastEventLater(60, None, time.time)
+    store.last = 1
+    follower = await _ended_response(store)
+    kept = KeptEvents([frame(0)], 0, 1)
+    sent = [frames async for frames in follower.frames(kept, "completed")]
+    assert sent == [frame(0), frame(1, "response.completed")]
+
+
+class _Unpolled(MemoryStore):
+    """A store a follower must not poll: the response it follows has ended."""
+
+    async def get(self, tenant: str, response_id: str) -> Record | None:
+        raise AssertionError("the follower waited for more events")
+
+
+async def test_a_follower_that_saw_the_last_event_ends_at_once() -> None:
+    store = _Unpolled(60, None, time.time)
+    end = [(0, frame(0)), (1, frame(1, "response.completed"))]
+    await store.keep_events("resp_1", time.time(), end, 1024)
+    follower = Follower(Runs(store, Metrics(), 1), "t1", "resp_1", 1)
+    kept = await follower.catch_up()
+    assert [frames async for frames in follower.frames(kept, "completed")] == []
