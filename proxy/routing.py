@@ -268,7 +268,8 @@ class Router:
             for alias, model in pool.settings.aliases.items()
         }
         self._routes: dict[str, Route] = {}
-        self._chains: OrderedDict[str, str] = OrderedDict()  # response id -> session
+        # response id -> session, for the responses of a session that is not their own chain's
+        self._chains: OrderedDict[str, str] = OrderedDict()
         self._proxies: dict[Upstream, Proxy] = {}  # the app's proxy, bound to each replica
 
     @property
@@ -333,9 +334,12 @@ class Router:
         return session_of_headers(headers)
 
     def continues(self, response_id: str, session: str | None) -> None:
-        """A response a later request may continue belongs to this session (its own, if none)."""
+        """A response a later request may continue belongs to this session; one of no session
+        starts its own, which `session` names without a note."""
+        if session is None:
+            return
         chains = self._chains
-        chains[response_id] = session or chain_session(response_id)
+        chains[response_id] = session
         if len(chains) > _MAX_CHAINS:
             chains.popitem(last=False)
 
