@@ -559,8 +559,9 @@ class Follower:
             await asyncio.sleep(POLL)
 
     async def _running(self, kept: KeptEvents) -> bool:
-        """Whether the response may still send events: stored, and still running, with events
-        the follower has not seen, or ended so lately that its last events may still come."""
+        """Whether the response may still send events: it is stored and either still running,
+        holding events the follower has not seen, or ended so lately that its last events may
+        still be on their way."""
         record = await self.store.get(self.tenant, self.response_id)
         if record is None:
             return False
