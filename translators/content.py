@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeGuard
 
 import msgspec
 
@@ -71,12 +71,13 @@ def token_logprobs_to_responses(entries: list[dict[str, Any]]) -> list[Logprob]:
     ]
 
 
-def token_logprobs_to_chat(entries: list[dict[str, Any]]) -> list[Logprob]:
-    """Responses `output_text` logprobs as Chat `logprobs.content`: one shape, normalised alike."""
+def token_logprobs_to_chat(entries: list[object]) -> list[Logprob]:
+    """Responses `output_text` logprobs as Chat `logprobs.content`: one shape, normalised alike;
+    an upstream's unreadable entries are left out."""
     return token_logprobs_to_responses([entry for entry in entries if _is_token_logprob(entry)])
 
 
-def _is_token_logprob(entry: object) -> bool:
+def _is_token_logprob(entry: object) -> TypeGuard[dict[str, Any]]:
     """A readable entry: token, number, byte list if any, and top alternatives alike."""
     if not isinstance(entry, dict) or not _is_logprob(entry):
         return False
